@@ -1,0 +1,828 @@
+"""SynthFER: a procedural facial-expression dataset drawn with OpenCV.
+
+The project must build, train and test without any of the real datasets
+(RAF-DB, AffectNet and FER-2013 need a licence), so it embeds a generator of
+face images that show the 7 canonical expressions through the same facial
+actions people read them from:
+
+| class    | eyes              | brows                          | mouth                          | other                      |
+| -------- | ----------------- | ------------------------------ | ------------------------------ | -------------------------- |
+| Neutral  | relaxed           | flat                           | closed, straight               |                            |
+| Happy    | narrowed, cheeks up | slightly raised              | corners up, often open (teeth) | cheeks, nasolabial folds   |
+| Sad      | slightly lowered  | inner ends raised (/ \\)       | corners down                   | central forehead lines     |
+| Surprise | wide (white above iris) | high and arched          | open O                         | forehead lines             |
+| Fear     | wide              | raised and drawn together      | stretched wide, open, teeth    | forehead and glabella lines |
+| Disgust  | narrowed          | lowered                        | upper lip raised on one side   | nose wrinkle, folds        |
+| Anger    | glaring           | lowered, inner ends down (V)   | pressed thin lips              | glabella lines             |
+
+Each face draws its expression with a random intensity (35-100 % of the
+prototype), a third of them blended with a weaker second expression (a
+compound expression, as in RAF-DB), on top of a random person (face shape,
+skin tone, resting-face offsets, asymmetry), under random nuisances: pose (roll, scale, shift, a
+little yaw), lighting gradient, background clutter, hair, glasses, moustache,
+occluders, blur, sensor noise and JPEG artefacts. Low intensities, blends
+and nuisances overlap the classes, so the task is learnable but not trivial.
+Labels follow RAF-DB's class imbalance unless `class_prior` says otherwise.
+
+Everything is deterministic given `seed` (NumPy's PCG64 drives all choices;
+the OpenCV calls are pure functions). Labels depend only on `(n, seed,
+class_prior)`, not on `image_size`, so one seed gives the same labels at 48 px
+(the FER-2013 layouts) and at 112 px.
+
+Example:
+
+```python
+import synth_faces
+images, labels = synth_faces.generate(64, image_size=112, seed=0)
+synth_faces.write_dataset("/tmp/synth_raf", layout="rafdb", n=2000)
+```
+
+CLI:
+
+```
+python synth_faces.py --layout rafdb --out DIR --n 2000 [--image-size 112] [--seed 0]
+python synth_faces.py --preview synth_preview.png
+```
+
+This module imports only `config`, NumPy and OpenCV (DESIGN.md).
+"""
+
+import argparse
+import csv
+import hashlib
+import os
+
+import cv2
+import numpy as np
+
+import config
+
+# RAF-DB basic, class counts over train + test, in canonical order
+# (Neutral 3204, Happy 5957, Sad 2460, Surprise 1619, Fear 355, Disgust 877, Anger 867).
+RAFDB_CLASS_PRIOR = np.array([3204, 5957, 2460, 1619, 355, 877, 867], np.float64)
+RAFDB_CLASS_PRIOR /= RAFDB_CLASS_PRIOR.sum()
+
+LAYOUTS = ("rafdb", "affectnet", "fer2013", "ferplus", "preprocessed", "folder")
+# The CSV formats store 48x48 grey pixels whatever image_size says.
+FER_IMAGE_SIZE = 48
+# Canonical index of the contempt face, drawn only for the 8-class AffectNet/FERPlus extras.
+CONTEMPT = 7
+
+# --------------------------------------------------------------------------------------
+# Expression parameters. Units: the face half-width (the face spans x in [-1, 1]);
+# y grows downwards. Each class is a prototype; a face interpolates from neutral to its
+# prototype by an intensity in [0.5, 1], then adds per-person offsets.
+_PARAMS = (
+    "eye_open",      # eyelid opening, 1 = relaxed
+    "lower_lid",     # cheek raise pushing the lower lid up (0..1)
+    "brow_raise",    # whole brow up (+) or down (-)
+    "brow_inner",    # inner brow end up (+, sad/fear) or down (-, anger)
+    "brow_gap",      # inner ends pulled together (-)
+    "brow_arch",     # middle of the brow up (+)
+    "mouth_curve",   # corners up (+) / down (-)
+    "mouth_open",    # vertical opening
+    "mouth_width",   # width multiplier
+    "mouth_round",   # 0 = lens-shaped opening, 1 = round O
+    "teeth",         # fraction of the opening filled by upper teeth
+    "snarl",         # one-sided raise of the upper lip (disgust)
+    "nose_wrinkle",  # wrinkles across the nose bridge (0..1)
+    "nasolabial",    # depth of the nose-to-mouth folds (0..1)
+    "forehead",      # forehead lines (0..1)
+    "glabella",      # vertical lines between the brows (0..1)
+    "lip_press",     # lip thickness multiplier (pressed lips < 1)
+    "cheek",         # raised, flushed cheeks (0..1)
+    "smirk",         # one mouth corner up (contempt)
+)
+_P = {name: i for i, name in enumerate(_PARAMS)}
+_NEUTRAL = dict(eye_open=1.0, mouth_width=1.0, lip_press=1.0)
+_PROTOTYPES = {
+    0: {},  # Neutral
+    1: dict(eye_open=0.62, lower_lid=1.0, brow_raise=0.03, mouth_curve=0.2, mouth_width=1.25,
+            nasolabial=1.0, cheek=1.0),
+    2: dict(eye_open=0.78, brow_inner=0.14, brow_gap=-0.02, brow_raise=-0.01, mouth_curve=-0.16,
+            mouth_width=0.88, forehead=0.7, glabella=0.3, lip_press=1.2, nasolabial=0.25),
+    3: dict(eye_open=1.55, brow_raise=0.17, brow_inner=0.03, brow_arch=0.06, mouth_open=0.34,
+            mouth_width=0.6, mouth_round=1.0, forehead=1.0),
+    4: dict(eye_open=1.5, brow_raise=0.1, brow_inner=0.11, brow_gap=-0.05, brow_arch=-0.02,
+            mouth_curve=-0.09, mouth_open=0.17, mouth_width=1.35, teeth=1.0, forehead=0.8,
+            glabella=0.45, lip_press=0.55),
+    5: dict(eye_open=0.6, lower_lid=0.5, brow_raise=-0.07, brow_inner=-0.05, brow_gap=-0.02,
+            mouth_curve=-0.08, mouth_open=0.025, mouth_width=0.95, teeth=0.9, snarl=0.12,
+            nose_wrinkle=1.0, nasolabial=0.9, glabella=0.5),
+    6: dict(eye_open=0.78, brow_raise=-0.09, brow_inner=-0.16, brow_gap=-0.06, mouth_curve=-0.04,
+            mouth_width=0.8, lip_press=0.3, glabella=1.0, nose_wrinkle=0.25),
+    CONTEMPT: dict(eye_open=0.9, smirk=0.15, mouth_curve=0.02, mouth_width=0.95, nasolabial=0.3),
+}
+# Per-person spread of each parameter (resting-face offsets), same order as _PARAMS.
+_PERSON_STD = np.array([0.08, 0.08, 0.025, 0.025, 0.015, 0.015, 0.03, 0.012, 0.07, 0.05,
+                        0.1, 0.01, 0.1, 0.12, 0.15, 0.12, 0.1, 0.12, 0.01])
+_LOWER = np.array([0.35, 0, -0.2, -0.25, -0.1, -0.1, -0.3, 0, 0.5, 0, 0, 0, 0, 0, 0, 0, 0.2, 0, 0])
+
+
+def _table():
+    table = np.zeros((len(_PROTOTYPES), len(_PARAMS)))
+    for label, proto in _PROTOTYPES.items():
+        for name, value in {**_NEUTRAL, **proto}.items():
+            table[label, _P[name]] = value
+    return table
+
+
+_TABLE = _table()
+
+_SKIN_TONES = np.array([[241, 211, 189], [226, 185, 150], [198, 152, 118], [160, 112, 80],
+                        [120, 80, 56], [88, 58, 42]], np.float64)
+_HAIR_COLOURS = np.array([[25, 20, 18], [60, 40, 28], [110, 75, 45], [190, 150, 90],
+                          [150, 70, 35], [160, 160, 160]], np.float64)
+_IRIS_COLOURS = np.array([[70, 45, 30], [40, 30, 25], [70, 110, 150], [80, 110, 70]], np.float64)
+
+# Number of uniform draws each face takes (nuisances, colours, accessories).
+_NUM_UNIFORM = 60
+
+
+# --------------------------------------------------------------------------------------
+# Sampling.
+
+
+def _sample_labels(rng, n, class_prior):
+    prior = RAFDB_CLASS_PRIOR if class_prior is None else np.asarray(class_prior, np.float64)
+    if prior.ndim != 1 or len(prior) not in (7, 8) or np.any(prior < 0) or prior.sum() <= 0:
+        raise ValueError(
+            "class_prior must be 7 (or 8) non-negative weights in canonical order "
+            f"{config.EXPRESSIONS_8[:len(prior) if prior.ndim == 1 else 7]}, got {class_prior!r}."
+        )
+    return rng.choice(len(prior), size=n, p=prior / prior.sum()).astype(np.int32)
+
+
+def _sample_params(rng, labels):
+    """Expression parameters (n, len(_PARAMS)) for the given labels."""
+    n = len(labels)
+    intensity = rng.uniform(0.35, 1.0, n)
+    mix = rng.random((n, 6))
+    # Compound expressions (as RAF-DB's compound set): about a third of the faces blend
+    # in a second, weaker expression, which caps what any classifier can reach.
+    second = 1 + (mix[:, 3] * 6).astype(np.int64)
+    second = np.where(second == labels, 1 + second % 6, second)
+    weight = np.where(mix[:, 4] < 0.35, 0.55 * mix[:, 5], 0.0) * np.where(labels == 0, 0.6, intensity)
+    neutral = _TABLE[0]
+    params = (neutral + intensity[:, None] * (_TABLE[labels] - neutral)
+              + weight[:, None] * (_TABLE[second] - neutral))
+    params = params + rng.standard_normal((n, len(_PARAMS))) * _PERSON_STD
+    # Half of the smiles are open grins showing teeth; closed smiles show none.
+    happy = labels == 1
+    grin = happy & (mix[:, 0] < 0.5)
+    params[grin, _P["mouth_open"]] += 0.07 + 0.07 * mix[grin, 1]
+    params[grin, _P["teeth"]] = 0.9
+    params[happy & ~grin, _P["teeth"]] = 0.0
+    # Some angry faces bare clenched teeth instead of pressing the lips.
+    bare = (labels == 6) & (mix[:, 2] < 0.2)
+    params[bare, _P["mouth_open"]] = 0.05
+    params[bare, _P["teeth"]] = 1.0
+    params[bare, _P["lip_press"]] = 0.6
+    return np.maximum(params, _LOWER)
+
+
+def _lerp_colour(palette, t):
+    t = float(t) * (len(palette) - 1)
+    i = min(int(t), len(palette) - 2)
+    return palette[i] + (t - i) * (palette[i + 1] - palette[i])
+
+
+# --------------------------------------------------------------------------------------
+# Drawing.
+
+_SHIFT = 4  # sub-pixel bits for the OpenCV drawing calls
+_ONE = 1 << _SHIFT
+_ANGLES = np.linspace(0, 2 * np.pi, 25)[:-1]
+_CIRCLE = np.column_stack([np.cos(_ANGLES), np.sin(_ANGLES)])
+_LOWER_HALF = np.arange(12, -1, -1)  # circle points from the left, under, to the right
+_UPPER_ARC = np.column_stack([np.cos(np.linspace(np.pi, 2 * np.pi, 13)),
+                              np.sin(np.linspace(np.pi, 2 * np.pi, 13))])
+_FACE_X = np.cos(np.linspace(0, 2 * np.pi, 33)[:-1])
+_FACE_Y = np.sin(np.linspace(0, 2 * np.pi, 33)[:-1])
+_XS = np.linspace(-1.0, 1.0, 11)  # abscissae of eyes, brows and mouth, -1 .. 1
+_PROF = 1 - _XS**2
+_EYE_UP = _PROF**0.7
+_EYE_LOW = _PROF**0.9
+_TAPER = _PROF**0.6
+_TS = np.linspace(0.0, 1.0, 7)
+_B0, _B1, _B2 = (1 - _TS) ** 2, 2 * _TS * (1 - _TS), _TS**2  # quadratic Bezier weights
+_BROW_HALF = 0.045 - 0.022 * _TS  # brows taper from the inner to the outer end
+
+
+def _ellipse(cx, cy, rx, ry):
+    return _CIRCLE * (rx, ry) + (cx, cy)
+
+
+class _Renderer:
+    """Draws faces at one image size; holds the size-dependent precomputations.
+
+    Shapes are described in face coordinates and queued; one matrix product per
+    face maps every queued point to pixels (the per-call NumPy overhead, not the
+    OpenCV drawing, is what limits the speed at 112 px).
+    """
+
+    def __init__(self, size, noise_seed):
+        self.size = size
+        grid = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+        self.gx, self.gy = np.meshgrid(grid, grid)
+        # A bank of Gaussian noise; each face reads a random window of it, which is much
+        # cheaper than drawing fresh normals per face.
+        noise_rng = np.random.default_rng(noise_seed)
+        self.noise = noise_rng.standard_normal((2 * size, 2 * size, 3)).astype(np.float32)
+
+    # Display list: (points in face units, colour, thickness in pixels or -1 to fill, closed).
+    def _fill(self, pts, colour):
+        self.ops.append((pts, colour, -1, False))
+
+    def _line(self, pts, colour, width, closed=False):
+        self.ops.append((pts, colour, max(1, int(width * self.W + 0.5)), closed))
+
+    def _flush(self, img, centre, roll):
+        c, s = np.cos(roll), np.sin(roll)
+        A = self.W * _ONE * np.array([[c, s], [-s, c]])
+        pts = [np.asarray(op[0], np.float64) for op in self.ops]
+        ends = np.cumsum([len(p) for p in pts])
+        px = (np.concatenate(pts) @ A + np.asarray(centre) * _ONE).astype(np.int32)
+        start = 0
+        for (_, colour, thickness, closed), end in zip(self.ops, ends):
+            poly = [px[start:end]]
+            start = end
+            colour = (float(colour[0]), float(colour[1]), float(colour[2]))
+            if thickness < 0:
+                cv2.fillPoly(img, poly, colour, cv2.LINE_AA, _SHIFT)
+            else:
+                cv2.polylines(img, poly, closed, colour, thickness, cv2.LINE_AA, _SHIFT)
+
+    def draw(self, p, u, clutter):
+        """One face.
+
+        Args:
+            p: expression parameters (len(_PARAMS),).
+            u: uniforms in [0, 1) for the person, pose and nuisances (_NUM_UNIFORM,).
+            clutter: uniforms (4, 8) for up to 4 background shapes.
+        """
+        S = self.size
+        u = u.tolist()
+        P = dict(zip(_PARAMS, p.tolist()))
+        self.ops = []
+
+        # --- background: a smooth random colour field plus clutter shapes.
+        # (2x2 brightness cells, one tint, a little per-cell colour: indoor/outdoor-like scenes)
+        coarse = ((np.array(u[0:4]).reshape(2, 2, 1) * 190 + 40) * (np.array(u[4:7]) * 0.6 + 0.6)
+                  + (np.array(u[7:12]) - 0.5)[:3] * 40)
+        img = cv2.resize(np.clip(coarse, 0, 255).astype(np.uint8), (S, S), interpolation=cv2.INTER_LINEAR)
+        for k in range(int(u[12] * 5)):
+            v = clutter[k % 4] * S
+            colour = (float(clutter[k % 4, 4] * 255), float(clutter[k % 4, 5] * 255),
+                      float(clutter[k % 4, 6] * 255))
+            x0, y0, x1, y1 = int(v[0]), int(v[1]), int(v[2]), int(v[3])
+            kind = int(clutter[k % 4, 7] * 3)
+            if kind == 0:
+                cv2.rectangle(img, (x0, y0), (x1, y1), colour, -1)
+            elif kind == 1:
+                cv2.circle(img, (x0, y0), abs(x1 - x0) // 3 + 1, colour, -1, cv2.LINE_AA)
+            else:
+                cv2.line(img, (x0, y0), (x1, y1), colour, max(1, S // 30), cv2.LINE_AA)
+
+        # --- pose and person.
+        self.W = S * (0.25 + 0.08 * u[13])
+        centre = (S * (0.5 + 0.12 * (u[14] - 0.5)), S * (0.47 + 0.12 * (u[15] - 0.5)))
+        roll = np.deg2rad(np.clip(np.tan(np.pi * (0.02 + 0.96 * u[16] - 0.5)) * 5.0, -20, 20))
+        yaw = 0.12 * (u[17] - 0.5)  # interior features slide sideways a little
+        aspect = 1.2 + 0.2 * u[18]
+        jaw = 0.08 + 0.2 * u[19]
+        skin = np.clip(_lerp_colour(_SKIN_TONES, u[20]) * (0.93 + 0.14 * np.array([u[21], 0.5, u[22]])),
+                       0, 255)
+        dark_skin = skin * 0.72
+        crease = skin * 0.78
+        hair = _lerp_colour(_HAIR_COLOURS, u[23])
+        iris_colour = _lerp_colour(_IRIS_COLOURS, u[24])
+        lip = np.clip(skin * np.array([0.92, 0.6, 0.6]) + np.array([25, 0, 5]), 0, 255)
+        clothes = np.array(u[25:28]) * 220 + 20
+        hair_style = u[28]
+        asym = (u[29] - 0.5) * 0.04  # left/right difference of brows and eyes
+        side = 1.0 if u[30] < 0.5 else -1.0  # the side a snarl or smirk pulls
+        fill, line, ell = self._fill, self._line, _ellipse
+
+        # --- body, back hair, ears, face.
+        fill(ell(0, 2.55, 1.9, 1.0), clothes)
+        fill([[-0.4, 0.8], [0.4, 0.8], [0.47, 1.9], [-0.47, 1.9]], dark_skin * 1.1)
+        if hair_style > 0.55:  # long hair falls behind the head and shoulders
+            fill(np.concatenate([[[-1.12, -0.3]], ell(0, 0.75, 1.2, 0.75)[_LOWER_HALF], [[1.12, -0.3]]]),
+                 hair)
+        if hair_style > 0.1:
+            fill(ell(0, -0.3 * aspect, 1.1, aspect * 1.02), hair)
+        fill(ell(-0.98, 0.0, 0.14, 0.24), skin * 0.9)
+        fill(ell(0.98, 0.0, 0.14, 0.24), skin * 0.9)
+        fx = _FACE_X * np.where(_FACE_Y > 0, 1.0 - jaw * _FACE_Y**2, 1.0)
+        fill(np.column_stack([fx, _FACE_Y * aspect]), skin)
+
+        # --- hair cap over the top of the head.
+        hairline = -0.62 * aspect - 0.08 * u[31]
+        if hair_style > 0.1:
+            cap = _UPPER_ARC * (1.03, aspect * 1.03) - (0, 0.02)
+            fill(np.concatenate([cap, np.column_stack([_XS[::-1] * 0.98, hairline + 0.25 * _XS**2])]),
+                 hair)
+
+        # --- cheeks (raised and flushed when smiling).
+        cheek = P["cheek"]
+        if cheek > 0.15:
+            flush = np.clip(skin + np.array([30, -5, -5]) * min(cheek, 1.2), 0, 255)
+            fill(ell(-0.47 + yaw, 0.2 - 0.04 * cheek, 0.2, 0.13), flush)
+            fill(ell(0.47 + yaw, 0.2 - 0.04 * cheek, 0.2, 0.13), flush)
+
+        # --- eyes.
+        ey = -0.08
+        lower_lid = P["lower_lid"]
+        gaze = (u[32] - 0.5) * 0.06
+        eye_centres = (-0.4 + yaw, 0.4 + yaw)
+        for sx, cx in zip((-1, 1), eye_centres):
+            o = P["eye_open"] * (1 + sx * asym * 2)
+            xs = _XS * 0.19 + cx
+            upper = ey - 0.1 * o * _EYE_UP
+            lower = ey + (0.065 * o - 0.045 * lower_lid) * _EYE_LOW - 0.02 * lower_lid * _PROF
+            lower = np.maximum(lower, upper + 0.004)
+            fill(np.concatenate([np.column_stack([xs, upper]), np.column_stack([xs, lower])[::-1]]),
+                 (236, 236, 232))
+            # Iris and pupil: circles clipped between the lids (both are convex in x).
+            ix, iy = cx + gaze, ey + 0.005
+            for radius, colour in ((0.085, iris_colour), (0.035, (15, 12, 12))):
+                circ = ell(ix, iy, radius, radius)
+                top = np.interp(circ[:, 0], xs, upper)
+                circ[:, 1] = np.clip(circ[:, 1], top, np.maximum(np.interp(circ[:, 0], xs, lower), top))
+                fill(circ, colour)
+            line(np.column_stack([xs, upper]), (30, 22, 20), 0.035)
+            line(np.column_stack([xs, lower])[1:-1], dark_skin, 0.015)
+            if lower_lid > 0.35:  # the smile's crescent under the eye
+                line(np.column_stack([xs, lower + 0.05])[2:-2], dark_skin * 1.1, 0.015)
+
+        # --- brows: a tapered quadratic Bezier from the inner to the outer end.
+        brow_y = ey - 0.26 - P["brow_raise"]
+        inner = P["brow_inner"]
+        inner_ys = []
+        for sx in (-1, 1):
+            x0 = sx * (0.13 + P["brow_gap"]) + yaw
+            x2 = sx * 0.7 + yaw
+            b = brow_y + sx * asym
+            y0 = b - inner + 0.02
+            y1 = b - 0.045 - P["brow_arch"] + 0.3 * min(inner, 0.0)
+            y2 = b + 0.03
+            inner_ys.append(y0)
+            bx = _B0 * x0 + _B1 * (x0 + x2) / 2 + _B2 * x2
+            by = _B0 * y0 + _B1 * (2 * y1 - (y0 + y2) / 2) + _B2 * y2
+            fill(np.concatenate([np.column_stack([bx, by - _BROW_HALF]),
+                                 np.column_stack([bx, by + _BROW_HALF])[::-1]]), hair * 0.8)
+
+        # --- forehead and glabella lines.
+        forehead = P["forehead"]
+        if forehead > 0.3:
+            central = inner > 0.07  # sad/fear: short central lines bent up in the middle
+            width = 0.25 if central else 0.5
+            bend = 0.04 - (1.5 * inner if central else 0.0)
+            for k in range(3 if forehead > 0.7 else 2):
+                y = brow_y - 0.19 - 0.09 * k
+                line(np.column_stack([_XS * width + yaw, y + bend * _XS**2]), crease, 0.02)
+        if P["glabella"] > 0.3:
+            top = min(inner_ys) - 0.06
+            line([[-0.04 + yaw, top], [-0.055 + yaw, top + 0.13]], crease, 0.02)
+            line([[0.04 + yaw, top], [0.055 + yaw, top + 0.13]], crease, 0.02)
+
+        # --- nose.
+        wrinkle = P["nose_wrinkle"]
+        flare = 1.0 + 0.4 * wrinkle
+        line([[-0.08 + yaw, 0.0], [-0.1 + yaw, 0.28]], skin * 0.86, 0.015)
+        ny = 0.36 - 0.03 * wrinkle
+        fill(ell(-0.075 * flare + yaw, ny, 0.04 * flare, 0.022), dark_skin * 0.8)
+        fill(ell(0.075 * flare + yaw, ny, 0.04 * flare, 0.022), dark_skin * 0.8)
+        line([[-0.13 * flare + yaw, 0.33], [-0.05 + yaw, 0.395], [0.05 + yaw, 0.395],
+              [0.13 * flare + yaw, 0.33]], dark_skin, 0.02)
+        if wrinkle > 0.35:
+            for k in range(3):
+                y = 0.02 + 0.06 * k
+                line([[-0.12 + yaw, y + 0.02], [yaw, y], [0.12 + yaw, y + 0.02]], crease * 0.95, 0.02)
+
+        # --- mouth: a centre line bent by the corners, an opening, lips around it.
+        mx, my = yaw, 0.64 + 0.04 * (u[33] - 0.5)
+        hw = 0.32 * P["mouth_width"]
+        xs = _XS * hw + mx
+        line_y = my - P["mouth_curve"] * _XS**2 - P["smirk"] * np.maximum(side * _XS, 0) ** 2
+        opening = P["mouth_open"] * _PROF ** (1 - 0.5 * min(P["mouth_round"], 1.0))
+        snarl = P["snarl"] * np.exp(-(((_XS - side * 0.35) / 0.4) ** 2))
+        inner_top = line_y - 0.4 * opening - snarl
+        inner_bottom = line_y + 0.6 * opening
+        press = P["lip_press"]
+        outer_top = inner_top - 0.065 * press * _TAPER - 0.3 * snarl
+        outer_bottom = inner_bottom + 0.085 * press * _TAPER
+        nasolabial = P["nasolabial"]
+        if nasolabial > 0.3:
+            colour = skin * (1 - 0.18 * min(nasolabial, 1.2))
+            for sx in (-1, 1):
+                if P["smirk"] > 0.05 and sx != side:
+                    continue
+                end = (sx * (hw + 0.07) + mx, line_y[0] + 0.05)
+                start = (sx * 0.17 + yaw, 0.32)
+                mid = (sx * (max(hw, 0.2) + 0.12) + yaw, (start[1] + end[1]) / 2 - 0.02)
+                line([start, mid, end], colour, 0.025)
+        if u[34] < 0.08:  # moustache
+            fill(np.concatenate([np.column_stack([xs * 1.15, outer_top - 0.02]),
+                                 np.column_stack([xs * 1.1, outer_top - 0.11])[::-1]]), hair)
+        gap = inner_bottom - inner_top
+        top_contour = np.column_stack([xs, inner_top])
+        if gap.max() > 0.015:
+            fill(np.concatenate([top_contour, np.column_stack([xs, inner_bottom])[::-1]]), (70, 25, 30))
+            if P["teeth"] > 0.3:
+                tb = inner_top + np.minimum(gap, 0.09 * min(P["teeth"], 1.0) + 0.02)
+                fill(np.concatenate([top_contour, np.column_stack([xs, tb])[::-1]]), (240, 238, 225))
+        fill(np.concatenate([np.column_stack([xs, outer_top]), top_contour[::-1]]), lip)
+        fill(np.concatenate([np.column_stack([xs, inner_bottom]),
+                             np.column_stack([xs, outer_bottom])[::-1]]), lip * 1.06)
+        line(top_contour, lip * 0.55, 0.018)
+        if gap.max() > 0.015:
+            line(np.column_stack([xs, inner_bottom]), lip * 0.55, 0.012)
+
+        # --- accessories and occluders.
+        if hair_style > 0.1 and u[35] < 0.2:  # a fringe down to just above the brows
+            depth = brow_y - 0.1 - 0.1 * u[36]
+            fill([[-0.95, hairline - 0.1], [0.95, hairline - 0.1], [0.7, depth + 0.05],
+                  [0.1, depth], [-0.5, depth + 0.03], [-0.9, hairline + 0.2]], hair)
+        if u[37] < 0.2:  # glasses
+            frame = (20, 20, 20) if u[38] < 0.6 else (170, 160, 120)
+            for sx, cx in zip((-1, 1), eye_centres):
+                if u[39] < 0.5:
+                    pts = ell(cx, ey, 0.25, 0.2)
+                else:
+                    pts = [[cx - 0.26, ey - 0.17], [cx + 0.26, ey - 0.17], [cx + 0.24, ey + 0.16],
+                           [cx - 0.24, ey + 0.16]]
+                line(pts, frame, 0.03, closed=True)
+                line([[cx + sx * 0.25, ey - 0.08], [sx * 0.98, ey - 0.1]], frame, 0.03)
+            line([[eye_centres[0] + 0.25, ey - 0.05], [eye_centres[1] - 0.25, ey - 0.05]], frame, 0.03)
+        if u[40] < 0.1:  # an occluder over a side of the face: a hand or an object
+            ox = (0.55 + 0.4 * u[41]) * (1 if u[42] < 0.5 else -1)
+            oy = 0.25 + 0.8 * u[43]
+            if u[44] < 0.5:
+                fill(ell(ox, oy, 0.32, 0.42), skin * 0.97)
+                for k in range(3):
+                    line([[ox - 0.2, oy - 0.2 + 0.13 * k], [ox + 0.2, oy - 0.2 + 0.13 * k]], dark_skin,
+                         0.015)
+            else:
+                fill([[ox - 0.3, oy - 0.35], [ox + 0.3, oy - 0.35], [ox + 0.3, oy + 0.45],
+                      [ox - 0.3, oy + 0.45]], np.array(u[45:48]) * 255)
+        self._flush(img, centre, roll)
+
+        # --- photometric nuisances: lighting gradient, colour cast, noise, blur, JPEG.
+        angle = 2 * np.pi * u[48]
+        strength = 0.45 * u[49]
+        gain = self.gx * np.float32(strength * np.cos(angle)) + self.gy * np.float32(strength * np.sin(angle))
+        gain += np.float32(1.0)
+        cast = (0.75 + 0.45 * u[50]) * (1 + 0.12 * (np.array(u[51:54]) - 0.5))
+        ox, oy = int(u[54] * S), int(u[55] * S)
+        # OpenCV's SIMD loops do gain, noise and the saturating cast back to uint8 in a
+        # few passes (half the time of the NumPy expression).
+        out = cv2.multiply(img, cv2.merge([gain * np.float32(c) for c in cast]), dtype=cv2.CV_32F)
+        cv2.scaleAdd(self.noise[oy:oy + S, ox:ox + S], 10.0 * u[56] ** 2, out, dst=out)
+        img = cv2.convertScaleAbs(np.maximum(out, 0, out=out))
+        if u[57] < 0.3:
+            img = cv2.GaussianBlur(img, (0, 0), 0.3 + u[57] * 3.0 * S / 112)
+        if u[58] < 0.5:
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(25 + 65 * u[59])])
+            img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        return img
+
+
+
+def generate(n, image_size=112, seed=0, class_prior=None, labels=None):
+    """Draws `n` SynthFER faces.
+
+    Args:
+        n: number of faces.
+        image_size: side of the square RGB images in pixels (>= 24).
+        seed: integer (or sequence of integers, as NumPy's `default_rng`
+            takes); the same seed gives the same images and labels.
+        class_prior: 7 weights in canonical order for drawing labels (8 with
+            Contempt); `None` uses RAF-DB's class frequencies.
+        labels: optional int array (n,) of canonical labels to draw instead of
+            sampling them (values 0..7; 7 draws a one-sided contempt smirk).
+
+    Returns:
+        `(images, labels)`: uint8 array (n, image_size, image_size, 3) RGB and
+        int32 array (n,) of canonical labels.
+
+    Example:
+
+    >>> images, labels = generate(8, image_size=64, seed=1)
+    >>> images.shape, images.dtype, labels.dtype
+    ((8, 64, 64, 3), dtype('uint8'), dtype('int32'))
+    """
+    n = int(n)
+    image_size = int(image_size)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}.")
+    if image_size < 24:
+        raise ValueError(f"image_size must be at least 24 pixels, got {image_size}.")
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        labels = _sample_labels(rng, n, class_prior)
+    else:
+        labels = np.asarray(labels, np.int32).reshape(-1)
+        if len(labels) != n or labels.min(initial=0) < 0 or labels.max(initial=0) > CONTEMPT:
+            raise ValueError(f"labels must be {n} canonical indices in 0..{CONTEMPT}.")
+    params = _sample_params(rng, labels)
+    uniforms = rng.random((n, _NUM_UNIFORM))
+    clutter = rng.random((n, 4, 8))
+    renderer = _Renderer(image_size, noise_seed=int(rng.integers(2**63)))
+    images = np.empty((n, image_size, image_size, 3), np.uint8)
+    # OpenCV's thread pool only adds overhead on images this small (about 30 % slower).
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        for i in range(n):
+            images[i] = renderer.draw(params[i], uniforms[i], clutter[i])
+    finally:
+        cv2.setNumThreads(threads)
+    return images, labels
+
+
+# --------------------------------------------------------------------------------------
+# Writers for the real datasets' on-disk layouts.
+
+
+def _inverse(mapping):
+    return {canonical: code for code, canonical in mapping.items()}
+
+
+def _save(path, image_rgb, quality=95):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    ext = os.path.splitext(path)[1].lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(image_rgb[..., ::-1]), params)
+    if not ok:
+        raise OSError(f"Could not encode {path}.")
+    buf.tofile(path)
+
+
+def _grey48(images):
+    out = np.empty((len(images), FER_IMAGE_SIZE, FER_IMAGE_SIZE), np.uint8)
+    for i, image in enumerate(images):
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        out[i] = cv2.resize(grey, (FER_IMAGE_SIZE, FER_IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def _pixels(grey):
+    return " ".join(map(str, grey.reshape(-1).tolist()))
+
+
+def _extra_seed(seed, tag):
+    return (int(seed), tag)
+
+
+def write_dataset(out_dir, layout="rafdb", n=1000, image_size=112, seed=0, test_fraction=0.2,
+                  aligned=True, class_prior=None):
+    """Writes `n` SynthFER faces to disk in one of the real datasets' layouts.
+
+    The faces are `generate(n, image_size, seed)`; the first
+    `n - round(n * test_fraction)` form the training split and the rest the
+    test split, in generation order, so a reader's labels can be checked
+    against `generate`'s.
+
+    Layouts (see DESIGN.md for the formats):
+    - `"rafdb"`: `EmoLabel/list_patition_label.txt` + `Image/aligned/*_aligned.jpg`
+      (`Image/original/*.jpg` with `aligned=False`).
+    - `"affectnet"`: `training.csv` (train) / `validation.csv` (test) +
+      `Manually_Annotated_Images/<dir>/<hash>.jpg`; each face is pasted into a
+      larger photo and its box written to `face_*`. Each CSV also gets extra
+      rows after the faces: about 5 % Contempt faces (expression 7) and one
+      row each of expression 8, 9 and 10, which 7-class readers drop.
+    - `"fer2013"`: `fer2013.csv` (48x48 grey pixels whatever `image_size`;
+      train -> Training, the test split's first half -> PublicTest, the rest
+      -> PrivateTest).
+    - `"ferplus"`: the same `fer2013.csv` plus `fer2013new.csv` with 10 votes
+      per face (the true class always wins a strict majority). Each usage
+      group also gets 5 extra rows that a reader must drop (a tie, an
+      "unknown" winner, an "NF" winner, an excluded row with no image name) or
+      keep only for 8 classes (a Contempt winner).
+    - `"preprocessed"`: `train_set/` and `test_set/`, each with `images/NAME.jpg`
+      and `annotations/NAME_exp.npy` holding the canonical label.
+    - `"folder"`: `train/<Label>/NAME.jpg` and `test/<Label>/NAME.jpg`.
+
+    Args:
+        out_dir: directory to write into (created if needed).
+        layout: one of `LAYOUTS`.
+        n: number of faces (the extra rows above are not counted).
+        image_size: side of the faces in pixels (not used by the FER layouts).
+        seed: seed for `generate`.
+        test_fraction: fraction of the faces put in the test split.
+        aligned: RAF-DB only: write `Image/aligned/` (True) or `Image/original/`.
+        class_prior: passed to `generate`.
+
+    Returns:
+        `out_dir`.
+
+    Example:
+
+    >>> import tempfile
+    >>> d = write_dataset(tempfile.mkdtemp(), layout="folder", n=10, image_size=48)
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
+    if not 0.0 <= test_fraction <= 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1], got {test_fraction}.")
+    os.makedirs(out_dir, exist_ok=True)
+    size = FER_IMAGE_SIZE if layout in ("fer2013", "ferplus") else image_size
+    images, labels = generate(n, image_size=size, seed=seed, class_prior=class_prior)
+    n_test = int(round(n * test_fraction))
+    n_train = n - n_test
+    splits = {"train": (images[:n_train], labels[:n_train]),
+              "test": (images[n_train:], labels[n_train:])}
+    writer = {"rafdb": _write_rafdb, "affectnet": _write_affectnet, "fer2013": _write_fer,
+              "ferplus": _write_fer, "preprocessed": _write_preprocessed,
+              "folder": _write_folder}[layout]
+    writer(out_dir, splits, seed=seed, layout=layout, aligned=aligned, image_size=size)
+    return out_dir
+
+
+def _write_rafdb(out_dir, splits, aligned, **_):
+    to_code = _inverse(config.RAFDB_TO_CANONICAL)
+    sub = "aligned" if aligned else "original"
+    lines = []
+    for split, width in (("train", 5), ("test", 4)):
+        for i, (image, label) in enumerate(zip(*splits[split])):
+            name = f"{split}_{i + 1:0{width}d}"
+            lines.append(f"{name}.jpg {to_code[int(label)]}\n")
+            file_name = f"{name}_aligned.jpg" if aligned else f"{name}.jpg"
+            _save(os.path.join(out_dir, "Image", sub, file_name), image)
+    os.makedirs(os.path.join(out_dir, "EmoLabel"), exist_ok=True)
+    with open(os.path.join(out_dir, "EmoLabel", "list_patition_label.txt"), "w") as f:
+        f.writelines(lines)
+
+
+_AFFECTNET_COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
+                      "facial_landmarks", "expression", "valence", "arousal")
+# Typical valence/arousal per canonical class (+ Contempt), for plausible CSV rows.
+_VALENCE_AROUSAL = ((0.0, 0.0), (0.7, 0.3), (-0.6, -0.2), (0.2, 0.7), (-0.5, 0.7), (-0.6, 0.4),
+                    (-0.6, 0.6), (-0.4, 0.2))
+
+
+def _write_affectnet(out_dir, splits, seed, image_size, **_):
+    rng = np.random.default_rng((int(seed), 211))
+    for split, csv_name in (("train", "training.csv"), ("test", "validation.csv")):
+        images, labels = splits[split]
+        n_contempt = max(1, int(round(0.05 * len(labels))))
+        contempt, _ = generate(n_contempt, image_size, seed=_extra_seed(seed, 1 + (split == "test")),
+                               labels=np.full(n_contempt, CONTEMPT))
+        others, _ = generate(3, image_size, seed=_extra_seed(seed, 3 + (split == "test")))
+        rows_images = list(images) + list(contempt) + list(others)
+        codes = [int(c) for c in labels] + [CONTEMPT] * n_contempt + [8, 9, 10]
+        rows = []
+        for i, (face, code) in enumerate(zip(rows_images, codes)):
+            # Paste the face into a bigger "photo" at a random place: the reader crops it back.
+            photo_size = int(image_size * rng.uniform(1.25, 1.8))
+            photo = cv2.resize(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8),
+                               (photo_size, photo_size), interpolation=cv2.INTER_CUBIC)
+            x, y = rng.integers(0, photo_size - image_size + 1, 2)
+            photo[y:y + image_size, x:x + image_size] = face
+            digest = hashlib.sha1(f"{seed}-{split}-{i}".encode()).hexdigest()
+            rel = f"{1 + i % 7}/{digest}.jpg"
+            _save(os.path.join(out_dir, "Manually_Annotated_Images", rel), photo)
+            marks = rng.uniform(0, image_size, 136) + np.tile([x, y], 68)
+            valence, arousal = (-2.0, -2.0) if code > CONTEMPT else _VALENCE_AROUSAL[code]
+            rows.append([rel, int(x), int(y), image_size, image_size,
+                         ";".join(f"{v:.2f}" for v in marks), code,
+                         round(valence + rng.normal(0, 0.1), 4) if code <= CONTEMPT else valence,
+                         round(arousal + rng.normal(0, 0.1), 4) if code <= CONTEMPT else arousal])
+        with open(os.path.join(out_dir, csv_name), "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(_AFFECTNET_COLUMNS)
+            writer.writerows(rows)
+
+
+def _ferplus_votes(rng, true_column):
+    """10 votes that give `true_column` a strict majority."""
+    votes = np.zeros(len(config.FERPLUS_VOTE_COLUMNS), np.int64)
+    top = int(rng.integers(6, 11))
+    votes[true_column] = top
+    for _ in range(10 - top):
+        votes[rng.choice([c for c in range(8) if c != true_column])] += 1
+    return votes
+
+
+def _write_fer(out_dir, splits, seed, layout, **_):
+    to_code = _inverse(config.FER2013_TO_CANONICAL)
+    columns = list(config.FERPLUS_VOTE_COLUMNS)
+    ferplus_column = {canonical: columns.index(name)
+                      for name, canonical in config.FERPLUS_TO_CANONICAL.items()}
+    rng = np.random.default_rng((int(seed), 307))
+    n_test = len(splits["test"][1])
+    groups = [("Training", *splits["train"]),
+              ("PublicTest", splits["test"][0][: n_test // 2], splits["test"][1][: n_test // 2]),
+              ("PrivateTest", splits["test"][0][n_test // 2:], splits["test"][1][n_test // 2:])]
+    fer_rows, plus_rows = [], []
+    for g, (usage, images, labels) in enumerate(groups):
+        greys = list(_grey48(images)) if len(images) else []
+        votes = [_ferplus_votes(rng, ferplus_column[int(c)]) for c in labels]
+        names = [True] * len(labels)
+        emotions = [to_code[int(c)] for c in labels]
+        if layout == "ferplus":
+            extra_images, _ = generate(5, FER_IMAGE_SIZE, seed=_extra_seed(seed, 10 + g),
+                                       labels=[0, 0, 0, 0, CONTEMPT])
+            greys += list(_grey48(extra_images))
+            tie = np.zeros(10, np.int64)
+            tie[[0, 1]] = 4
+            tie[2] = 2
+            unknown = np.zeros(10, np.int64)
+            unknown[[8, 0, 1]] = 6, 2, 2
+            no_face = np.zeros(10, np.int64)
+            no_face[[9, 3]] = 8, 2
+            excluded = _ferplus_votes(rng, 0)
+            contempt = np.zeros(10, np.int64)
+            contempt[[7, 0]] = 7, 3
+            votes += [tie, unknown, no_face, excluded, contempt]
+            names += [True, True, True, False, True]
+            emotions += [6, 6, 6, 6, 6]  # FER-2013's own label of these rows does not matter
+        for grey, emotion, vote, named in zip(greys, emotions, votes, names):
+            index = len(fer_rows)
+            fer_rows.append([emotion, _pixels(grey), usage])
+            plus_rows.append([usage, f"fer{index:07d}.png" if named else ""] + vote.tolist())
+    with open(os.path.join(out_dir, "fer2013.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["emotion", "pixels", "Usage"])
+        writer.writerows(fer_rows)
+    if layout == "ferplus":
+        with open(os.path.join(out_dir, "fer2013new.csv"), "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["Usage", "Image name"] + columns)
+            writer.writerows(plus_rows)
+
+
+def _write_preprocessed(out_dir, splits, **_):
+    for split, folder in (("train", "train_set"), ("test", "test_set")):
+        os.makedirs(os.path.join(out_dir, folder, "annotations"), exist_ok=True)
+        for i, (image, label) in enumerate(zip(*splits[split])):
+            name = f"{split}_{i:06d}"
+            _save(os.path.join(out_dir, folder, "images", name + ".jpg"), image)
+            np.save(os.path.join(out_dir, folder, "annotations", name + "_exp.npy"),
+                    np.array(int(label)))
+
+
+def _write_folder(out_dir, splits, **_):
+    for split in ("train", "test"):
+        for i, (image, label) in enumerate(zip(*splits[split])):
+            _save(os.path.join(out_dir, split, config.EXPRESSIONS_8[int(label)], f"{i:06d}.jpg"),
+                  image)
+
+
+# --------------------------------------------------------------------------------------
+# Preview and CLI.
+
+
+def contact_sheet(per_class=8, image_size=112, seed=0):
+    """A labelled grid of examples, one row per canonical class.
+
+    Args:
+        per_class: examples per row.
+        image_size: face size in pixels.
+        seed: generation seed.
+
+    Returns:
+        uint8 RGB array of the sheet.
+    """
+    rows = []
+    label_width = max(90, image_size)
+    for c, name in enumerate(config.EXPRESSIONS_7):
+        images, _ = generate(per_class, image_size, seed=(int(seed), 100 + c),
+                             labels=np.full(per_class, c))
+        tag = np.full((image_size, label_width, 3), 255, np.uint8)
+        cv2.putText(tag, name, (4, image_size // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5 * image_size / 112 + 0.15, (0, 0, 0), 1, cv2.LINE_AA)
+        rows.append(np.concatenate([tag] + list(images), axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Write the SynthFER dataset or a preview.")
+    parser.add_argument("--layout", default="rafdb", choices=LAYOUTS)
+    parser.add_argument("--out", help="output directory for --layout")
+    parser.add_argument("--n", type=int, default=2000, help="number of faces")
+    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument("--original", action="store_true",
+                        help="RAF-DB: write Image/original/ instead of Image/aligned/")
+    parser.add_argument("--preview", help="write a contact sheet PNG here")
+    parser.add_argument("--per-class", type=int, default=8, help="examples per class in --preview")
+    args = parser.parse_args(argv)
+    if not args.out and not args.preview:
+        parser.error("give --out DIR (with --layout) and/or --preview FILE.png")
+    if args.preview:
+        sheet = contact_sheet(args.per_class, args.image_size, args.seed)
+        cv2.imwrite(args.preview, sheet[..., ::-1])
+        print(f"preview: {args.preview}")
+    if args.out:
+        write_dataset(args.out, layout=args.layout, n=args.n, image_size=args.image_size,
+                      seed=args.seed, test_fraction=args.test_fraction,
+                      aligned=not args.original)
+        print(f"wrote {args.n} SynthFER faces as {args.layout} to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
