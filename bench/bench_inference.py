@@ -1,0 +1,129 @@
+"""Latency of `TestModels.recognize_fer` and throughput of Xception prediction.
+
+Measures, on matplotlib's grace_hopper.jpg:
+- recognize_fer end to end, and its two parts (Haar detection + eye alignment; the model call
+  including input conversion), p50 / p95 over repeated calls after a warm-up, for the `tiny`
+  arch and for `xcp` (Xception, the paper's model), both at 224 px with random weights;
+- Xception predict throughput at 224 px in graph mode (`model.predict`), batch 16 and 32.
+
+Run: `python bench/bench_inference.py [--repeats 20] [--threads 2]` (about 2 minutes on 2 cores).
+"""
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+
+def _test_module():
+    # By path: `test` is also the name of a standard-library package.
+    spec = importlib.util.spec_from_file_location("adcorre_test_py", os.path.join(ROOT, "test.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _percentiles(values):
+    values = np.asarray(values) * 1000.0
+    return np.percentile(values, 50), np.percentile(values, 95)
+
+
+def bench_recognize(tester, picture, repeats):
+    for _ in range(3):  # traces the predict function, warms caches
+        tester.recognize_fer(picture)
+    total, detection, model = [], [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tester.recognize_fer(picture)
+        total.append(time.perf_counter() - start)
+        detection.append(tester.timings["detection"])
+        model.append(tester.timings["model"])
+    return _percentiles(total), _percentiles(detection), _percentiles(model)
+
+
+def bench_detector(method, picture, repeats):
+    import face_crops
+
+    try:
+        detector = face_crops.FaceDetector(method)
+    except ImportError:
+        return "(not installed)"
+    image = face_crops.read_picture(picture)
+    detector.detect(image)
+    times = []
+    for _ in range(max(5, repeats // 2) if method == "mtcnn" else repeats):
+        start = time.perf_counter()
+        detector.detect(image)
+        times.append(time.perf_counter() - start)
+    p50, p95 = _percentiles(times)
+    return f"{p50:7.1f} {p95:7.1f}"
+
+
+def bench_throughput(model, batch_size, batches):
+    images = np.random.default_rng(0).uniform(size=(batch_size * batches, 224, 224, 3)).astype("float32")
+    model.predict(images[:batch_size], batch_size=batch_size, verbose=0)  # trace
+    start = time.perf_counter()
+    model.predict(images, batch_size=batch_size, verbose=0)
+    return len(images) / (time.perf_counter() - start)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2, help="TensorFlow and OpenCV threads")
+    args = parser.parse_args(argv)
+
+    import cv2
+    import matplotlib.cbook
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+
+    import weights_io
+    from cnn_model import CNNModel
+    from config import EXPRESSIONS_7
+
+    test = _test_module()
+    picture = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    print(f"{os.cpu_count()} CPUs visible, {args.threads} threads; TensorFlow {tf.__version__}; "
+          f"picture {picture.rsplit(os.sep, 1)[-1]}; {args.repeats} calls after 3 warm-up calls; "
+          f"load average {os.getloadavg()[0]:.1f} (other work on the machine slows every number)\n")
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for arch, repeats in (("tiny", args.repeats), ("xcp", args.repeats)):
+            model = CNNModel().get_model(arch, num_classes=7, weights=None, input_size=224)
+            path = weights_io.save_model(model, os.path.join(folder, f"{arch}.h5"),
+                                         labels=EXPRESSIONS_7, arch=arch)
+            tester = test.TestModels(path, verbose=False)
+            rows.append((arch, *bench_recognize(tester, picture, repeats)))
+        print("recognize_fer latency (ms), 224 px input")
+        print(f"{'arch':<6} {'total p50':>10} {'total p95':>10} {'detect p50':>11} {'detect p95':>11} "
+              f"{'model p50':>10} {'model p95':>10}")
+        for arch, total, detection, model_time in rows:
+            print(f"{arch:<6} {total[0]:10.1f} {total[1]:10.1f} {detection[0]:11.1f} "
+                  f"{detection[1]:11.1f} {model_time[0]:10.1f} {model_time[1]:10.1f}")
+
+        print("\nface detection alone (ms), same picture")
+        print(f"{'detector':<9} {'p50':>7} {'p95':>7}")
+        for method in ("haar", "mtcnn"):
+            print(f"{method:<9} " + bench_detector(method, picture, args.repeats))
+
+        print("\nXception (xcp) predict throughput at 224 px, graph mode")
+        print(f"{'batch':>5} {'images/s':>9}")
+        for batch_size, batches in ((16, 3), (32, 2)):
+            print(f"{batch_size:>5} {bench_throughput(tester.model, batch_size, batches):9.1f}")
+
+
+if __name__ == "__main__":
+    main()
