@@ -337,6 +337,16 @@ class EpochEnd(keras.callbacks.Callback):
         _write_json_atomically(os.path.join(self.save_dir, "training_state.json"), self.state)
 
 
+class _CSVLogger(keras.callbacks.CSVLogger):
+    """Keras' CSV log without the empty `val_*` columns it adds when `fit` validates nothing
+    (this trainer evaluates the test split itself, logged as `test_*`)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None and logs:
+            self.keys = sorted(logs)
+        super().on_epoch_end(epoch, logs)
+
+
 class _TotalEpochsProgbar(keras.callbacks.ProgbarLogger):
     """Keras' progress bar, told the run's total epochs (each `fit` call covers one)."""
 
@@ -633,16 +643,17 @@ class TrainModel:
                      self.input_size, keep_all=self.keep_all, chief=chief),
             backup,
             keras.callbacks.LearningRateScheduler(self._learning_rate),
-            keras.callbacks.CSVLogger(os.path.join(save_dir, "log.csv"), append=True),
+            _CSVLogger(os.path.join(save_dir, "log.csv"), append=True),
             keras.callbacks.TensorBoard(os.path.join(save_dir, "tensorboard"), update_freq="epoch"),
             keras.callbacks.TerminateOnNaN(),
             _TotalEpochsProgbar(self.epochs),
         ]
         verbose = self.verbose if self.verbose != "auto" else (1 if sys.stdout.isatty() else 2)
+        replicas = strategy.num_replicas_in_sync
         print(f"Training {arch} on {self.dataset_name}: {len(train.labels)} train / "
               f"{len(test.labels)} test images, {steps} steps of {self.batch_size} per epoch, "
               f"{self.epochs} epochs, strategy {_strategy_name(strategy)} "
-              f"({strategy.num_replicas_in_sync} replicas), jit_compile={jit}, "
+              f"({replicas} replica{'s' if replicas != 1 else ''}), jit_compile={jit}, "
               f"policy {keras.mixed_precision.global_policy().name}. Output: {save_dir}")
         for epoch in range(start_epoch, self.epochs):
             skip = start_batch if epoch == start_epoch else 0

@@ -71,6 +71,7 @@ def test_epoch_outputs_and_best_kept(tiny_run):
     header = open(os.path.join(save_dir, "log.csv")).readline().strip().split(",")
     for column in ("loss", "ce", "fd", "md", "ed", "accuracy", "test_accuracy", "omega_happy"):
         assert column in header
+    assert not any(column.startswith("val_") for column in header)  # no empty columns
     assert not os.path.exists(os.path.join(save_dir, "backup"))
 
 
