@@ -274,7 +274,8 @@ class EpochEnd(keras.callbacks.Callback):
     """Refreshes the attention map, evaluates, saves `<dataset>_<epoch>_AC_<acc>.h5`, keeps the best.
 
     It runs before Keras' logging callbacks, so the values it adds to `logs`
-    (`test_accuracy`, `test_mean_class_accuracy`, `omega_<class>`) reach the CSV log and TensorBoard.
+    (`test_accuracy`, `test_mean_class_accuracy`, `omega_<class>`, and `attention_samples`: how
+    many training predictions the new omega rests on) reach the CSV log and TensorBoard.
     """
 
     def __init__(self, trainer_state, test_dataset, test_labels, save_dir, dataset_name,
@@ -293,6 +294,7 @@ class EpochEnd(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
+        logs["attention_samples"] = float(self.model.attention.confusion_matrix().sum())
         omega = self.model.attention.refresh()
         for name, value in zip(self.names, omega):
             logs[f"omega_{name.lower()}"] = float(value)
@@ -360,12 +362,18 @@ class _TotalEpochsProgbar(keras.callbacks.ProgbarLogger):
 
 
 class ResumableBackup(keras.callbacks.Callback):
-    """Backs up weights, optimizer and attention map every `every_steps` batches and at
-    epoch ends, atomically, so a killed run resumes at the batch where it stopped.
+    """Backs up the whole training state every `every_steps` batches and at epoch ends, so a
+    killed run resumes at the batch where it stopped.
 
-    The backup is the trainer's `.weights.h5` (network, optimizer slots, attention map)
-    plus a JSON position `{epoch, batch}`; both are written to temporary names first.
+    A backup is a `.weights.h5` of the trainer (network and optimizer slots) named after its
+    position, plus `backup_position.json` holding `{epoch, batch, weights, omega, counts}`: the
+    adaptive attention map's omega and the confusion counts gathered so far in the epoch (Keras'
+    weight files leave metric variables out). Each file is written under a temporary name and
+    renamed; the JSON is renamed last and names its weights file, so whenever the process dies
+    the JSON describes a complete backup. Older weights files are removed after that.
     """
+
+    POSITION_FILE = "backup_position.json"
 
     def __init__(self, backup_dir, every_steps=200, start=(0, 0), chief=True):
         super().__init__()
@@ -373,19 +381,21 @@ class ResumableBackup(keras.callbacks.Callback):
         self.every_steps = every_steps
         self.epoch, self.batch_offset = start
         self.chief = chief
-
-    @property
-    def weights_path(self):
-        return os.path.join(self.backup_dir, "backup.weights.h5")
+        self._pending_counts = None
 
     @property
     def position_path(self):
-        return os.path.join(self.backup_dir, "backup_position.json")
+        return os.path.join(self.backup_dir, self.POSITION_FILE)
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch != self.epoch:
             self.batch_offset = 0
         self.epoch = epoch
+        if self._pending_counts is not None:
+            # Keras zeroes metrics just before this call; put back what the killed run had
+            # counted in this epoch, so the epoch's omega rests on all of its batches.
+            self.model.attention.counts.assign(self._pending_counts)
+            self._pending_counts = None
 
     def on_train_batch_end(self, batch, logs=None):
         done = self.batch_offset + batch + 1
@@ -396,24 +406,34 @@ class ResumableBackup(keras.callbacks.Callback):
         self._save(epoch + 1, 0)
 
     def _save(self, epoch, batch):
-        # Every worker takes part in reading the variables; only the chief writes.
+        # Every worker takes part in reading the variables (collectives); only the chief writes.
+        attention = self.model.attention
+        state = {"omega": np.asarray(attention.omega).tolist(),
+                 "counts": attention.confusion_matrix().tolist()}
         directory = self.backup_dir if self.chief else os.path.join(self.backup_dir, ".worker_tmp")
         os.makedirs(directory, exist_ok=True)
-        weights = os.path.join(directory, "backup.tmp.weights.h5")
-        self.model.save_weights(weights)
+        name = f"backup_epoch{epoch}_batch{batch}.weights.h5"
+        temporary = os.path.join(directory, "backup.tmp.weights.h5")
+        self.model.save_weights(temporary)
         if not self.chief:
             shutil.rmtree(directory, ignore_errors=True)
             return
-        os.replace(weights, self.weights_path)
-        _write_json_atomically(self.position_path, {"epoch": epoch, "batch": batch})
+        os.replace(temporary, os.path.join(directory, name))
+        _write_json_atomically(self.position_path,
+                               {"epoch": epoch, "batch": batch, "weights": name, **state})
+        for old in os.listdir(directory):
+            if old.endswith(".weights.h5") and old != name:
+                os.remove(os.path.join(directory, old))
 
     def load(self, trainer):
-        """Restores a backup into `trainer`; returns the (epoch, batch) to resume at."""
-        if not (os.path.exists(self.weights_path) and os.path.exists(self.position_path)):
+        """Restores the last backup into `trainer`; returns the (epoch, batch) to resume at."""
+        if not os.path.exists(self.position_path):
             return 0, 0
         with open(self.position_path) as handle:
             position = json.load(handle)
-        trainer.load_weights(self.weights_path)
+        trainer.load_weights(os.path.join(self.backup_dir, position["weights"]))
+        trainer.attention.omega.assign(np.asarray(position["omega"], "float32"))
+        self._pending_counts = np.asarray(position["counts"], "float32")
         return int(position["epoch"]), int(position["batch"])
 
 

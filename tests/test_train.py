@@ -275,8 +275,52 @@ def test_killed_mid_epoch_resumes_and_finishes(tmp_path):
     assert f"Resuming {save_dir} at epoch 1, batch {position['batch']}" in resumed.stdout
     state = json.loads((save_dir / "training_state.json").read_text())
     assert [h["epoch"] for h in state["history"]] == [0, 1]
+    # The interrupted epoch's omega rests on all its 100 x 16 predictions: those counted before
+    # the kill travel in the backup and are added back after Keras' epoch-start reset.
+    assert [h["attention_samples"] for h in state["history"]] == [1600, 1600]
     assert os.path.exists(state["best_path"])
     assert not (save_dir / "backup").exists()
+
+
+def test_backup_round_trip_carries_the_attention_map(tmp_path):
+    import keras
+
+    from cnn_model import CNNModel
+    from train import AdCorreTrainer, ResumableBackup
+
+    def trainer():
+        keras.utils.set_random_seed(0)
+        model = AdCorreTrainer(CNNModel().get_model("tiny", weights=None, input_size=32,
+                                                    num_embeddings=2, embedding_size=8))
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        model(np.zeros((1, 32, 32, 3), "float32"))
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    source = trainer()
+    source.attention.update_state(np.array([0, 1, 1, 2]), np.eye(7)[[0, 1, 2, 2]])
+    omega = source.attention.refresh()  # recall 1, 0.5, 0 -> omega 0, 0.5, 1 (+ eps)
+    source.attention.update_state(np.array([3, 3, 6]), np.eye(7)[[3, 4, 6]])
+    source.network.get_layer("out").kernel.assign(
+        np.full(source.network.get_layer("out").kernel.shape, 0.25, "float32"))
+    backup = ResumableBackup(str(tmp_path / "backup"), chief=True)
+    backup.set_model(source)
+    backup._save(2, 30)
+    backup._save(2, 40)  # a newer backup replaces the older weights file
+    assert sorted(os.listdir(tmp_path / "backup")) == ["backup_epoch2_batch40.weights.h5",
+                                                       "backup_position.json"]
+
+    target = trainer()
+    restore = ResumableBackup(str(tmp_path / "backup"), chief=True)
+    restore.set_model(target)
+    assert restore.load(target) == (2, 40)
+    np.testing.assert_allclose(target.attention.omega.numpy(), omega)
+    np.testing.assert_allclose(target.network.get_layer("out").kernel.numpy(), 0.25)
+    target.attention.reset_state()  # what Keras does at the start of the resumed epoch
+    restore.on_epoch_begin(2)
+    np.testing.assert_array_equal(target.attention.confusion_matrix(),
+                                  source.attention.confusion_matrix())
+    assert target.attention.confusion_matrix().sum() == 3
 
 
 def test_bad_arguments_raise_clear_errors():
