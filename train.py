@@ -399,7 +399,10 @@ class ResumableBackup(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         done = self.batch_offset + batch + 1
-        if self.every_steps and done % self.every_steps == 0:
+        # Not on the epoch's last batch: the epoch-end backup follows, and a position at the very
+        # end of an epoch would resume into an empty one, skipping its evaluation and save.
+        last = batch + 1 >= (self.params.get("steps") or float("inf"))
+        if self.every_steps and done % self.every_steps == 0 and not last:
             self._save(self.epoch, done)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -379,3 +379,26 @@ def test_cli_reports_a_missing_dataset_in_one_line(tmp_path):
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert "rafdb data folder not found" in run.stderr and "absent" in run.stderr
+
+
+def test_no_mid_epoch_backup_on_an_epochs_last_batch(tmp_path):
+    from train import ResumableBackup
+
+    backup = ResumableBackup(str(tmp_path), every_steps=5)
+    saved = []
+    backup._save = lambda epoch, batch: saved.append((epoch, batch))
+    backup.set_params({"steps": 10})
+    backup.on_epoch_begin(0)
+    for batch in range(10):
+        backup.on_train_batch_end(batch)
+    backup.on_epoch_end(0)
+    assert saved == [(0, 5), (1, 0)]
+    # A resumed epoch: 5 batches done before the kill, Keras sees the remaining 5 as 0..4.
+    saved.clear()
+    backup.epoch, backup.batch_offset = 1, 5
+    backup.set_params({"steps": 5})
+    backup.on_epoch_begin(1)
+    for batch in range(5):
+        backup.on_train_batch_end(batch)
+    backup.on_epoch_end(1)
+    assert saved == [(2, 0)]
