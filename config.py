@@ -7,7 +7,7 @@ official Ad-Corre code and its released weights use):
 
 Nothing here is meant to be edited to change a run: `LearningConfig` and
 `InputDataSize` hold defaults that `TrainModel`, `TestModels` and the CLIs take as
-keyword arguments / flags. This module imports nothing of ours (DESIGN.md).
+keyword arguments / flags. This module imports nothing of ours (docs/DESIGN.md).
 """
 
 import dataclasses

@@ -4,7 +4,7 @@ Everything here is written with `keras.ops`, so it is differentiable, runs insid
 compiled `tf.function` (also with `jit_compile=True` and an unknown batch size) and
 under the JAX backend. TensorFlow is never imported by this module.
 
-The equations are those of DESIGN.md ("The Ad-Corre equations"). With a batch of n
+The equations are those of docs/DESIGN.md ("The Ad-Corre equations"). With a batch of n
 samples labelled y_i and k embedding matrices E_l of shape (n, d):
 
 - FD = (1/k) sum_l (1/n^2) sum_ij W[i,j] |Phi[i,j] - CORM(E_l)[i,j]|, with
@@ -155,7 +155,7 @@ class AdCorreLoss:
 
     def _omega(self, omega, dtype):
         if omega is None:
-            # Before the first refresh of the attention map: omega = 1 + eps (DESIGN.md).
+            # Before the first refresh of the attention map: omega = 1 + eps (docs/DESIGN.md).
             return ops.ones((self.num_classes,), dtype=dtype) + self.epsilon
         omega = ops.cast(ops.convert_to_tensor(omega), dtype)
         if tuple(omega.shape) != (self.num_classes,):

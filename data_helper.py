@@ -3,7 +3,7 @@
 Two halves:
 
 1. `read_split(dataset_name, data_dir, split)` reads one split of a dataset, in
-   the layout the dataset ships in (DESIGN.md), into a pandas DataFrame with
+   the layout the dataset ships in (docs/DESIGN.md), into a pandas DataFrame with
    an `image` column (a file path, or a uint8 array for the CSV datasets and
    SynthFER) and a `label` column (canonical index, see `config`). Extra
    columns: `box` (AffectNet face box `(x, y, w, h)`), `valence`, `arousal`

@@ -44,7 +44,7 @@ python synth_faces.py --layout rafdb --out DIR --n 2000 [--image-size 112] [--se
 python synth_faces.py --preview synth_preview.png
 ```
 
-This module imports only `config`, NumPy and OpenCV (DESIGN.md).
+This module imports only `config`, NumPy and OpenCV (docs/DESIGN.md).
 """
 
 import argparse
@@ -585,7 +585,7 @@ def write_dataset(out_dir, layout="rafdb", n=1000, image_size=112, seed=0, test_
     test split, in generation order, so a reader's labels can be checked
     against `generate`'s.
 
-    Layouts (see DESIGN.md for the formats):
+    Layouts (see docs/DESIGN.md for the formats):
     - `"rafdb"`: `EmoLabel/list_patition_label.txt` + `Image/aligned/*_aligned.jpg`
       (`Image/original/*.jpg` with `aligned=False`).
     - `"affectnet"`: `training.csv` (train) / `validation.csv` (test) +

@@ -69,7 +69,7 @@ class AdCorreTrainer(keras.Model):
     Args:
         network: a model from `CNNModel().get_model`.
         num_classes: number of classes of the softmax output.
-        ce_weight: weight of the cross-entropy term (default 50/7, DESIGN.md).
+        ce_weight: weight of the cross-entropy term (default 50/7, docs/DESIGN.md).
         adcorre_batch: `"global"` computes FD/MD/ED over the all-gathered global batch
             under `tf.distribute` (the default: results do not depend on the number of
             replicas, at the cost of one all-gather of k x n x d floats), `"local"` over
