@@ -21,6 +21,7 @@ Example:
 >>> crop = crop_face(image, faces[0], size=224)   # uint8 (224, 224, 3)
 """
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -110,20 +111,32 @@ def read_picture(source, reduce_above=REDUCE_ABOVE_PIXELS):
     return image
 
 
-def _peek(path):
-    """`(width, height, format, exif_orientation)` from the header alone, or None if PIL cannot tell."""
+@contextlib.contextmanager
+def _pil_without_pixel_limit():
+    """PIL's Image module with its decompression-bomb limit lifted for this block only.
+
+    The limit is a module global, so the lock keeps other threads from seeing it lifted
+    or from restoring it in the middle of this block.
+    """
     from PIL import Image
 
-    with _PIL_LOCK:  # PIL's bomb limit is a module global; lift it only while peeking
+    with _PIL_LOCK:
         limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield Image
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def _peek(path):
+    """`(width, height, format, exif_orientation)` from the header alone, or None if PIL cannot tell."""
+    with _pil_without_pixel_limit() as Image:
         try:
             with Image.open(path) as picture:
                 orientation = picture.getexif().get(0x0112, 1) if picture.format == "JPEG" else 1
                 return picture.size[0], picture.size[1], picture.format, orientation
         except Exception:  # not an image PIL knows: load_image gives the clear message
             return None
-        finally:
-            Image.MAX_IMAGE_PIXELS = limit
 
 
 def _read_reduced(path, header, reduce_above):
@@ -139,8 +152,7 @@ def _read_reduced(path, header, reduce_above):
         )
     factor = math.sqrt(reduce_above / (width * height))
     target = (max(1, int(width * factor)), max(1, int(height * factor)))
-    with _PIL_LOCK:
-        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    with _pil_without_pixel_limit():
         try:
             with Image.open(path) as picture:
                 if kind == "JPEG":
@@ -156,8 +168,6 @@ def _read_reduced(path, header, reduce_above):
                 f"{path!r} ({width} x {height} {kind}) could not be decoded ({error}); "
                 "expected a complete image file."
             ) from None
-        finally:
-            Image.MAX_IMAGE_PIXELS = limit
     return _apply_orientation(np.array(picture), orientation)
 
 

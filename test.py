@@ -33,6 +33,7 @@ import config  # noqa: E402
 import data_helper  # noqa: E402
 import face_crops  # noqa: E402
 import weights_io  # noqa: E402
+from train import classification_summary, plot_confusion_matrix  # noqa: E402
 
 EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
 # Errors a user can cause; the CLI prints their message, never a traceback.
@@ -238,8 +239,6 @@ class TestModels:
         summary.update(dataset=dataset_name, split=split, skipped_labels=skipped_labels,
                        skipped_images=len(getattr(dataset, "skipped", [])))
         if plot_cm:
-            from train import plot_confusion_matrix
-
             plot_confusion_matrix(summary["confusion_matrix"], self.exps, plot_cm,
                                   title=f"{dataset_name} {split}: accuracy {summary['accuracy']:.4f}")
         return summary
@@ -316,23 +315,20 @@ def classification_report(truth, predicted, names):
     Returns:
         dict (see `TestModels.evaluate`).
     """
-    truth = np.asarray(truth, np.int64)
-    predicted = np.asarray(predicted, np.int64)
     count = len(names)
-    matrix = np.zeros((count, count), np.int64)
-    np.add.at(matrix, (truth, predicted), 1)
+    summary = classification_summary(truth, predicted, count)
+    matrix = summary["confusion_matrix"]
     hits = np.diag(matrix).astype(float)
     support, claimed = matrix.sum(axis=1), matrix.sum(axis=0)
     recall = np.divide(hits, support, out=np.zeros(count), where=support > 0)
     precision = np.divide(hits, claimed, out=np.zeros(count), where=claimed > 0)
     both = precision + recall
     f1 = np.divide(2 * precision * recall, both, out=np.zeros(count), where=both > 0)
-    present = support > 0
     return {
         "labels": list(names),
         "num_samples": int(len(truth)),
-        "accuracy": float(np.mean(truth == predicted)) if len(truth) else 0.0,
-        "mean_class_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "accuracy": summary["accuracy"],
+        "mean_class_accuracy": summary["mean_class_accuracy"],
         "per_class": {
             name: {"precision": float(precision[i]), "recall": float(recall[i]),
                    "f1": float(f1[i]), "support": int(support[i])}

@@ -48,6 +48,7 @@ from config import (
     LABEL_ALIASES,
     RAFDB_TO_CANONICAL,
     InputDataSize,
+    label_names,
 )
 
 # Where the project's metadata lives inside a file.
@@ -382,15 +383,9 @@ def _load_project(path, metadata):
         raise WeightFileError(f"{path!r} has metadata of an unknown format: {metadata!r:.200}.")
     model = _keras_load(path, "a model saved by this project")
     info = _describe(model, path, "project", tuple(metadata["labels"]))
-    if info.num_classes != len(metadata["labels"]):
-        raise WeightFileError(
-            f"{path!r}: its metadata names {len(metadata['labels'])} labels but the model has "
-            f"{info.num_classes} outputs; the file is inconsistent."
-        )
     return model, dataclasses.replace(
         info,
         input_range=tuple(metadata["input_range"]),
-        num_embeddings=int(metadata.get("num_embeddings", len(model.outputs) - 1)),
         arch=metadata.get("arch"),
         metadata={k: v for k, v in metadata.items() if k not in ("labels", "input_range")},
     )
@@ -424,6 +419,11 @@ def _describe(model, path, kind, labels, input_size=None):
     num_classes = outputs[-1]
     if labels is None:
         labels = tuple(f"class_{i}" for i in range(num_classes))
+    elif len(labels) != num_classes:
+        raise WeightFileError(
+            f"{path!r}: its metadata names {len(labels)} labels but the model has "
+            f"{num_classes} outputs; the file is inconsistent."
+        )
     return ModelInfo(
         path=path,
         kind=kind,
@@ -565,20 +565,21 @@ def _official_spec_from_weights(path):
         if arch is None or "out" not in names:
             return None
         heads, embedding_sizes = [], set()
+        # Shapes only: the arrays themselves are read once, by _copy_weights.
         for name in names:
-            weights = _layer_weights(file, name)
-            if name != "out" and len(weights) == 2 and weights[0].ndim == 2:
+            shapes = _layer_weight_shapes(file, name)
+            if name != "out" and len(shapes) == 2 and len(shapes[0]) == 2:
                 heads.append(name)
-                embedding_sizes.add(weights[0].shape[1])
-        out_kernel = _layer_weights(file, "out")[0]
+                embedding_sizes.add(shapes[0][1])
+        out_kernel_shape = _layer_weight_shapes(file, "out")[0]
     if not heads or len(embedding_sizes) != 1:
         return None
     embedding_size = embedding_sizes.pop()
-    if out_kernel.shape[0] != embedding_size * len(heads):
+    if out_kernel_shape[0] != embedding_size * len(heads):
         return None
     return _OfficialSpec(
         arch=arch,
-        num_classes=int(out_kernel.shape[1]),
+        num_classes=int(out_kernel_shape[1]),
         num_embeddings=len(heads),
         embedding_size=int(embedding_size),
         head_layers=heads,
@@ -604,7 +605,7 @@ def _load_official(path, spec, input_size, keras_version):
     }
     _copy_weights(path, model, renamed)
     if spec.num_classes in (7, 8):
-        labels = EXPRESSIONS_7 if spec.num_classes == 7 else EXPRESSIONS_8
+        labels = label_names(spec.num_classes)
     else:
         labels = tuple(f"class_{i}" for i in range(spec.num_classes))
     return model, ModelInfo(
@@ -623,6 +624,12 @@ def _load_official(path, spec, input_size, keras_version):
             "weights_only": spec.input_size is None,
         },
     )
+
+
+def _layer_weight_shapes(group, name):
+    """The shapes of the arrays `_layer_weights` would read, without reading them."""
+    layer = group[name]
+    return [layer[_as_text(w)].shape for w in layer.attrs.get("weight_names", [])]
 
 
 def _layer_weights(group, name):
@@ -710,7 +717,8 @@ def _copy_weights(path, model, renamed):
                         f"graph expects {tuple(variable.shape)}."
                     )
             layer.set_weights(arrays)
-        unused = [name for name in stored if name not in set(pairs.values())]
+        sources = set(pairs.values())
+        unused = [name for name in stored if name not in sources]
         if unused:
             raise WeightFileError(
                 f"{path!r} holds weights for layers the Ad-Corre graph does not have: "

@@ -170,6 +170,16 @@ def test_caller_labels_and_range_override_the_file(tiny, tmp_path):
         weights_io.load_model(path, labels=["a", "b", "c"])
 
 
+def test_project_file_whose_metadata_disagrees_with_the_model_fails_clearly(tiny, tmp_path):
+    path = weights_io.save_model(tiny, tmp_path / "m.h5", labels=EXPRESSIONS_7, arch="tiny")
+    with h5py.File(path, "r+") as file:
+        metadata = json.loads(file.attrs[weights_io.METADATA_ATTRIBUTE])
+        metadata["labels"] = metadata["labels"][:5]
+        file.attrs[weights_io.METADATA_ATTRIBUTE] = json.dumps(metadata)
+    with pytest.raises(weights_io.WeightFileError, match="names 5 labels but the model has 7"):
+        weights_io.load_model(path)
+
+
 def test_save_is_atomic(tiny, tmp_path, monkeypatch):
     path = tmp_path / "best.h5"
     weights_io.save_model(tiny, path, labels=EXPRESSIONS_7, arch="tiny", extra={"epoch": 1})
