@@ -166,12 +166,17 @@ class AdCorreTrainer(keras.Model):
         return cls(**config)
 
 
+def _tf_config():
+    """The parsed TF_CONFIG environment variable ({} when unset or empty)."""
+    return json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+
+
 def choose_strategy():
     """`MultiWorkerMirroredStrategy` when TF_CONFIG names several workers,
     `MirroredStrategy` with several GPUs, the default strategy otherwise."""
     import tensorflow as tf
 
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}").get("cluster", {})
+    cluster = _tf_config().get("cluster", {})
     if len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if len(tf.config.list_logical_devices("GPU")) > 1:
@@ -192,8 +197,8 @@ def _strategy_name(strategy):
 
 def _is_chief():
     """True on the worker that writes files (the only one, outside multi-worker runs)."""
-    task = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}").get("task", {})
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}").get("cluster", {})
+    tf_config = _tf_config()
+    task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
     if not task:
         return True
     if "chief" in cluster:
@@ -279,7 +284,7 @@ class EpochEnd(keras.callbacks.Callback):
     """
 
     def __init__(self, trainer_state, test_dataset, test_labels, save_dir, dataset_name,
-                 names, arch, input_size, keep_all=False, chief=True):
+                 names, arch, keep_all=False, chief=True):
         super().__init__()
         self.state = trainer_state
         self.test_dataset = test_dataset
@@ -288,7 +293,6 @@ class EpochEnd(keras.callbacks.Callback):
         self.dataset_name = dataset_name
         self.names = tuple(names)
         self.arch = arch
-        self.input_size = input_size
         self.keep_all = keep_all
         self.chief = chief
 
@@ -375,11 +379,11 @@ class ResumableBackup(keras.callbacks.Callback):
 
     POSITION_FILE = "backup_position.json"
 
-    def __init__(self, backup_dir, every_steps=200, start=(0, 0), chief=True):
+    def __init__(self, backup_dir, every_steps=200, chief=True):
         super().__init__()
         self.backup_dir = backup_dir
         self.every_steps = every_steps
-        self.epoch, self.batch_offset = start
+        self.epoch, self.batch_offset = 0, 0
         self.chief = chief
         self._pending_counts = None
 
@@ -429,15 +433,20 @@ class ResumableBackup(keras.callbacks.Callback):
                 os.remove(os.path.join(directory, old))
 
     def load(self, trainer):
-        """Restores the last backup into `trainer`; returns the (epoch, batch) to resume at."""
+        """Restores the last backup into `trainer` and this callback's position in the run.
+
+        Returns:
+            The (epoch, batch) to resume at; (0, 0) when there is no backup.
+        """
         if not os.path.exists(self.position_path):
-            return 0, 0
+            return self.epoch, self.batch_offset
         with open(self.position_path) as handle:
             position = json.load(handle)
         trainer.load_weights(os.path.join(self.backup_dir, position["weights"]))
         trainer.attention.omega.assign(np.asarray(position["omega"], "float32"))
         self._pending_counts = np.asarray(position["counts"], "float32")
-        return int(position["epoch"]), int(position["batch"])
+        self.epoch, self.batch_offset = int(position["epoch"]), int(position["batch"])
+        return self.epoch, self.batch_offset
 
 
 @dataclasses.dataclass
@@ -621,10 +630,7 @@ class TrainModel:
         names = label_names(self.num_classes)
 
         train, test = self._read("train"), self._read("test")
-        steps = len(train.labels) // self.batch_size
-        if self.mrr:
-            steps = (len(np.unique(train.labels))
-                     * np.bincount(train.labels).max()) // self.batch_size
+        steps = len(self._epoch_order(train.labels, 0)) // self.batch_size
         if self.steps_per_epoch:
             steps = min(steps, self.steps_per_epoch)
         if steps < 1:
@@ -656,14 +662,13 @@ class TrainModel:
                     state = json.load(handle)
         # Without a backup this is a new run: a finished run's state in the same folder is
         # replaced (its .h5 files stay where they are, untouched).
-        backup.epoch, backup.batch_offset = start_epoch, start_batch
         state.update(dataset=self.dataset_name, arch=arch, labels=list(names),
                      input_size=self.input_size, steps_per_epoch=steps,
                      skipped_images={"train": train.skipped, "test": test.skipped})
 
         callbacks = [
             EpochEnd(state, test_dataset, test.labels, save_dir, self.dataset_name, names, arch,
-                     self.input_size, keep_all=self.keep_all, chief=chief),
+                     keep_all=self.keep_all, chief=chief),
             backup,
             keras.callbacks.LearningRateScheduler(self._learning_rate),
             _CSVLogger(os.path.join(save_dir, "log.csv"), append=True),
@@ -742,7 +747,7 @@ def main(argv=None):
     weights = args.weights if args.weights is not None else ("none" if synth else "imagenet")
     trainer = TrainModel(
         dataset_name=args.dataset, ds_type=args.ds_type, data_dir=args.data_dir,
-        weights=None if weights.lower() == "none" else weights, lr=args.lr,
+        weights=weights, lr=args.lr,
         epochs=args.epochs or (8 if synth else LearningConfig.epochs), batch_size=args.batch_size,
         input_size=args.input_size or (64 if synth else InputDataSize.image_input_size),
         save_dir=args.save_dir, ce_weight=args.ce_weight, use_adcorre=not args.ce_only,
