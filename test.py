@@ -13,7 +13,7 @@ CLI:
     python test.py --weights W --image PICTURE_OR_FOLDER [--image ...]
     python test.py --weights W --dataset rafdb --data-dir D [--split test] [--plot-cm cm.png]
     python test.py --weights W --export saved_model|tflite|onnx [--out PATH]
-Foreign classifiers take `--labels fer2013 --input-range -1,1` (see trained_models/README.md).
+Foreign classifiers take `--labels fer2013 --input-range=-1,1` (see trained_models/README.md).
 """
 
 import argparse
@@ -466,7 +466,7 @@ def build_parser():
     parser.add_argument("--out", help="export destination (default: next to the weights)")
     parser.add_argument("--labels", help="label names, comma separated, or a preset: " + ", ".join(
         weights_io.LABEL_PRESETS))
-    parser.add_argument("--input-range", type=_parse_range, help="LO,HI the model takes")
+    parser.add_argument("--input-range", type=_parse_range, help="LO,HI the model takes; write --input-range=-1,1 when LO is negative")
     parser.add_argument("--input-size", type=int, help="for files that do not fix it")
     parser.add_argument("--detector", default="haar", choices=("haar", "mtcnn", "none"))
     parser.add_argument("--no-align", action="store_true", help="crop the box without levelling")

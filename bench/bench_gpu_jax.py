@@ -54,7 +54,7 @@ def count_forward_macs(model):
 
 
 def build_step(arch, batch_size, input_size, policy, num_classes=7):
-    """Returns (jitted step, initial state, inputs) for one configuration."""
+    """Returns (jitted step, initial state, images, labels, model) for one configuration."""
     import jax
 
     from cnn_model import CNNModel

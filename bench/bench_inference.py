@@ -106,12 +106,12 @@ def main(argv=None):
     images = np.random.default_rng(0).uniform(size=(64, 224, 224, 3)).astype("float32")
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for arch, repeats in (("tiny", args.repeats), ("xcp", args.repeats)):
+        for arch in ("tiny", "xcp"):
             model = CNNModel().get_model(arch, num_classes=7, weights=None, input_size=224)
             path = weights_io.save_model(model, os.path.join(folder, f"{arch}.h5"),
                                          labels=EXPRESSIONS_7, arch=arch)
             tester = test.TestModels(path, verbose=False)
-            rows.append((arch, *bench_recognize(tester, picture, repeats)))
+            rows.append((arch, *bench_recognize(tester, picture, args.repeats)))
         print("recognize_fer latency (ms), 224 px input")
         print(f"{'arch':<6} {'total p50':>10} {'total p95':>10} {'detect p50':>11} {'detect p95':>11} "
               f"{'model p50':>10} {'model p95':>10}")

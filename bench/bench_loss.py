@@ -36,10 +36,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from cnn_model import CNNModel  # noqa: E402
 from custom_loss import AdCorreLoss  # noqa: E402
 
 
@@ -142,23 +142,16 @@ def time_ms(function, repeats, warmup=2):
     return statistics.median(samples), min(samples)
 
 
-def build_xception(k, dim, num_classes):
-    inputs = keras.Input((224, 224, 3))
-    backbone = keras.applications.Xception(weights=None, include_top=False,
-                                           input_tensor=inputs)
-    pooled = keras.layers.GlobalAveragePooling2D()(backbone.output)
-    embeddings = [keras.layers.UnitNormalization()(keras.layers.Dense(dim)(pooled))
-                  for _ in range(k)]
-    merged = keras.layers.Dropout(0.5)(keras.layers.Concatenate()(embeddings))
-    probs = keras.layers.Dense(num_classes, activation="softmax")(merged)
-    return keras.Model(inputs, [probs, *embeddings])
+def correlation_terms(loss, embeddings, labels, omega):
+    """FD + MD + ED of one embedding stack (k, n, d): the part the official code runs in NumPy."""
+    return (loss.feature_discriminator(embeddings, labels, omega)
+            + loss.mean_discriminator(embeddings, labels) + loss.embedding_discriminator(embeddings))
 
 
 def loss_step_functions(loss, labels, probs, embeddings, omega):
     """Callables that run one evaluation and fetch the result to the host."""
     def terms(e):
-        return (loss.feature_discriminator(e, labels, omega) + loss.mean_discriminator(e, labels)
-                + loss.embedding_discriminator(e))
+        return correlation_terms(loss, e, labels, omega)
 
     graph_forward = tf.function(terms)
     xla_forward = tf.function(terms, jit_compile=True)
@@ -179,9 +172,8 @@ def in_graph_function(loss, labels, omega, stacks):
     what the loss costs inside a train step (no per-call dispatch overhead)."""
     @tf.function
     def many(batch):
-        return tf.add_n([loss.feature_discriminator(batch[r], labels, omega)
-                         + loss.mean_discriminator(batch[r], labels)
-                         + loss.embedding_discriminator(batch[r]) for r in range(batch.shape[0])])
+        return tf.add_n([correlation_terms(loss, batch[r], labels, omega)
+                         for r in range(batch.shape[0])])
 
     return lambda: many(stacks).numpy()
 
@@ -255,9 +247,10 @@ def main(argv=None):
 
     if args.skip_model:
         return
-    print(f"\nbuilding Xception (weights=None) + GAP + {args.k} Dense({args.dim}) heads ...",
+    print(f"\nbuilding xcp (weights=None): Xception + GAP + {args.k} Dense({args.dim}) heads ...",
           flush=True)
-    model = build_xception(args.k, args.dim, args.classes)
+    model = CNNModel().get_model("xcp", num_classes=args.classes, weights=None,
+                                 num_embeddings=args.k, embedding_size=args.dim)
     images = tf.constant(rng.uniform(size=(args.model_batch, 224, 224, 3)).astype(np.float32))
     model_labels = tf.constant(rng.integers(0, args.classes, args.model_batch).astype(np.int32))
 

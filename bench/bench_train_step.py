@@ -9,7 +9,7 @@ The last table checks that the adaptive attention map costs nothing measurable: 
 step with and without the in-graph confusion-count update (`AdaptiveAttentionMap.update_state`),
 timed alternately so that machine noise hits both alike.
 
-Run: `python bench/bench_train_step.py` (about 15 minutes on 2 CPU cores at 224 px);
+Run: `python bench/bench_train_step.py` (about 8 minutes on 2 CPU cores at 224 px);
 `--batch-sizes 8 --modes graph --policies float32` for a quick look.
 """
 
