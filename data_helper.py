@@ -114,8 +114,12 @@ def _num_classes(num_classes, forced, dataset):
     return n
 
 
-def _read_csv_rows(path, required, expected):
-    """Rows of a CSV as dicts plus their line numbers; checks the header."""
+def _read_csv_rows(path, required, expected, optional=()):
+    """The `required` then `optional` fields of each CSV row, plus the rows' line numbers.
+
+    Checks the header has every `required` column; an `optional` column the header lacks
+    reads as "" in every row.
+    """
     # utf-8-sig drops a byte-order mark; newline="" lets csv handle CRLF and LF alike.
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
@@ -128,6 +132,8 @@ def _read_csv_rows(path, required, expected):
             raise _format_error(path, 1, f"missing column(s) {missing}; the header has {header}",
                                 expected)
         index = {c: header.index(c) for c in required}
+        present = [c for c in optional if c in header]
+        index.update({c: header.index(c) for c in present})
         rows, lines = [], []
         for row in reader:
             if not row or all(not cell.strip() for cell in row):
@@ -135,7 +141,8 @@ def _read_csv_rows(path, required, expected):
             if len(row) < len(header):
                 raise _format_error(path, reader.line_num,
                                     f"{len(row)} fields where the header has {len(header)}", expected)
-            rows.append([row[index[c]].strip() for c in required])
+            rows.append([row[index[c]].strip() for c in required]
+                        + [row[index[c]].strip() if c in index else "" for c in optional])
             lines.append(reader.line_num)
     return rows, lines
 
@@ -225,11 +232,8 @@ def _read_affectnet(data_dir, split, num_classes=None, forced=None):
         # Some copies keep the archive's outer folder.
         nested = os.path.join(data_dir, "Manually_Annotated", "Manually_Annotated_Images")
         image_root = nested if os.path.isdir(nested) else image_root
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        header = [h.strip() for h in next(csv.reader(f), [])]
-    optional = [c for c in ("valence", "arousal") if c in header]
-    columns = list(_AFFECTNET_REQUIRED) + optional
-    rows, lines = _read_csv_rows(path, columns, _AFFECTNET_EXPECTED)
+    rows, lines = _read_csv_rows(path, _AFFECTNET_REQUIRED, _AFFECTNET_EXPECTED,
+                                 optional=("valence", "arousal"))
     mapping = config.AFFECTNET_TO_CANONICAL_8 if num_classes == 8 else config.AFFECTNET_TO_CANONICAL_7
     images, labels, boxes, valence, arousal = [], [], [], [], []
     dropped = {}
@@ -243,9 +247,8 @@ def _read_affectnet(data_dir, split, num_classes=None, forced=None):
         images.append(os.path.join(image_root, row[0].replace("\\", "/")))
         labels.append(mapping[code])
         boxes.append(box if box[2] > 0 and box[3] > 0 else None)
-        extra = dict(zip(optional, row[6:]))
-        valence.append(_float_or_nan(extra.get("valence")))
-        arousal.append(_float_or_nan(extra.get("arousal")))
+        valence.append(_float_or_nan(row[6]))
+        arousal.append(_float_or_nan(row[7]))
     return _frame(images, labels,
                   dict(source=path, num_classes=num_classes,
                        dropped={f"expression {k}": v for k, v in sorted(dropped.items())}),
@@ -276,15 +279,20 @@ def _read_fer_rows(data_dir):
     return path, rows, lines
 
 
+def _in_split(usage, split, path, line, expected):
+    """Whether a FER-2013 / FERPlus row's Usage is `split`'s; an unknown Usage is a format error."""
+    if usage not in _FER_USAGE.values():
+        raise _format_error(path, line, f"unknown Usage {usage!r}", expected)
+    return usage == _FER_USAGE[split]
+
+
 def _read_fer2013(data_dir, split):
     path, rows, lines = _read_fer_rows(data_dir)
     usage = _FER_USAGE[split]
     images, labels = [], []
     for (emotion, pixels, row_usage), line in zip(rows, lines):
         code = _int_field(emotion, path, line, "emotion", 0, 6, _FER_EXPECTED)
-        if row_usage not in _FER_USAGE.values():
-            raise _format_error(path, line, f"unknown Usage {row_usage!r}", _FER_EXPECTED)
-        if row_usage != usage:
+        if not _in_split(row_usage, split, path, line, _FER_EXPECTED):
             continue
         images.append(_parse_pixels(pixels, path, line))
         labels.append(config.FER2013_TO_CANONICAL[code])
@@ -354,9 +362,7 @@ def _read_ferplus(data_dir, split, num_classes=None, forced=None, strict_majorit
     usage = _FER_USAGE[split]
     images, labels, dropped = [], [], {}
     for row, line, fer_row, fer_line in zip(rows, lines, fer_rows, fer_lines):
-        if row[0] not in _FER_USAGE.values():
-            raise _format_error(path, line, f"unknown Usage {row[0]!r}", _FERPLUS_EXPECTED)
-        if row[0] != usage:
+        if not _in_split(row[0], split, path, line, _FERPLUS_EXPECTED):
             continue
         votes = [_int_field(v, path, line, f"votes for {c}", 0, 1000, _FERPLUS_EXPECTED)
                  for v, c in zip(row[2:], config.FERPLUS_VOTE_COLUMNS)]
@@ -583,23 +589,25 @@ def _check_file(path, decode=False):
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
-            head = f.read(16)
             if decode:
-                data = head + f.read()
-                tail = data[-_TAIL:]
-            else:
-                f.seek(max(0, size - _TAIL))
-                tail = f.read()
+                return _decode_bytes(f.read())[1]
+            head = f.read(16)
+            f.seek(max(0, size - _TAIL))
+            tail = f.read()
     except FileNotFoundError:
         return "missing"
     except OSError as e:
         return f"unreadable ({e.strerror or e})"
-    reason = _sniff(head, tail, size)
-    if reason is None and decode:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            reason = "could not be decoded"
-    return reason
+    return _sniff(head, tail, size)
+
+
+def _decode_bytes(data):
+    """`(image, None)` with OpenCV's decode (BGR(A) order), or `(None, reason)` for bad bytes."""
+    reason = _sniff(data[:16], data[-_TAIL:], len(data))
+    if reason is not None:
+        return None, reason
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return (None, "could not be decoded") if image is None else (image, None)
 
 
 def _to_rgb_uint8(image, name="array"):
@@ -655,11 +663,7 @@ def load_image(source):
             raise FileNotFoundError(f"Image not found: {name}.")
         with open(name, "rb") as f:
             data = f.read()
-    reason = _sniff(data[:16], data[-_TAIL:], len(data))
-    if reason is None:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            reason = "could not be decoded"
+    image, reason = _decode_bytes(data)
     if reason is not None:
         raise ImageDecodeError(f"{name}: {reason}; expected a JPEG, PNG, BMP or GIF image.")
     if image.ndim == 3 and image.shape[-1] >= 3:
@@ -788,17 +792,24 @@ def _boxes(frame):
     return out
 
 
-def _epoch_indices(tf, labels_np, num_classes, base_seed, epoch_seed, shuffle, mrr):
-    """This epoch's order of row indices (int64, all shards), keyed by (base_seed, epoch_seed)."""
+def _seed_or_fresh(seed):
+    """`seed` as an int, or a fresh random one (in int32 range, as tf.data wants) when None."""
+    return int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
+
+
+def _epoch_indices(tf, labels_np, class_counts, base_seed, epoch_seed, shuffle, mrr):
+    """This epoch's order of row indices (int64, all shards), keyed by (base_seed, epoch_seed).
+
+    `class_counts[c]` is the number of rows labelled c, for the classes MRR tops up.
+    """
     n = len(labels_np)
     key = tf.stack([tf.constant(base_seed, tf.int64), epoch_seed])
     if mrr:
         # Minimal random resampling: every present class topped up by random re-draws
         # (with replacement) to the size of the largest class.
-        present = [c for c in range(num_classes) if np.any(labels_np == c)]
-        largest = max(int(np.sum(labels_np == c)) for c in present)
+        largest = int(class_counts.max())
         parts = []
-        for c in present:
+        for c in np.flatnonzero(class_counts).tolist():
             members = tf.constant(np.flatnonzero(labels_np == c).astype(np.int64))
             extra = largest - int(members.shape[0])
             parts.append(members)
@@ -826,9 +837,7 @@ def _decode(tf, contents, box):
 
     def other():
         image = tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8)
-        shape = tf.shape(image)
-        w = _window(tf, box, shape[0], shape[1])
-        return image[w[0]:w[0] + w[2], w[1]:w[1] + w[3]]
+        return _crop_array(tf, image, box)
 
     image = tf.cond(tf.io.is_jpeg(contents), jpeg, other)
     image.set_shape([None, None, 3])
@@ -1026,7 +1035,7 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, traini
         deterministic = not (shuffle or mrr)
     if deterministic and seed is None:
         seed = 0
-    base_seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
+    base_seed = _seed_or_fresh(seed)
     if shard is not None:
         shard = (int(shard[0]), int(shard[1]))
         if not 0 <= shard[1] < shard[0]:
@@ -1039,6 +1048,7 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, traini
         raise ValueError(f"No usable images: {len(skipped)} skipped, first: {skipped[:3]}.")
     labels_np = good["label"].to_numpy(np.int64)
     n_classes = int(num_classes or labels_np.max() + 1)
+    class_counts = np.bincount(labels_np, minlength=n_classes)
     boxes_np = _boxes(good)
     items = list(good["image"])
     kinds = {type(item) for item in items}
@@ -1071,7 +1081,8 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, traini
         return image, labels_t[index]
 
     def epoch(epoch_seed):
-        order = _epoch_indices(tf, labels_np, n_classes, base_seed, epoch_seed, shuffle, mrr)
+        order = _epoch_indices(tf, labels_np, class_counts[:n_classes], base_seed, epoch_seed,
+                               shuffle, mrr)
         # Augmentation seeds come from the position in the whole epoch (before sharding),
         # so no two shards share one.
         positions = tf.range(tf.shape(order, out_type=tf.int64)[0], dtype=tf.int64)
@@ -1080,12 +1091,11 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, traini
             order, elem_seeds = order[shard[1]::shard[0]], elem_seeds[shard[1]::shard[0]]
         return tf.data.Dataset.from_tensor_slices((order, elem_seeds))
 
-    if mrr:
-        present = [c for c in range(n_classes) if np.any(labels_np == c)]
-        largest = max(int(np.sum(labels_np == c)) for c in present)
-        counts = np.array([largest if c in present else 0 for c in range(n_classes)])
+    if mrr:  # every present class topped up to the largest
+        present_counts = class_counts[:n_classes]
+        counts = np.where(present_counts > 0, present_counts.max(), 0)
     else:
-        counts = np.bincount(labels_np, minlength=n_classes)
+        counts = class_counts
     total = int(counts.sum())
     per_shard = total if shard is None else len(range(shard[1], total, shard[0]))
 
@@ -1149,7 +1159,7 @@ def distribute_dataset(strategy, frame, batch_size=32, seed=None, **kwargs):
     replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:
         raise ValueError(f"batch_size {batch_size} does not split evenly over {replicas} replicas.")
-    seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
+    seed = _seed_or_fresh(seed)
     validate = kwargs.pop("validate", "header")
     good, skipped = validate_images(frame, mode=validate)
 

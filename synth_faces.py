@@ -572,10 +572,6 @@ def _pixels(grey):
     return " ".join(map(str, grey.reshape(-1).tolist()))
 
 
-def _extra_seed(seed, tag):
-    return (int(seed), tag)
-
-
 def write_dataset(out_dir, layout="rafdb", n=1000, image_size=112, seed=0, test_fraction=0.2,
                   aligned=True, class_prior=None):
     """Writes `n` SynthFER faces to disk in one of the real datasets' layouts.
@@ -668,9 +664,9 @@ def _write_affectnet(out_dir, splits, seed, image_size, **_):
     for split, csv_name in (("train", "training.csv"), ("test", "validation.csv")):
         images, labels = splits[split]
         n_contempt = max(1, int(round(0.05 * len(labels))))
-        contempt, _ = generate(n_contempt, image_size, seed=_extra_seed(seed, 1 + (split == "test")),
+        contempt, _ = generate(n_contempt, image_size, seed=(int(seed), 1 + (split == "test")),
                                labels=np.full(n_contempt, CONTEMPT))
-        others, _ = generate(3, image_size, seed=_extra_seed(seed, 3 + (split == "test")))
+        others, _ = generate(3, image_size, seed=(int(seed), 3 + (split == "test")))
         rows_images = list(images) + list(contempt) + list(others)
         codes = [int(c) for c in labels] + [CONTEMPT] * n_contempt + [8, 9, 10]
         rows = []
@@ -718,12 +714,12 @@ def _write_fer(out_dir, splits, seed, layout, **_):
               ("PrivateTest", splits["test"][0][n_test // 2:], splits["test"][1][n_test // 2:])]
     fer_rows, plus_rows = [], []
     for g, (usage, images, labels) in enumerate(groups):
-        greys = list(_grey48(images)) if len(images) else []
+        greys = list(_grey48(images))
         votes = [_ferplus_votes(rng, ferplus_column[int(c)]) for c in labels]
         names = [True] * len(labels)
         emotions = [to_code[int(c)] for c in labels]
         if layout == "ferplus":
-            extra_images, _ = generate(5, FER_IMAGE_SIZE, seed=_extra_seed(seed, 10 + g),
+            extra_images, _ = generate(5, FER_IMAGE_SIZE, seed=(int(seed), 10 + g),
                                        labels=[0, 0, 0, 0, CONTEMPT])
             greys += list(_grey48(extra_images))
             tie = np.zeros(10, np.int64)
