@@ -15,11 +15,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS, SIZE = 6, 64
 
 
-def _run_python(code, env_extra=None, timeout=600):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def _subprocess_env(**extra):
+    """The environment for a child Python: the project importable, CPU only, TF quiet."""
+    return dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+                **extra)
+
+
+def _run_python(code, env_extra=None, timeout=600, argv=()):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *argv], cwd=ROOT,
+                          env=_subprocess_env(**(env_extra or {})), capture_output=True,
+                          text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -218,11 +223,10 @@ def _free_ports(count):
 def test_multi_worker_two_processes_complete_an_epoch(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    env_base = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     processes = []
     for index in range(2):
-        env = dict(env_base, TF_CONFIG=json.dumps({"cluster": cluster,
-                                                   "task": {"type": "worker", "index": index}}))
+        env = _subprocess_env(TF_CONFIG=json.dumps({"cluster": cluster,
+                                                    "task": {"type": "worker", "index": index}}))
         processes.append(subprocess.Popen(
             [sys.executable, "-c", MULTI_WORKER_SCRIPT, str(tmp_path / f"worker{index}")],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -248,9 +252,8 @@ print("BEST", best)
 
 def test_killed_mid_epoch_resumes_and_finishes(tmp_path):
     save_dir = tmp_path / "run"
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     process = subprocess.Popen([sys.executable, "-c", RESUME_SCRIPT, str(save_dir)], cwd=ROOT,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               env=_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     position_file = save_dir / "backup" / "backup_position.json"
     deadline = time.time() + 300
     position = None
@@ -270,7 +273,7 @@ def test_killed_mid_epoch_resumes_and_finishes(tmp_path):
     assert position["epoch"] == 0 and 0 < position["batch"] < 100
     assert not list(save_dir.glob("*.h5"))  # killed before the first epoch ended
 
-    resumed = _run_python(RESUME_SCRIPT.replace("sys.argv[1]", repr(str(save_dir))))
+    resumed = _run_python(RESUME_SCRIPT, argv=[str(save_dir)])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming {save_dir} at epoch 1, batch {position['batch']}" in resumed.stdout
     state = json.loads((save_dir / "training_state.json").read_text())
@@ -358,7 +361,7 @@ def test_cli_trains_on_a_rafdb_layout_skipping_bad_images(tmp_path):
          "--weights", "none", "--epochs", "1", "--batch-size", "16", "--input-size", "48",
          "--save-dir", str(save_dir)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""))
+        env=_subprocess_env())
     assert run.returncode == 0, run.stderr[-3000:]
     # One warning for the split, naming both files and why.
     assert run.stderr.count("Skipped 2 of 120 images") == 1, run.stderr[-3000:]
@@ -375,7 +378,7 @@ def test_cli_reports_a_missing_dataset_in_one_line(tmp_path):
         [sys.executable, "train.py", "--dataset", "rafdb", "--data-dir", str(tmp_path / "absent"),
          "--arch", "tiny", "--weights", "none"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""))
+        env=_subprocess_env())
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert "rafdb data folder not found" in run.stderr and "absent" in run.stderr
