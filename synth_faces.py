@@ -48,6 +48,7 @@ This module imports only `config`, NumPy and OpenCV (docs/DESIGN.md).
 """
 
 import argparse
+import collections
 import csv
 import hashlib
 import os
@@ -135,8 +136,93 @@ _HAIR_COLOURS = np.array([[25, 20, 18], [60, 40, 28], [110, 75, 45], [190, 150, 
                           [150, 70, 35], [160, 160, 160]], np.float64)
 _IRIS_COLOURS = np.array([[70, 45, 30], [40, 30, 25], [70, 110, 150], [80, 110, 70]], np.float64)
 
-# Number of uniform draws each face takes (nuisances, colours, accessories).
+# The uniform draws each face takes (person, pose, accessories, nuisances) by name:
+# name -> (first column, number of columns) in the face's row of `_NUM_UNIFORM` uniforms.
+# A field's columns decide which random numbers it reads, so any change here changes the
+# faces drawn from every seed (tests/test_synth_faces.py pins the pixels).
 _NUM_UNIFORM = 60
+_UNIFORM_LAYOUT = {
+    # Background.
+    "background": (0, 4),        # brightness of the 2x2 coarse cells
+    "tint": (4, 3),              # colour gain of the whole background
+    "background_shift": (7, 3),  # colour offset of the whole background
+    "unused": (10, 2),           # drawn, never read: kept so the later columns keep their place
+    "clutter_count": (12, 1),    # 0..4 clutter shapes
+    # Pose.
+    "face_scale": (13, 1),
+    "centre": (14, 2),           # x, y
+    "roll": (16, 1),
+    "yaw": (17, 1),
+    # Person.
+    "aspect": (18, 1),           # face height over width
+    "jaw": (19, 1),              # narrowing towards the chin
+    "skin": (20, 1),             # position along _SKIN_TONES
+    "skin_tint": (21, 2),        # red and blue gains
+    "hair_colour": (23, 1),
+    "iris": (24, 1),
+    "clothes": (25, 3),
+    "hair_style": (28, 1),       # bald, short or long
+    "asymmetry": (29, 1),        # left/right difference of brows and eyes
+    "pull_side": (30, 1),        # the side a snarl or smirk pulls
+    "hairline": (31, 1),
+    "gaze": (32, 1),
+    "mouth_y": (33, 1),
+    # Accessories and occluders: whether there is one, then its shape.
+    "moustache": (34, 1),
+    "fringe": (35, 1),
+    "fringe_depth": (36, 1),
+    "glasses": (37, 1),
+    "frame_colour": (38, 1),
+    "frame_shape": (39, 1),
+    "occluder": (40, 1),
+    "occluder_x": (41, 1),
+    "occluder_side": (42, 1),
+    "occluder_y": (43, 1),
+    "occluder_kind": (44, 1),    # a hand or an object
+    "occluder_colour": (45, 3),
+    # Photometric nuisances.
+    "light_angle": (48, 1),
+    "light_strength": (49, 1),
+    "exposure": (50, 1),
+    "cast": (51, 3),             # per-channel gain
+    "noise_offset": (54, 2),     # window into the renderer's noise bank
+    "noise_level": (56, 1),
+    "blur": (57, 1),
+    "jpeg": (58, 1),
+    "jpeg_quality": (59, 1),
+}
+
+
+def _uniform_slots(layout, total):
+    """Where each named draw sits in a face's row of uniforms.
+
+    Args:
+        layout: dict name -> (first column, number of columns).
+        total: number of columns in the row.
+
+    Returns:
+        Tuple in `layout`'s order: a column index for the one-column fields (read
+        as a float) and a slice for the others (read as a list).
+
+    Raises:
+        ValueError: if the fields do not cover the columns `0..total - 1` exactly
+            once: a shared column would tie two nuisances together, and a missed or
+            extra one means the layout and `_NUM_UNIFORM` disagree.
+    """
+    uses = collections.Counter(c for first, count in layout.values()
+                               for c in range(first, first + count))
+    missed = sorted(set(range(total)) - set(uses))
+    wrong = sorted(c for c, n in uses.items() if n > 1 or not 0 <= c < total)
+    if missed or wrong:
+        raise ValueError(f"The uniform layout must use each column 0..{total - 1} once; "
+                         f"missed {missed}, shared or out of range {wrong}.")
+    return tuple(first if count == 1 else slice(first, first + count)
+                 for first, count in layout.values())
+
+
+_UNIFORM_SLOTS = _uniform_slots(_UNIFORM_LAYOUT, _NUM_UNIFORM)
+# One face's draws by name (`draws.glasses`); the fields of several columns are lists.
+_Draws = collections.namedtuple("_Draws", _UNIFORM_LAYOUT)
 
 
 # --------------------------------------------------------------------------------------
@@ -207,18 +293,338 @@ _TAPER = _PROF**0.6
 _TS = np.linspace(0.0, 1.0, 7)
 _B0, _B1, _B2 = (1 - _TS) ** 2, 2 * _TS * (1 - _TS), _TS**2  # quadratic Bezier weights
 _BROW_HALF = 0.045 - 0.022 * _TS  # brows taper from the inner to the outer end
+_EYE_Y = -0.08  # height of the eye centres; the brows, glasses and forehead lines hang off it
 
 
 def _ellipse(cx, cy, rx, ry):
     return _CIRCLE * (rx, ry) + (cx, cy)
 
 
+class _Face:
+    """One face being drawn: its named draws, the person and pose they give, and its shapes.
+
+    The `queue_*` methods describe the parts in face units (the face spans x in
+    [-1, 1], y grows downwards) and only queue them; `rasterise` then maps every
+    queued point to pixels with one matrix product, because the per-call NumPy
+    overhead, not the OpenCV drawing, is what limits the speed at 112 px. Parts
+    are queued back to front: each covers the ones queued before it.
+
+    Args:
+        size: image side in pixels.
+        params: expression parameters (len(_PARAMS),).
+        uniforms: uniforms in [0, 1) (_NUM_UNIFORM,), named by `_UNIFORM_LAYOUT`.
+    """
+
+    def __init__(self, size, params, uniforms):
+        values = uniforms.tolist()
+        draws = _Draws._make([values[slot] for slot in _UNIFORM_SLOTS])
+        self.draws = draws
+        self.expression = dict(zip(_PARAMS, params.tolist()))
+        # (points in face units, colour, thickness in pixels or -1 to fill, closed)
+        self.shapes = []
+        # Pose.
+        self.scale = size * (0.25 + 0.08 * draws.face_scale)  # pixels per face unit
+        self.centre = (size * (0.5 + 0.12 * (draws.centre[0] - 0.5)),
+                       size * (0.47 + 0.12 * (draws.centre[1] - 0.5)))
+        # Roll in degrees: Cauchy (scale 5) clipped to 20, so most faces are nearly upright
+        # and a few tilt a lot, as in photographs.
+        self.roll = np.deg2rad(np.clip(np.tan(np.pi * (0.02 + 0.96 * draws.roll - 0.5)) * 5.0,
+                                       -20, 20))
+        self.yaw = 0.12 * (draws.yaw - 0.5)  # interior features slide sideways a little
+        # Person.
+        self.aspect = 1.2 + 0.2 * draws.aspect
+        self.jaw = 0.08 + 0.2 * draws.jaw
+        red, blue = draws.skin_tint
+        self.skin = np.clip(_lerp_colour(_SKIN_TONES, draws.skin)
+                            * (0.93 + 0.14 * np.array([red, 0.5, blue])), 0, 255)
+        self.dark_skin = self.skin * 0.72
+        self.crease = self.skin * 0.78
+        self.lip = np.clip(self.skin * np.array([0.92, 0.6, 0.6]) + np.array([25, 0, 5]), 0, 255)
+        self.hair = _lerp_colour(_HAIR_COLOURS, draws.hair_colour)
+        self.iris = _lerp_colour(_IRIS_COLOURS, draws.iris)
+        self.clothes = np.array(draws.clothes) * 220 + 20
+        self.has_hair = draws.hair_style > 0.1
+        self.long_hair = draws.hair_style > 0.55
+        self.hairline = -0.62 * self.aspect - 0.08 * draws.hairline
+        self.asymmetry = (draws.asymmetry - 0.5) * 0.04
+        self.pull_side = 1.0 if draws.pull_side < 0.5 else -1.0
+        self.eye_centres = (-0.4 + self.yaw, 0.4 + self.yaw)
+        self.brow_y = _EYE_Y - 0.26 - self.expression["brow_raise"]
+
+    def fill(self, points, colour):
+        """Queues a filled polygon."""
+        self.shapes.append((points, colour, -1, False))
+
+    def line(self, points, colour, width, closed=False):
+        """Queues a polyline `width` face units wide (at least one pixel)."""
+        self.shapes.append((points, colour, max(1, int(width * self.scale + 0.5)), closed))
+
+    def rasterise(self, image):
+        """Draws the queued shapes on `image` (uint8, in place), in queue order."""
+        c, s = np.cos(self.roll), np.sin(self.roll)
+        to_pixels = self.scale * _ONE * np.array([[c, s], [-s, c]])
+        points = [np.asarray(shape[0], np.float64) for shape in self.shapes]
+        ends = np.cumsum([len(p) for p in points])
+        pixels = (np.concatenate(points) @ to_pixels
+                  + np.asarray(self.centre) * _ONE).astype(np.int32)
+        start = 0
+        for (_, colour, thickness, closed), end in zip(self.shapes, ends):
+            polygon = [pixels[start:end]]
+            start = end
+            colour = (float(colour[0]), float(colour[1]), float(colour[2]))
+            if thickness < 0:
+                cv2.fillPoly(image, polygon, colour, cv2.LINE_AA, _SHIFT)
+            else:
+                cv2.polylines(image, polygon, closed, colour, thickness, cv2.LINE_AA, _SHIFT)
+
+    def queue_head(self):
+        """Clothes, neck, hair behind the head, ears and the face outline."""
+        fill, skin, hair, aspect = self.fill, self.skin, self.hair, self.aspect
+        fill(_ellipse(0, 2.55, 1.9, 1.0), self.clothes)
+        fill([[-0.4, 0.8], [0.4, 0.8], [0.47, 1.9], [-0.47, 1.9]], self.dark_skin * 1.1)
+        if self.long_hair:  # falls behind the head and shoulders
+            fill(np.concatenate([[[-1.12, -0.3]], _ellipse(0, 0.75, 1.2, 0.75)[_LOWER_HALF],
+                                 [[1.12, -0.3]]]), hair)
+        if self.has_hair:
+            fill(_ellipse(0, -0.3 * aspect, 1.1, aspect * 1.02), hair)
+        fill(_ellipse(-0.98, 0.0, 0.14, 0.24), skin * 0.9)
+        fill(_ellipse(0.98, 0.0, 0.14, 0.24), skin * 0.9)
+        outline_x = _FACE_X * np.where(_FACE_Y > 0, 1.0 - self.jaw * _FACE_Y**2, 1.0)
+        fill(np.column_stack([outline_x, _FACE_Y * aspect]), skin)
+
+    def queue_hair_cap(self):
+        """Hair over the top of the head, down to the hairline (none on a bald head)."""
+        if self.has_hair:
+            cap = _UPPER_ARC * (1.03, self.aspect * 1.03) - (0, 0.02)
+            hairline = np.column_stack([_XS[::-1] * 0.98, self.hairline + 0.25 * _XS**2])
+            self.fill(np.concatenate([cap, hairline]), self.hair)
+
+    def queue_cheeks(self):
+        """Raised, flushed cheeks, as a smile pushes them up."""
+        cheek = self.expression["cheek"]
+        if cheek > 0.15:
+            flush = np.clip(self.skin + np.array([30, -5, -5]) * min(cheek, 1.2), 0, 255)
+            for x in (-0.47, 0.47):
+                self.fill(_ellipse(x + self.yaw, 0.2 - 0.04 * cheek, 0.2, 0.13), flush)
+
+    def queue_eyes(self):
+        """Both eyes; the person's asymmetry opens one a little more than the other."""
+        gaze = (self.draws.gaze - 0.5) * 0.06
+        for sx, cx in zip((-1, 1), self.eye_centres):
+            self._queue_eye(cx, self.expression["eye_open"] * (1 + sx * self.asymmetry * 2), gaze)
+
+    def _queue_eye(self, cx, opening, gaze):
+        """One eye: the white between the lids, iris and pupil, and the lid lines.
+
+        Args:
+            cx: abscissa of the eye's centre.
+            opening: eyelid opening, 1 = relaxed.
+            gaze: sideways shift of the iris.
+        """
+        lower_lid = self.expression["lower_lid"]
+        xs = _XS * 0.19 + cx
+        upper = _EYE_Y - 0.1 * opening * _EYE_UP
+        lower = (_EYE_Y + (0.065 * opening - 0.045 * lower_lid) * _EYE_LOW
+                 - 0.02 * lower_lid * _PROF)
+        lower = np.maximum(lower, upper + 0.004)  # a raised lower lid never crosses the upper
+        white = np.concatenate([np.column_stack([xs, upper]), np.column_stack([xs, lower])[::-1]])
+        self.fill(white, (236, 236, 232))
+        # Iris and pupil: circles clipped between the lids (both are convex in x).
+        ix, iy = cx + gaze, _EYE_Y + 0.005
+        for radius, colour in ((0.085, self.iris), (0.035, (15, 12, 12))):
+            circle = _ellipse(ix, iy, radius, radius)
+            top = np.interp(circle[:, 0], xs, upper)
+            circle[:, 1] = np.clip(circle[:, 1], top,
+                                   np.maximum(np.interp(circle[:, 0], xs, lower), top))
+            self.fill(circle, colour)
+        self.line(np.column_stack([xs, upper]), (30, 22, 20), 0.035)
+        self.line(np.column_stack([xs, lower])[1:-1], self.dark_skin, 0.015)
+        if lower_lid > 0.35:  # the smile's crescent under the eye
+            self.line(np.column_stack([xs, lower + 0.05])[2:-2], self.dark_skin * 1.1, 0.015)
+
+    def queue_brows(self):
+        """Both brows: tapered quadratic Bezier curves from the inner to the outer end.
+
+        Returns:
+            Height of the higher inner end, where the glabella lines start.
+        """
+        p = self.expression
+        inner = p["brow_inner"]
+        inner_ys = []
+        for sx in (-1, 1):
+            x0 = sx * (0.13 + p["brow_gap"]) + self.yaw
+            x2 = sx * 0.7 + self.yaw
+            base = self.brow_y + sx * self.asymmetry
+            y0 = base - inner + 0.02
+            y1 = base - 0.045 - p["brow_arch"] + 0.3 * min(inner, 0.0)
+            y2 = base + 0.03
+            inner_ys.append(y0)
+            # The control point puts the curve's middle at height y1.
+            bx = _B0 * x0 + _B1 * (x0 + x2) / 2 + _B2 * x2
+            by = _B0 * y0 + _B1 * (2 * y1 - (y0 + y2) / 2) + _B2 * y2
+            self.fill(np.concatenate([np.column_stack([bx, by - _BROW_HALF]),
+                                      np.column_stack([bx, by + _BROW_HALF])[::-1]]),
+                      self.hair * 0.8)
+        return min(inner_ys)
+
+    def queue_creases(self, inner_brow_y):
+        """Forehead lines and the vertical glabella lines between the brows.
+
+        Args:
+            inner_brow_y: height of the higher inner brow end.
+        """
+        p, yaw, crease = self.expression, self.yaw, self.crease
+        forehead, inner = p["forehead"], p["brow_inner"]
+        if forehead > 0.3:
+            central = inner > 0.07  # sad/fear: short central lines bent up in the middle
+            width = 0.25 if central else 0.5
+            bend = 0.04 - (1.5 * inner if central else 0.0)
+            for k in range(3 if forehead > 0.7 else 2):
+                y = self.brow_y - 0.19 - 0.09 * k
+                self.line(np.column_stack([_XS * width + yaw, y + bend * _XS**2]), crease, 0.02)
+        if p["glabella"] > 0.3:
+            top = inner_brow_y - 0.06
+            self.line([[-0.04 + yaw, top], [-0.055 + yaw, top + 0.13]], crease, 0.02)
+            self.line([[0.04 + yaw, top], [0.055 + yaw, top + 0.13]], crease, 0.02)
+
+    def queue_nose(self):
+        """Bridge, nostrils, the base line, and wrinkles across the bridge (disgust)."""
+        fill, line, yaw = self.fill, self.line, self.yaw
+        wrinkle = self.expression["nose_wrinkle"]
+        flare = 1.0 + 0.4 * wrinkle  # a wrinkled nose flares its nostrils
+        line([[-0.08 + yaw, 0.0], [-0.1 + yaw, 0.28]], self.skin * 0.86, 0.015)
+        nostril_y = 0.36 - 0.03 * wrinkle
+        fill(_ellipse(-0.075 * flare + yaw, nostril_y, 0.04 * flare, 0.022), self.dark_skin * 0.8)
+        fill(_ellipse(0.075 * flare + yaw, nostril_y, 0.04 * flare, 0.022), self.dark_skin * 0.8)
+        line([[-0.13 * flare + yaw, 0.33], [-0.05 + yaw, 0.395], [0.05 + yaw, 0.395],
+              [0.13 * flare + yaw, 0.33]], self.dark_skin, 0.02)
+        if wrinkle > 0.35:
+            for k in range(3):
+                y = 0.02 + 0.06 * k
+                line([[-0.12 + yaw, y + 0.02], [yaw, y], [0.12 + yaw, y + 0.02]],
+                     self.crease * 0.95, 0.02)
+
+    def queue_mouth(self):
+        """Mouth: a centre line bent by the corners, an opening, lips around it.
+
+        The nasolabial folds and a moustache are queued before the opening and the
+        lips, which cover them.
+        """
+        p, side = self.expression, self.pull_side
+        centre_y = 0.64 + 0.04 * (self.draws.mouth_y - 0.5)
+        half_width = 0.32 * p["mouth_width"]
+        xs = _XS * half_width + self.yaw
+        line_y = (centre_y - p["mouth_curve"] * _XS**2
+                  - p["smirk"] * np.maximum(side * _XS, 0) ** 2)
+        # A round mouth (surprise) opens almost as much at the corners as in the middle.
+        opening = p["mouth_open"] * _PROF ** (1 - 0.5 * min(p["mouth_round"], 1.0))
+        snarl = p["snarl"] * np.exp(-(((_XS - side * 0.35) / 0.4) ** 2))
+        inner_top = line_y - 0.4 * opening - snarl
+        inner_bottom = line_y + 0.6 * opening
+        outer_top = inner_top - 0.065 * p["lip_press"] * _TAPER - 0.3 * snarl
+        outer_bottom = inner_bottom + 0.085 * p["lip_press"] * _TAPER
+        self._queue_nasolabial_folds(half_width, line_y[0])
+        if self.draws.moustache < 0.08:
+            self.fill(np.concatenate([np.column_stack([xs * 1.15, outer_top - 0.02]),
+                                      np.column_stack([xs * 1.1, outer_top - 0.11])[::-1]]),
+                      self.hair)
+        self._queue_lips(xs, inner_top, inner_bottom, outer_top, outer_bottom)
+
+    def _queue_nasolabial_folds(self, mouth_half_width, corner_y):
+        """The folds from beside the nostrils to beyond the mouth corners.
+
+        A smirk deepens only the fold on its own side.
+
+        Args:
+            mouth_half_width: half the mouth's width in face units.
+            corner_y: height of the mouth corners.
+        """
+        p, yaw = self.expression, self.yaw
+        nasolabial = p["nasolabial"]
+        if nasolabial <= 0.3:
+            return
+        colour = self.skin * (1 - 0.18 * min(nasolabial, 1.2))
+        for sx in (-1, 1):
+            if p["smirk"] > 0.05 and sx != self.pull_side:
+                continue
+            end = (sx * (mouth_half_width + 0.07) + yaw, corner_y + 0.05)
+            start = (sx * 0.17 + yaw, 0.32)
+            mid = (sx * (max(mouth_half_width, 0.2) + 0.12) + yaw, (start[1] + end[1]) / 2 - 0.02)
+            self.line([start, mid, end], colour, 0.025)
+
+    def _queue_lips(self, xs, inner_top, inner_bottom, outer_top, outer_bottom):
+        """The opening with the upper teeth, both lips, and the lines between them.
+
+        Args:
+            xs: abscissae of the contours (11,).
+            inner_top, inner_bottom: heights of the opening's edges along `xs`.
+            outer_top, outer_bottom: heights of the lips' outer edges along `xs`.
+        """
+        teeth = self.expression["teeth"]
+        gap = inner_bottom - inner_top
+        is_open = gap.max() > 0.015
+        top_contour = np.column_stack([xs, inner_top])
+        if is_open:
+            self.fill(np.concatenate([top_contour, np.column_stack([xs, inner_bottom])[::-1]]),
+                      (70, 25, 30))
+            if teeth > 0.3:
+                teeth_bottom = inner_top + np.minimum(gap, 0.09 * min(teeth, 1.0) + 0.02)
+                self.fill(np.concatenate([top_contour, np.column_stack([xs, teeth_bottom])[::-1]]),
+                          (240, 238, 225))
+        self.fill(np.concatenate([np.column_stack([xs, outer_top]), top_contour[::-1]]), self.lip)
+        self.fill(np.concatenate([np.column_stack([xs, inner_bottom]),
+                                  np.column_stack([xs, outer_bottom])[::-1]]), self.lip * 1.06)
+        self.line(top_contour, self.lip * 0.55, 0.018)
+        if is_open:
+            self.line(np.column_stack([xs, inner_bottom]), self.lip * 0.55, 0.012)
+
+    def queue_accessories(self):
+        """A fringe down to just above the brows and glasses, each on a fifth of the faces."""
+        draws, hairline = self.draws, self.hairline
+        if self.has_hair and draws.fringe < 0.2:
+            depth = self.brow_y - 0.1 - 0.1 * draws.fringe_depth
+            self.fill([[-0.95, hairline - 0.1], [0.95, hairline - 0.1], [0.7, depth + 0.05],
+                       [0.1, depth], [-0.5, depth + 0.03], [-0.9, hairline + 0.2]], self.hair)
+        if draws.glasses < 0.2:
+            self._queue_glasses()
+
+    def _queue_glasses(self):
+        """Round or rectangular rims, the temple arms and the bridge."""
+        frame = (20, 20, 20) if self.draws.frame_colour < 0.6 else (170, 160, 120)
+        for sx, cx in zip((-1, 1), self.eye_centres):
+            if self.draws.frame_shape < 0.5:
+                rim = _ellipse(cx, _EYE_Y, 0.25, 0.2)
+            else:
+                rim = [[cx - 0.26, _EYE_Y - 0.17], [cx + 0.26, _EYE_Y - 0.17],
+                       [cx + 0.24, _EYE_Y + 0.16], [cx - 0.24, _EYE_Y + 0.16]]
+            self.line(rim, frame, 0.03, closed=True)
+            self.line([[cx + sx * 0.25, _EYE_Y - 0.08], [sx * 0.98, _EYE_Y - 0.1]], frame, 0.03)
+        left, right = self.eye_centres
+        self.line([[left + 0.25, _EYE_Y - 0.05], [right - 0.25, _EYE_Y - 0.05]], frame, 0.03)
+
+    def queue_occluder(self):
+        """On a tenth of the faces, a hand or a plain object over one side of the face."""
+        draws = self.draws
+        if draws.occluder >= 0.1:
+            return
+        ox = (0.55 + 0.4 * draws.occluder_x) * (1 if draws.occluder_side < 0.5 else -1)
+        oy = 0.25 + 0.8 * draws.occluder_y
+        if draws.occluder_kind < 0.5:  # a hand: a skin-coloured blob with finger lines
+            self.fill(_ellipse(ox, oy, 0.32, 0.42), self.skin * 0.97)
+            for k in range(3):
+                y = oy - 0.2 + 0.13 * k
+                self.line([[ox - 0.2, y], [ox + 0.2, y]], self.dark_skin, 0.015)
+        else:
+            self.fill([[ox - 0.3, oy - 0.35], [ox + 0.3, oy - 0.35], [ox + 0.3, oy + 0.45],
+                       [ox - 0.3, oy + 0.45]], np.array(draws.occluder_colour) * 255)
+
+
 class _Renderer:
     """Draws faces at one image size; holds the size-dependent precomputations.
 
-    Shapes are described in face coordinates and queued; one matrix product per
-    face maps every queued point to pixels (the per-call NumPy overhead, not the
-    OpenCV drawing, is what limits the speed at 112 px).
+    Args:
+        size: image side in pixels.
+        noise_seed: seed of the bank of sensor noise that the faces read from.
     """
 
     def __init__(self, size, noise_seed):
@@ -230,264 +636,104 @@ class _Renderer:
         noise_rng = np.random.default_rng(noise_seed)
         self.noise = noise_rng.standard_normal((2 * size, 2 * size, 3)).astype(np.float32)
 
-    # Display list: (points in face units, colour, thickness in pixels or -1 to fill, closed).
-    def _fill(self, pts, colour):
-        self.ops.append((pts, colour, -1, False))
-
-    def _line(self, pts, colour, width, closed=False):
-        self.ops.append((pts, colour, max(1, int(width * self.W + 0.5)), closed))
-
-    def _flush(self, img, centre, roll):
-        c, s = np.cos(roll), np.sin(roll)
-        A = self.W * _ONE * np.array([[c, s], [-s, c]])
-        pts = [np.asarray(op[0], np.float64) for op in self.ops]
-        ends = np.cumsum([len(p) for p in pts])
-        px = (np.concatenate(pts) @ A + np.asarray(centre) * _ONE).astype(np.int32)
-        start = 0
-        for (_, colour, thickness, closed), end in zip(self.ops, ends):
-            poly = [px[start:end]]
-            start = end
-            colour = (float(colour[0]), float(colour[1]), float(colour[2]))
-            if thickness < 0:
-                cv2.fillPoly(img, poly, colour, cv2.LINE_AA, _SHIFT)
-            else:
-                cv2.polylines(img, poly, closed, colour, thickness, cv2.LINE_AA, _SHIFT)
-
-    def draw(self, p, u, clutter):
+    def draw(self, params, uniforms, clutter):
         """One face.
 
         Args:
-            p: expression parameters (len(_PARAMS),).
-            u: uniforms in [0, 1) for the person, pose and nuisances (_NUM_UNIFORM,).
+            params: expression parameters (len(_PARAMS),).
+            uniforms: uniforms in [0, 1) for the person, pose and nuisances
+                (_NUM_UNIFORM,), named by `_UNIFORM_LAYOUT`.
             clutter: uniforms (4, 8) for up to 4 background shapes.
+
+        Returns:
+            uint8 RGB image (size, size, 3).
         """
-        S = self.size
-        u = u.tolist()
-        P = dict(zip(_PARAMS, p.tolist()))
-        self.ops = []
+        face = _Face(self.size, params, uniforms)
+        image = self._background(face.draws, clutter)
+        face.queue_head()
+        face.queue_hair_cap()
+        face.queue_cheeks()
+        face.queue_eyes()
+        inner_brow_y = face.queue_brows()
+        face.queue_creases(inner_brow_y)
+        face.queue_nose()
+        face.queue_mouth()
+        face.queue_accessories()
+        face.queue_occluder()
+        face.rasterise(image)
+        return self._photometric(image, face.draws)
 
-        # --- background: a smooth random colour field plus clutter shapes.
-        # (2x2 brightness cells, one tint, a little per-cell colour: indoor/outdoor-like scenes)
-        coarse = ((np.array(u[0:4]).reshape(2, 2, 1) * 190 + 40) * (np.array(u[4:7]) * 0.6 + 0.6)
-                  + (np.array(u[7:12]) - 0.5)[:3] * 40)
-        img = cv2.resize(np.clip(coarse, 0, 255).astype(np.uint8), (S, S), interpolation=cv2.INTER_LINEAR)
-        for k in range(int(u[12] * 5)):
-            v = clutter[k % 4] * S
-            colour = (float(clutter[k % 4, 4] * 255), float(clutter[k % 4, 5] * 255),
-                      float(clutter[k % 4, 6] * 255))
-            x0, y0, x1, y1 = int(v[0]), int(v[1]), int(v[2]), int(v[3])
-            kind = int(clutter[k % 4, 7] * 3)
-            if kind == 0:
-                cv2.rectangle(img, (x0, y0), (x1, y1), colour, -1)
-            elif kind == 1:
-                cv2.circle(img, (x0, y0), abs(x1 - x0) // 3 + 1, colour, -1, cv2.LINE_AA)
-            else:
-                cv2.line(img, (x0, y0), (x1, y1), colour, max(1, S // 30), cv2.LINE_AA)
+    def _background(self, draws, clutter):
+        """A smooth colour field with up to 4 clutter shapes on it.
 
-        # --- pose and person.
-        self.W = S * (0.25 + 0.08 * u[13])
-        centre = (S * (0.5 + 0.12 * (u[14] - 0.5)), S * (0.47 + 0.12 * (u[15] - 0.5)))
-        roll = np.deg2rad(np.clip(np.tan(np.pi * (0.02 + 0.96 * u[16] - 0.5)) * 5.0, -20, 20))
-        yaw = 0.12 * (u[17] - 0.5)  # interior features slide sideways a little
-        aspect = 1.2 + 0.2 * u[18]
-        jaw = 0.08 + 0.2 * u[19]
-        skin = np.clip(_lerp_colour(_SKIN_TONES, u[20]) * (0.93 + 0.14 * np.array([u[21], 0.5, u[22]])),
-                       0, 255)
-        dark_skin = skin * 0.72
-        crease = skin * 0.78
-        hair = _lerp_colour(_HAIR_COLOURS, u[23])
-        iris_colour = _lerp_colour(_IRIS_COLOURS, u[24])
-        lip = np.clip(skin * np.array([0.92, 0.6, 0.6]) + np.array([25, 0, 5]), 0, 255)
-        clothes = np.array(u[25:28]) * 220 + 20
-        hair_style = u[28]
-        asym = (u[29] - 0.5) * 0.04  # left/right difference of brows and eyes
-        side = 1.0 if u[30] < 0.5 else -1.0  # the side a snarl or smirk pulls
-        fill, line, ell = self._fill, self._line, _ellipse
+        2x2 brightness cells under one tint and colour offset give indoor- and
+        outdoor-like scenes without drawing a texture per face.
 
-        # --- body, back hair, ears, face.
-        fill(ell(0, 2.55, 1.9, 1.0), clothes)
-        fill([[-0.4, 0.8], [0.4, 0.8], [0.47, 1.9], [-0.47, 1.9]], dark_skin * 1.1)
-        if hair_style > 0.55:  # long hair falls behind the head and shoulders
-            fill(np.concatenate([[[-1.12, -0.3]], ell(0, 0.75, 1.2, 0.75)[_LOWER_HALF], [[1.12, -0.3]]]),
-                 hair)
-        if hair_style > 0.1:
-            fill(ell(0, -0.3 * aspect, 1.1, aspect * 1.02), hair)
-        fill(ell(-0.98, 0.0, 0.14, 0.24), skin * 0.9)
-        fill(ell(0.98, 0.0, 0.14, 0.24), skin * 0.9)
-        fx = _FACE_X * np.where(_FACE_Y > 0, 1.0 - jaw * _FACE_Y**2, 1.0)
-        fill(np.column_stack([fx, _FACE_Y * aspect]), skin)
+        Args:
+            draws: the face's `_Draws`.
+            clutter: uniforms (4, 8), one row per clutter shape.
 
-        # --- hair cap over the top of the head.
-        hairline = -0.62 * aspect - 0.08 * u[31]
-        if hair_style > 0.1:
-            cap = _UPPER_ARC * (1.03, aspect * 1.03) - (0, 0.02)
-            fill(np.concatenate([cap, np.column_stack([_XS[::-1] * 0.98, hairline + 0.25 * _XS**2])]),
-                 hair)
+        Returns:
+            uint8 RGB image (size, size, 3).
+        """
+        size = self.size
+        coarse = ((np.array(draws.background).reshape(2, 2, 1) * 190 + 40)
+                  * (np.array(draws.tint) * 0.6 + 0.6)
+                  + (np.array(draws.background_shift) - 0.5) * 40)
+        image = cv2.resize(np.clip(coarse, 0, 255).astype(np.uint8), (size, size),
+                           interpolation=cv2.INTER_LINEAR)
+        for shape in clutter[:int(draws.clutter_count * 5)]:
+            self._draw_clutter(image, shape)
+        return image
 
-        # --- cheeks (raised and flushed when smiling).
-        cheek = P["cheek"]
-        if cheek > 0.15:
-            flush = np.clip(skin + np.array([30, -5, -5]) * min(cheek, 1.2), 0, 255)
-            fill(ell(-0.47 + yaw, 0.2 - 0.04 * cheek, 0.2, 0.13), flush)
-            fill(ell(0.47 + yaw, 0.2 - 0.04 * cheek, 0.2, 0.13), flush)
+    def _draw_clutter(self, image, shape):
+        """A filled box, a disc or a thick line, drawn on `image` in place.
 
-        # --- eyes.
-        ey = -0.08
-        lower_lid = P["lower_lid"]
-        gaze = (u[32] - 0.5) * 0.06
-        eye_centres = (-0.4 + yaw, 0.4 + yaw)
-        for sx, cx in zip((-1, 1), eye_centres):
-            o = P["eye_open"] * (1 + sx * asym * 2)
-            xs = _XS * 0.19 + cx
-            upper = ey - 0.1 * o * _EYE_UP
-            lower = ey + (0.065 * o - 0.045 * lower_lid) * _EYE_LOW - 0.02 * lower_lid * _PROF
-            lower = np.maximum(lower, upper + 0.004)
-            fill(np.concatenate([np.column_stack([xs, upper]), np.column_stack([xs, lower])[::-1]]),
-                 (236, 236, 232))
-            # Iris and pupil: circles clipped between the lids (both are convex in x).
-            ix, iy = cx + gaze, ey + 0.005
-            for radius, colour in ((0.085, iris_colour), (0.035, (15, 12, 12))):
-                circ = ell(ix, iy, radius, radius)
-                top = np.interp(circ[:, 0], xs, upper)
-                circ[:, 1] = np.clip(circ[:, 1], top, np.maximum(np.interp(circ[:, 0], xs, lower), top))
-                fill(circ, colour)
-            line(np.column_stack([xs, upper]), (30, 22, 20), 0.035)
-            line(np.column_stack([xs, lower])[1:-1], dark_skin, 0.015)
-            if lower_lid > 0.35:  # the smile's crescent under the eye
-                line(np.column_stack([xs, lower + 0.05])[2:-2], dark_skin * 1.1, 0.015)
+        Args:
+            image: uint8 RGB image.
+            shape: 8 uniforms: two points (x0, y0, x1, y1), RGB colour, kind.
+        """
+        x0, y0, x1, y1 = (int(v) for v in shape[:4] * self.size)
+        colour = (float(shape[4] * 255), float(shape[5] * 255), float(shape[6] * 255))
+        kind = int(shape[7] * 3)
+        if kind == 0:
+            cv2.rectangle(image, (x0, y0), (x1, y1), colour, -1)
+        elif kind == 1:
+            cv2.circle(image, (x0, y0), abs(x1 - x0) // 3 + 1, colour, -1, cv2.LINE_AA)
+        else:
+            cv2.line(image, (x0, y0), (x1, y1), colour, max(1, self.size // 30), cv2.LINE_AA)
 
-        # --- brows: a tapered quadratic Bezier from the inner to the outer end.
-        brow_y = ey - 0.26 - P["brow_raise"]
-        inner = P["brow_inner"]
-        inner_ys = []
-        for sx in (-1, 1):
-            x0 = sx * (0.13 + P["brow_gap"]) + yaw
-            x2 = sx * 0.7 + yaw
-            b = brow_y + sx * asym
-            y0 = b - inner + 0.02
-            y1 = b - 0.045 - P["brow_arch"] + 0.3 * min(inner, 0.0)
-            y2 = b + 0.03
-            inner_ys.append(y0)
-            bx = _B0 * x0 + _B1 * (x0 + x2) / 2 + _B2 * x2
-            by = _B0 * y0 + _B1 * (2 * y1 - (y0 + y2) / 2) + _B2 * y2
-            fill(np.concatenate([np.column_stack([bx, by - _BROW_HALF]),
-                                 np.column_stack([bx, by + _BROW_HALF])[::-1]]), hair * 0.8)
+    def _photometric(self, image, draws):
+        """Lighting gradient, colour cast and sensor noise, then maybe blur and JPEG.
 
-        # --- forehead and glabella lines.
-        forehead = P["forehead"]
-        if forehead > 0.3:
-            central = inner > 0.07  # sad/fear: short central lines bent up in the middle
-            width = 0.25 if central else 0.5
-            bend = 0.04 - (1.5 * inner if central else 0.0)
-            for k in range(3 if forehead > 0.7 else 2):
-                y = brow_y - 0.19 - 0.09 * k
-                line(np.column_stack([_XS * width + yaw, y + bend * _XS**2]), crease, 0.02)
-        if P["glabella"] > 0.3:
-            top = min(inner_ys) - 0.06
-            line([[-0.04 + yaw, top], [-0.055 + yaw, top + 0.13]], crease, 0.02)
-            line([[0.04 + yaw, top], [0.055 + yaw, top + 0.13]], crease, 0.02)
+        Args:
+            image: uint8 RGB image of the drawn face.
+            draws: the face's `_Draws`.
 
-        # --- nose.
-        wrinkle = P["nose_wrinkle"]
-        flare = 1.0 + 0.4 * wrinkle
-        line([[-0.08 + yaw, 0.0], [-0.1 + yaw, 0.28]], skin * 0.86, 0.015)
-        ny = 0.36 - 0.03 * wrinkle
-        fill(ell(-0.075 * flare + yaw, ny, 0.04 * flare, 0.022), dark_skin * 0.8)
-        fill(ell(0.075 * flare + yaw, ny, 0.04 * flare, 0.022), dark_skin * 0.8)
-        line([[-0.13 * flare + yaw, 0.33], [-0.05 + yaw, 0.395], [0.05 + yaw, 0.395],
-              [0.13 * flare + yaw, 0.33]], dark_skin, 0.02)
-        if wrinkle > 0.35:
-            for k in range(3):
-                y = 0.02 + 0.06 * k
-                line([[-0.12 + yaw, y + 0.02], [yaw, y], [0.12 + yaw, y + 0.02]], crease * 0.95, 0.02)
-
-        # --- mouth: a centre line bent by the corners, an opening, lips around it.
-        mx, my = yaw, 0.64 + 0.04 * (u[33] - 0.5)
-        hw = 0.32 * P["mouth_width"]
-        xs = _XS * hw + mx
-        line_y = my - P["mouth_curve"] * _XS**2 - P["smirk"] * np.maximum(side * _XS, 0) ** 2
-        opening = P["mouth_open"] * _PROF ** (1 - 0.5 * min(P["mouth_round"], 1.0))
-        snarl = P["snarl"] * np.exp(-(((_XS - side * 0.35) / 0.4) ** 2))
-        inner_top = line_y - 0.4 * opening - snarl
-        inner_bottom = line_y + 0.6 * opening
-        press = P["lip_press"]
-        outer_top = inner_top - 0.065 * press * _TAPER - 0.3 * snarl
-        outer_bottom = inner_bottom + 0.085 * press * _TAPER
-        nasolabial = P["nasolabial"]
-        if nasolabial > 0.3:
-            colour = skin * (1 - 0.18 * min(nasolabial, 1.2))
-            for sx in (-1, 1):
-                if P["smirk"] > 0.05 and sx != side:
-                    continue
-                end = (sx * (hw + 0.07) + mx, line_y[0] + 0.05)
-                start = (sx * 0.17 + yaw, 0.32)
-                mid = (sx * (max(hw, 0.2) + 0.12) + yaw, (start[1] + end[1]) / 2 - 0.02)
-                line([start, mid, end], colour, 0.025)
-        if u[34] < 0.08:  # moustache
-            fill(np.concatenate([np.column_stack([xs * 1.15, outer_top - 0.02]),
-                                 np.column_stack([xs * 1.1, outer_top - 0.11])[::-1]]), hair)
-        gap = inner_bottom - inner_top
-        top_contour = np.column_stack([xs, inner_top])
-        if gap.max() > 0.015:
-            fill(np.concatenate([top_contour, np.column_stack([xs, inner_bottom])[::-1]]), (70, 25, 30))
-            if P["teeth"] > 0.3:
-                tb = inner_top + np.minimum(gap, 0.09 * min(P["teeth"], 1.0) + 0.02)
-                fill(np.concatenate([top_contour, np.column_stack([xs, tb])[::-1]]), (240, 238, 225))
-        fill(np.concatenate([np.column_stack([xs, outer_top]), top_contour[::-1]]), lip)
-        fill(np.concatenate([np.column_stack([xs, inner_bottom]),
-                             np.column_stack([xs, outer_bottom])[::-1]]), lip * 1.06)
-        line(top_contour, lip * 0.55, 0.018)
-        if gap.max() > 0.015:
-            line(np.column_stack([xs, inner_bottom]), lip * 0.55, 0.012)
-
-        # --- accessories and occluders.
-        if hair_style > 0.1 and u[35] < 0.2:  # a fringe down to just above the brows
-            depth = brow_y - 0.1 - 0.1 * u[36]
-            fill([[-0.95, hairline - 0.1], [0.95, hairline - 0.1], [0.7, depth + 0.05],
-                  [0.1, depth], [-0.5, depth + 0.03], [-0.9, hairline + 0.2]], hair)
-        if u[37] < 0.2:  # glasses
-            frame = (20, 20, 20) if u[38] < 0.6 else (170, 160, 120)
-            for sx, cx in zip((-1, 1), eye_centres):
-                if u[39] < 0.5:
-                    pts = ell(cx, ey, 0.25, 0.2)
-                else:
-                    pts = [[cx - 0.26, ey - 0.17], [cx + 0.26, ey - 0.17], [cx + 0.24, ey + 0.16],
-                           [cx - 0.24, ey + 0.16]]
-                line(pts, frame, 0.03, closed=True)
-                line([[cx + sx * 0.25, ey - 0.08], [sx * 0.98, ey - 0.1]], frame, 0.03)
-            line([[eye_centres[0] + 0.25, ey - 0.05], [eye_centres[1] - 0.25, ey - 0.05]], frame, 0.03)
-        if u[40] < 0.1:  # an occluder over a side of the face: a hand or an object
-            ox = (0.55 + 0.4 * u[41]) * (1 if u[42] < 0.5 else -1)
-            oy = 0.25 + 0.8 * u[43]
-            if u[44] < 0.5:
-                fill(ell(ox, oy, 0.32, 0.42), skin * 0.97)
-                for k in range(3):
-                    line([[ox - 0.2, oy - 0.2 + 0.13 * k], [ox + 0.2, oy - 0.2 + 0.13 * k]], dark_skin,
-                         0.015)
-            else:
-                fill([[ox - 0.3, oy - 0.35], [ox + 0.3, oy - 0.35], [ox + 0.3, oy + 0.45],
-                      [ox - 0.3, oy + 0.45]], np.array(u[45:48]) * 255)
-        self._flush(img, centre, roll)
-
-        # --- photometric nuisances: lighting gradient, colour cast, noise, blur, JPEG.
-        angle = 2 * np.pi * u[48]
-        strength = 0.45 * u[49]
-        gain = self.gx * np.float32(strength * np.cos(angle)) + self.gy * np.float32(strength * np.sin(angle))
+        Returns:
+            uint8 RGB image (size, size, 3).
+        """
+        size = self.size
+        angle = 2 * np.pi * draws.light_angle
+        strength = 0.45 * draws.light_strength
+        gain = (self.gx * np.float32(strength * np.cos(angle))
+                + self.gy * np.float32(strength * np.sin(angle)))
         gain += np.float32(1.0)
-        cast = (0.75 + 0.45 * u[50]) * (1 + 0.12 * (np.array(u[51:54]) - 0.5))
-        ox, oy = int(u[54] * S), int(u[55] * S)
+        cast = (0.75 + 0.45 * draws.exposure) * (1 + 0.12 * (np.array(draws.cast) - 0.5))
+        ox, oy = int(draws.noise_offset[0] * size), int(draws.noise_offset[1] * size)
         # OpenCV's SIMD loops do gain, noise and the saturating cast back to uint8 in a
         # few passes (half the time of the NumPy expression).
-        out = cv2.multiply(img, cv2.merge([gain * np.float32(c) for c in cast]), dtype=cv2.CV_32F)
-        cv2.scaleAdd(self.noise[oy:oy + S, ox:ox + S], 10.0 * u[56] ** 2, out, dst=out)
-        img = cv2.convertScaleAbs(np.maximum(out, 0, out=out))
-        if u[57] < 0.3:
-            img = cv2.GaussianBlur(img, (0, 0), 0.3 + u[57] * 3.0 * S / 112)
-        if u[58] < 0.5:
-            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(25 + 65 * u[59])])
-            img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-        return img
-
+        out = cv2.multiply(image, cv2.merge([gain * np.float32(c) for c in cast]), dtype=cv2.CV_32F)
+        cv2.scaleAdd(self.noise[oy:oy + size, ox:ox + size], 10.0 * draws.noise_level ** 2, out,
+                     dst=out)
+        image = cv2.convertScaleAbs(np.maximum(out, 0, out=out))
+        if draws.blur < 0.3:  # the blur's width scales with the image, as seen at 112 px
+            image = cv2.GaussianBlur(image, (0, 0), 0.3 + draws.blur * 3.0 * size / 112)
+        if draws.jpeg < 0.5:
+            quality = int(25 + 65 * draws.jpeg_quality)
+            _, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        return image
 
 
 def generate(n, image_size=112, seed=0, class_prior=None, labels=None):

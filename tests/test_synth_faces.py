@@ -1,6 +1,7 @@
 """SynthFER generator: determinism, labels, expression signal, on-disk formats, CLI."""
 
 import csv
+import hashlib
 import os
 import re
 import subprocess
@@ -32,6 +33,53 @@ def test_generate_is_deterministic_by_seed():
     np.testing.assert_array_equal(a_images, b_images)
     np.testing.assert_array_equal(a_labels, b_labels)
     assert not np.array_equal(a_images, c_images)
+
+
+# These hashes pin the renderer's output so that refactors cannot change the data: the
+# cases below draw every class (Contempt too), both hair lengths and bald heads, fringes,
+# moustaches, both kinds of glasses, hands and objects over the face, blur and JPEG, and
+# every clutter count. Change a hash only on purpose, with the reason in the commit.
+# They hold for the OpenCV build they were computed with (anti-aliased drawing and the
+# bundled libjpeg may change between releases), so another OpenCV skips the check.
+_PINNED_OPENCV = "4.14.0"
+_PINNED_GENERATE = [
+    # (n, image_size, seed, labels), sha256 of the images, sha256 of the labels
+    ((40, 48, 0, None),
+     "cf80761e7263b2a26cfa9ff87cc144cdb9d58011b31cbcd8dd8ada04e9a4edce",
+     "6854f4d502205ba250648645763a302d3093bfdaa3cec7cfc657e9721968fbbe"),
+    ((32, 64, 1, None),
+     "8aeba3ce035f689b16d1269cb98bfec2b2bd66d75099344d6999c1fe59918669",
+     "ca661a627005d8228c51f176023d5ae6376228978bbcc329f9d4500f7d6f46fa"),
+    ((24, 112, 7, None),
+     "2cc6051942e10859f5988cc3506a23a0cbbdb9fe05576106ea981ee78db9e2da",
+     "86a653210add519fe8817c748dbd26e28a4683b02255d8d80c8c0b9eb24993cf"),
+    ((16, 80, 5, tuple(np.arange(16) % 8)),
+     "a6cf9465ba03ec49d452f2d4d0a5bfb6cfd0b1b52c24d45c5ab0aebc2bd2eb96",
+     "8334b97b99c49618eebe82407faf0dbd0f4f5f9e6b8a1a322a59ecfe6d6ff715"),
+]
+_PINNED_SHEET = "e6b72187b18fb1d73f5498b6e87be607f3efd99f5c0ac736fbaee0195694c56b"
+_PINNED_FERPLUS = {
+    "fer2013.csv": "a2c25555d8cd36ee1728a5bd5765f0c3f1a631b1d5444795949072c844a40856",
+    "fer2013new.csv": "da7ec4336dad5d56080c036cf72fa31b99d240ffecc916a341a1df4380cd2718",
+}
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.skipif(cv2.__version__ != _PINNED_OPENCV,
+                    reason=f"pixel hashes were computed with OpenCV {_PINNED_OPENCV}")
+def test_pinned_pixels(tmp_path):
+    for (n, size, seed, labels), images_sha, labels_sha in _PINNED_GENERATE:
+        images, drawn = synth_faces.generate(n, size, seed=seed, labels=labels)
+        assert _sha256(images.tobytes()) == images_sha, f"images of {(n, size, seed)} changed"
+        assert _sha256(drawn.tobytes()) == labels_sha, f"labels of {(n, size, seed)} changed"
+    sheet = synth_faces.contact_sheet(per_class=2, image_size=48, seed=3)
+    assert _sha256(sheet.tobytes()) == _PINNED_SHEET
+    synth_faces.write_dataset(str(tmp_path), layout="ferplus", n=12, seed=4, test_fraction=0.5)
+    for name, sha in _PINNED_FERPLUS.items():
+        assert _sha256((tmp_path / name).read_bytes()) == sha, name
 
 
 def test_labels_do_not_depend_on_image_size():
