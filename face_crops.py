@@ -1,10 +1,5 @@
-"""From a picture to model-ready face crops: reading (any size), detecting, aligning, cropping.
+"""From a picture to model-ready face crops: detecting faces and eyes, aligning, cropping.
 
-- `read_picture(source)`: a path, encoded bytes or an array -> uint8 RGB, upright (EXIF
-  orientation applied). Ordinary pictures go through `data_helper.load_image` (one clear
-  `FileNotFoundError` / `ImageDecodeError` for missing, empty, not-an-image or truncated files,
-  16-bit reduced to 8-bit); very large ones are decoded reduced, so a 20000 x 20000 JPEG costs
-  about 75 MB instead of 1.2 GB (libjpeg's DCT scaling, through PIL's draft mode).
 - `FaceDetector`: OpenCV's Haar cascades (frontal face, then the eye cascades inside the face for
   alignment), or MTCNN (boxes and five landmarks) when the optional `mtcnn` package is installed
   and asked for.
@@ -15,40 +10,36 @@
   a third of the width apart, the whole face with a little hair and chin showing: roughly the
   framing of RAF-DB's aligned crops.
 
+Pictures are read by `pictures.read_picture` (re-exported here, with `PictureError`): EXIF
+orientation applied, very large pictures decoded reduced.
+
 Example:
 >>> image = read_picture("grace_hopper.jpg")
 >>> faces = FaceDetector().detect(image)
 >>> crop = crop_face(image, faces[0], size=224)   # uint8 (224, 224, 3)
 """
 
-import contextlib
 import dataclasses
 import math
 import os
-import threading
 
 import cv2
 import numpy as np
 
-import data_helper
+# Re-exported: reading pictures lived here before it had a module of its own.
+from pictures import (  # noqa: F401
+    MAX_FULL_DECODE_PIXELS,
+    REDUCE_ABOVE_PIXELS,
+    PictureError,
+    read_picture,
+)
 
-# Pictures above this many pixels are decoded reduced (JPEG) or refused (other formats, above
-# MAX_FULL_DECODE_PIXELS): a face detector and a 224 px model gain nothing from more.
-REDUCE_ABOVE_PIXELS = 16_000_000
-# Non-JPEG formats cannot be decoded reduced; past this (about 300 MB as RGB) they are refused.
-MAX_FULL_DECODE_PIXELS = 100_000_000
 # Face detection runs on a copy whose longer side is at most this (boxes scaled back).
 DETECT_MAX_SIDE = 640
 # Crop geometry (see the module docstring).
 FACE_WIDTH_PER_EYE_DISTANCE = 2.2
 EYES_ABOVE_CENTRE = 0.12
 DEFAULT_MARGIN = 0.2
-
-_PIL_LOCK = threading.Lock()
-
-
-class PictureError(ValueError):
-    """A picture that cannot be used; the message names it and what was expected."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,115 +70,6 @@ class Face:
         dx = self.right_eye[0] - self.left_eye[0]
         dy = self.right_eye[1] - self.left_eye[1]
         return math.degrees(math.atan2(dy, dx))
-
-
-# --------------------------------------------------------------------------------------- reading
-
-
-def read_picture(source, reduce_above=REDUCE_ABOVE_PIXELS):
-    """Reads a picture as uint8 RGB, decoding very large JPEGs reduced.
-
-    Args:
-        source: a path, encoded image bytes, or an array (grey, RGB or RGBA; uint8, uint16 or
-            float in [0, 1]).
-        reduce_above: pictures with more pixels come back downscaled to about this many.
-
-    Returns:
-        uint8 array (h, w, 3).
-
-    Raises:
-        An error of `data_helper.load_image` (missing, empty, not an image, truncated), or
-        `PictureError` for a huge non-JPEG picture.
-    """
-    header = None
-    if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
-        header = _peek(os.fspath(source))
-        if header is not None and header[0] * header[1] > reduce_above:
-            return _read_reduced(os.fspath(source), header, reduce_above)
-    image = data_helper.load_image(source)
-    if header is not None:
-        # Phone photos store their rotation in EXIF; a sideways face is not found.
-        image = _apply_orientation(image, header[3])
-    return image
-
-
-@contextlib.contextmanager
-def _pil_without_pixel_limit():
-    """PIL's Image module with its decompression-bomb limit lifted for this block only.
-
-    The limit is a module global, so the lock keeps other threads from seeing it lifted
-    or from restoring it in the middle of this block.
-    """
-    from PIL import Image
-
-    with _PIL_LOCK:
-        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-        try:
-            yield Image
-        finally:
-            Image.MAX_IMAGE_PIXELS = limit
-
-
-def _peek(path):
-    """`(width, height, format, exif_orientation)` from the header alone, or None if PIL cannot tell."""
-    with _pil_without_pixel_limit() as Image:
-        try:
-            with Image.open(path) as picture:
-                orientation = picture.getexif().get(0x0112, 1) if picture.format == "JPEG" else 1
-                return picture.size[0], picture.size[1], picture.format, orientation
-        except Exception:  # not an image PIL knows: load_image gives the clear message
-            return None
-
-
-def _read_reduced(path, header, reduce_above):
-    from PIL import Image
-
-    width, height, kind, orientation = header
-    megapixels = width * height / 1e6
-    if kind != "JPEG" and width * height > MAX_FULL_DECODE_PIXELS:
-        raise PictureError(
-            f"{path!r} is a {width} x {height} {kind} picture ({megapixels:.0f} MP); only JPEG "
-            f"pictures that large are decoded (reduced). Expected at most "
-            f"{MAX_FULL_DECODE_PIXELS / 1e6:.0f} MP for {kind}: downscale it first."
-        )
-    factor = math.sqrt(reduce_above / (width * height))
-    target = (max(1, int(width * factor)), max(1, int(height * factor)))
-    with _pil_without_pixel_limit():
-        try:
-            with Image.open(path) as picture:
-                if kind == "JPEG":
-                    # libjpeg scales by 1/2, 1/4 or 1/8 while decoding, to at least `target`.
-                    picture.draft(picture.mode, target)
-                picture.load()
-                if picture.size[0] * picture.size[1] > target[0] * target[1]:
-                    # Area averaging before the RGB copy keeps the peak small.
-                    picture = picture.resize(target, Image.Resampling.BOX)
-                picture = picture.convert("RGB")
-        except (OSError, SyntaxError, ValueError) as error:
-            raise PictureError(
-                f"{path!r} ({width} x {height} {kind}) could not be decoded ({error}); "
-                "expected a complete image file."
-            ) from None
-    return _apply_orientation(np.array(picture), orientation)
-
-
-def _apply_orientation(image, orientation):
-    """Turns an image stored with EXIF orientation 2..8 upright (1 or unknown: unchanged)."""
-    if orientation == 2:
-        return np.ascontiguousarray(image[:, ::-1])
-    if orientation == 3:
-        return np.ascontiguousarray(image[::-1, ::-1])
-    if orientation == 4:
-        return np.ascontiguousarray(image[::-1])
-    if orientation == 5:
-        return np.ascontiguousarray(image.transpose(1, 0, 2))
-    if orientation == 6:
-        return np.ascontiguousarray(np.rot90(image, -1))
-    if orientation == 7:
-        return np.ascontiguousarray(image.transpose(1, 0, 2)[::-1, ::-1])
-    if orientation == 8:
-        return np.ascontiguousarray(np.rot90(image, 1))
-    return image
 
 
 # -------------------------------------------------------------------------------------- detection

@@ -31,13 +31,13 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 import zipfile
 
 import h5py
 import keras
 import numpy as np
 
+import atomic_files
 import cnn_model  # noqa: F401  (registers L2Normalize, ScaleInputs and, through arm, ARM)
 from config import (
     EXPRESSIONS_7,
@@ -222,14 +222,7 @@ def save_model(model, path, *, labels, input_range=(0.0, 1.0), arch=None, extra=
         "extra": extra or {},
     }
     encoded = json.dumps(metadata)  # fails here, before anything is written, if extra is not JSON
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=folder
-    )
-    os.close(handle)
-    os.remove(temporary)  # Keras writes the file itself; we only wanted a unique name.
-    try:
+    with atomic_files.atomic_path(path) as temporary:
         if suffix == ".h5":
             with _quiet_absl():  # .h5 is chosen on purpose; Keras' "legacy format" note each epoch is noise
                 model.save(temporary, include_optimizer=include_optimizer)
@@ -239,10 +232,6 @@ def save_model(model, path, *, labels, input_range=(0.0, 1.0), arch=None, extra=
             model.save(temporary)
             with zipfile.ZipFile(temporary, "a") as archive:
                 archive.writestr(METADATA_MEMBER, encoded)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return path
 
 

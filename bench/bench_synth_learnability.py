@@ -87,11 +87,12 @@ def main():
     big = larger_cnn(args.size)
     big.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy",
                 metrics=["accuracy"])
-    big_train = data_helper.make_dataset(train, input_size=args.size, training=True,
-                                         batch_size=64, seed=2, augment=args.augment)
     start = time.perf_counter()
     history = []
     for epoch in range(args.epochs):
+        # One dataset per epoch, as TrainModel builds them: (seed, epoch) fixes its order.
+        big_train = data_helper.make_dataset(train, input_size=args.size, training=True,
+                                             batch_size=64, seed=2, epoch=epoch, augment=args.augment)
         big.fit(big_train, epochs=1, verbose=0)
         history.append(big.evaluate(test_ds, verbose=0)[1])
     results.append((f"larger CNN, {args.epochs} epochs of {args.n_train}", big.count_params(),

@@ -406,7 +406,7 @@ def test_pipeline_decodes_awkward_files(layouts, tmp_path, generated):
     frame = data_helper.read_split("folder", str(folder), "train")
     frame = frame[frame["image"].isin(paths[:5])]
     frame = frame.set_index("image").loc[paths[:5]].reset_index()
-    ds = data_helper.make_dataset(frame, input_size=SIZE, batch_size=5, deterministic=True)
+    ds = data_helper.make_dataset(frame, input_size=SIZE, batch_size=5)
     out = next(iter(ds))[0].numpy()
     np.testing.assert_allclose(out[0], rgb[0] / 255.0, atol=1e-5)  # lossless PNG
     assert np.allclose(out[1][..., 0], out[1][..., 1]) and np.allclose(out[1][..., 1], out[1][..., 2])
@@ -461,11 +461,11 @@ def test_resize_matches_independent_bilinear(synth_frame):
         assert np.abs(out[k] - ref).mean() < 0.01
 
 
-def test_deterministic_mode_reproducible(synth_frame):
+def test_an_epoch_is_fixed_by_seed_and_epoch(synth_frame):
     def run(seed):
-        ds = data_helper.make_dataset(synth_frame, input_size=32, training=True, batch_size=8,
-                                      seed=seed, deterministic=True, repeat=True)
-        return np.concatenate([x.numpy() for x, _ in ds.take(6)])  # two epochs
+        epochs = [data_helper.make_dataset(synth_frame, input_size=32, training=True, batch_size=8,
+                                           seed=seed, epoch=epoch) for epoch in (0, 1)]
+        return np.concatenate([x.numpy() for ds in epochs for x, _ in ds])
 
     a, b, c = run(11), run(11), run(12)
     np.testing.assert_array_equal(a, b)
@@ -473,31 +473,47 @@ def test_deterministic_mode_reproducible(synth_frame):
     assert not np.array_equal(a[:24], a[24:])  # the second epoch draws anew
 
 
-def test_epochs_reshuffle_between_iterations(synth_frame):
-    ds = data_helper.make_dataset(synth_frame, input_size=32, training=True, batch_size=24, seed=4,
-                                  augment=False)
-    one = next(iter(ds))[0].numpy()
-    two = next(iter(ds))[0].numpy()
+def test_epochs_reshuffle_and_an_epoch_repeats_exactly(synth_frame):
+    def first_batch(epoch):
+        ds = data_helper.make_dataset(synth_frame, input_size=32, training=True, batch_size=24,
+                                      seed=4, epoch=epoch, augment=False)
+        return ds, next(iter(ds))[0].numpy()
+
+    ds, one = first_batch(0)
+    np.testing.assert_array_equal(next(iter(ds))[0].numpy(), one)  # iterated again: the same epoch
+    _, two = first_batch(1)
     assert not np.array_equal(one, two)
     np.testing.assert_allclose(np.sort(one.reshape(24, -1).sum(1)), np.sort(two.reshape(24, -1).sum(1)),
                                rtol=1e-5)  # same images, new order
 
 
-def test_cache_gives_the_same_images(layouts):
-    frame = data_helper.read_split("rafdb", layouts["rafdb"], "test")
-    plain = next(iter(data_helper.make_dataset(frame, input_size=32, batch_size=6)))[0].numpy()
-    cached = next(iter(data_helper.make_dataset(frame, input_size=32, batch_size=6, cache=True)))[0]
-    np.testing.assert_allclose(cached.numpy(), plain, atol=0.5 / 255 + 1e-6)
+def test_epoch_order_is_the_one_trainmodel_uses():
+    labels = np.array([0] * 6 + [1] * 3 + [3])
+    order = data_helper.epoch_order(labels, seed=5, epoch=2)
+    np.testing.assert_array_equal(order, np.random.default_rng([5, 2]).permutation(10))
+    np.testing.assert_array_equal(data_helper.epoch_order(labels, 5, 2, shuffle=False), np.arange(10))
+    mrr = data_helper.epoch_order(labels, seed=5, epoch=2, mrr=True)
+    assert np.bincount(labels[mrr]).tolist() == [6, 6, 0, 6]
+
+
+def test_skipped_batches_are_those_of_the_uninterrupted_epoch(synth_frame):
+    whole = data_helper.make_dataset(synth_frame, input_size=32, training=True, batch_size=8,
+                                     seed=3, epoch=1)
+    resumed = data_helper.make_dataset(synth_frame, input_size=32, training=True, batch_size=8,
+                                       seed=3, epoch=1, skip_batches=2)
+    batches = [x.numpy() for x, _ in whole]
+    assert resumed.num_examples == 8 and resumed.steps_per_epoch == 1
+    np.testing.assert_array_equal(next(iter(resumed))[0].numpy(), batches[2])  # same augmentation
 
 
 def test_mrr_tops_every_class_up_each_epoch():
     labels = np.array([0] * 10 + [1] * 4 + [2] * 2 + [4] * 1)
     frame = _array_frame(range(len(labels)), labels)
-    ds = data_helper.make_dataset(frame, input_size=8, batch_size=100, mrr=True, seed=0,
-                                  augment=False, num_classes=7)
-    assert ds.num_examples == 40 and ds.class_counts.tolist() == [10, 10, 10, 0, 10, 0, 0]
     epochs = []
-    for _ in range(3):
+    for epoch in range(3):
+        ds = data_helper.make_dataset(frame, input_size=8, batch_size=100, mrr=True, seed=0,
+                                      epoch=epoch, augment=False)
+        assert ds.num_examples == 40 and ds.class_counts.tolist() == [10, 10, 10, 0, 10, 0, 0]
         images, out_labels = next(iter(ds))
         ids = _ids(images.numpy())
         np.testing.assert_array_equal(labels[ids], out_labels.numpy())

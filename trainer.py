@@ -1,0 +1,374 @@
+"""The Keras side of training: the Ad-Corre train step, the per-epoch work and resumable backups.
+
+- `AdCorreTrainer`: a `keras.Model` wrapping the network, whose `compute_loss` is the Ad-Corre
+  loss (`ce_weight * CE + FD + MD + ED`) with the adaptive attention map, so training runs
+  through plain `model.fit` (progress bar, TensorBoard and CSV logs, `tf.distribute`).
+- `EpochEnd`: refreshes the attention map, evaluates the test split, writes the epoch's `.h5`
+  (atomically, with its metadata) and its confusion matrix, keeps the best.
+- `ResumableBackup`: the whole training state every few hundred steps, so a killed run resumes
+  at the batch where it stopped.
+- `choose_strategy`: the `tf.distribute` strategy for this machine (several GPUs, TF_CONFIG).
+
+`train.TrainModel` puts these together; this module knows nothing of datasets or files on disk
+beyond the run folder it is handed.
+"""
+
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+from keras import ops
+
+import atomic_files
+import weights_io
+from config import LearningConfig
+from custom_loss import AdaptiveAttentionMap, AdCorreLoss
+from reports import classification_summary, format_confusion_matrix, plot_confusion_matrix
+
+LOSS_TERMS = ("ce", "fd", "md", "ed")
+
+
+def _multi_worker_collectives():
+    """True inside a MultiWorkerMirroredStrategy that spans several workers (Keras' own test)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode())
+
+
+def _replica_context():
+    """The tf.distribute replica context inside a replica function, else None."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return context
+
+
+@keras.saving.register_keras_serializable(package="adcorre")
+class AdCorreTrainer(keras.Model):
+    """Wraps an Ad-Corre network and trains it with the Ad-Corre loss.
+
+    The wrapped `network` (inputs -> `[probs, emb_1..emb_k]`) is what gets saved and
+    deployed; this wrapper only adds the loss, the adaptive attention map and the
+    per-term metrics that Keras logs.
+
+    Args:
+        network: a model from `CNNModel().get_model`.
+        num_classes: number of classes of the softmax output.
+        ce_weight: weight of the cross-entropy term (default 50/7, docs/DESIGN.md).
+        adcorre_batch: `"global"` computes FD/MD/ED over the all-gathered global batch
+            under `tf.distribute` (the default: results do not depend on the number of
+            replicas, at the cost of one all-gather of k x n x d floats), `"local"` over
+            each replica's own batch.
+        use_adcorre: `False` trains with cross-entropy only (the ablation baseline).
+
+    Example:
+    >>> trainer = AdCorreTrainer(CNNModel().get_model("tiny", weights=None, input_size=64))
+    >>> trainer.compile(optimizer="adam")
+    >>> trainer.fit(images, labels, batch_size=32)
+    """
+
+    def __init__(self, network, num_classes=7, ce_weight=LearningConfig.ce_weight,
+                 adcorre_batch="global", use_adcorre=True, **kwargs):
+        super().__init__(**kwargs)
+        if adcorre_batch not in ("global", "local"):
+            raise ValueError(f"adcorre_batch must be 'global' or 'local', got {adcorre_batch!r}.")
+        self.network = network
+        self.num_classes = num_classes
+        self.ce_weight = ce_weight
+        self.adcorre_batch = adcorre_batch
+        self.use_adcorre = use_adcorre
+        # The CE-only baseline still logs FD/MD/ED, with zero weight, for comparison.
+        weight = 1.0 if use_adcorre else 0.0
+        self.adcorre = AdCorreLoss(num_classes=num_classes, ce_weight=ce_weight,
+                                   fd_weight=weight, md_weight=weight, ed_weight=weight)
+        self.attention = AdaptiveAttentionMap(num_classes=num_classes, name="attention")
+        self.term_trackers = [keras.metrics.Mean(name=name) for name in LOSS_TERMS]
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    def call(self, inputs, training=False):
+        return self.network(inputs, training=training)
+
+    @property
+    def metrics(self):
+        # The attention map must be listed: the JAX trainer keeps only metric-variable updates.
+        # Keras resets it at each epoch start, which zeroes only its counts (never omega).
+        return [self._loss_tracker, *self.term_trackers, self.accuracy_tracker, self.attention]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        probs, embeddings = y_pred[0], list(y_pred[1:])
+        labels = ops.reshape(ops.cast(y, "int32"), (-1,))
+        if training:
+            self.attention.update_state(labels, probs)
+        self.accuracy_tracker.update_state(labels, probs)
+        context = _replica_context()
+        num_replicas = 1 if context is None else context.num_replicas_in_sync
+        if context is not None and self.adcorre_batch == "global":
+            # Every replica evaluates the loss on the same global batch; all_gather's
+            # gradient routes each replica's share back to its own outputs.
+            labels = context.all_gather(labels, axis=0)
+            probs = context.all_gather(probs, axis=0)
+            embeddings = [context.all_gather(e, axis=0) for e in embeddings]
+        terms = self.adcorre(labels, probs, embeddings, omega=self.attention.omega)
+        for tracker, name in zip(self.term_trackers, LOSS_TERMS):
+            tracker.update_state(terms[name])
+        # Keras sums gradients over replicas, so each replica contributes 1/R of the loss.
+        return terms["loss"] / num_replicas
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' TF trainer pulls a batch and `strategy.reduce`s it before every fit, only to
+        # build unbuilt state symbolically; under MultiWorkerMirroredStrategy that reduce fails
+        # on PerReplica inputs (Keras 3.15). With every layer and the optimizer built (as
+        # TrainModel does up front) there is nothing to build, so the step is skipped.
+        built = all(layer.built for layer in self._flatten_layers())
+        if built and (self.optimizer is None or self.optimizer.built):
+            return None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # The attention map's own result duplicates `accuracy`; keep it out of the logs.
+        logs = {m.name: m.result() for m in self.metrics if m is not self.attention}
+        if _multi_worker_collectives():
+            # Across workers Keras reduces each log with strategy.reduce("MEAN", v, axis=0),
+            # which fails on scalars (tensorflow/tensorflow#72388); a length-1 vector reduces
+            # to the scalar mean over replicas.
+            logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+        return logs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "network": keras.saving.serialize_keras_object(self.network),
+            "num_classes": self.num_classes,
+            "ce_weight": self.ce_weight,
+            "adcorre_batch": self.adcorre_batch,
+            "use_adcorre": self.use_adcorre,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config["network"] = keras.saving.deserialize_keras_object(config["network"])
+        return cls(**config)
+
+
+def _tf_config():
+    """The parsed TF_CONFIG environment variable ({} when unset or empty)."""
+    return json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+
+
+def choose_strategy():
+    """`MultiWorkerMirroredStrategy` when TF_CONFIG names several workers,
+    `MirroredStrategy` with several GPUs, the default strategy otherwise."""
+    import tensorflow as tf
+
+    cluster = _tf_config().get("cluster", {})
+    if len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _strategy_name(strategy):
+    """The public class name (TF names its multi-worker class CollectiveAllReduceStrategy)."""
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "MirroredStrategy"
+    return type(strategy).__name__.lstrip("_")
+
+
+def _is_chief():
+    """True on the worker that writes files (the only one, outside multi-worker runs)."""
+    tf_config = _tf_config()
+    task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
+    if not task:
+        return True
+    if "chief" in cluster:
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """Refreshes the attention map, evaluates, saves `<dataset>_<epoch>_AC_<acc>.h5`, keeps the best.
+
+    It runs before Keras' logging callbacks, so the values it adds to `logs`
+    (`test_accuracy`, `test_mean_class_accuracy`, `omega_<class>`, and `attention_samples`: how
+    many training predictions the new omega rests on) reach the CSV log and TensorBoard.
+    """
+
+    def __init__(self, trainer_state, test_dataset, test_labels, save_dir, dataset_name,
+                 names, arch, keep_all=False, chief=True):
+        super().__init__()
+        self.state = trainer_state
+        self.test_dataset = test_dataset
+        self.test_labels = np.asarray(test_labels)
+        self.save_dir = save_dir
+        self.dataset_name = dataset_name
+        self.names = tuple(names)
+        self.arch = arch
+        self.keep_all = keep_all
+        self.chief = chief
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs["attention_samples"] = float(self.model.attention.confusion_matrix().sum())
+        omega = self.model.attention.refresh()
+        for name, value in zip(self.names, omega):
+            logs[f"omega_{name.lower()}"] = float(value)
+
+        probabilities = self.model.network.predict(self.test_dataset, verbose=0)[0]
+        summary = classification_summary(self.test_labels, np.argmax(probabilities, axis=-1),
+                                         len(self.names))
+        logs["test_accuracy"] = summary["accuracy"]
+        logs["test_mean_class_accuracy"] = summary["mean_class_accuracy"]
+        print(f"\nepoch {epoch + 1}: test accuracy {summary['accuracy']:.4f}, mean class accuracy "
+              f"{summary['mean_class_accuracy']:.4f}, omega [{', '.join(f'{v:.3f}' for v in omega)}]")
+        if not self.chief:
+            return
+        stem = f"{self.dataset_name}_{epoch}_AC_{summary['accuracy']:.4f}"
+        path = os.path.join(self.save_dir, stem + ".h5")
+        weights_io.save_model(
+            self.model.network, path, labels=self.names, input_range=(0.0, 1.0), arch=self.arch,
+            extra={"epoch": epoch, "dataset": self.dataset_name,
+                   "test_accuracy": summary["accuracy"],
+                   "test_mean_class_accuracy": summary["mean_class_accuracy"]},
+        )
+        atomic_files.write_text(os.path.join(self.save_dir, stem + ".txt"),
+                                format_confusion_matrix(summary["confusion_matrix"], self.names) + "\n")
+        plot_confusion_matrix(summary["confusion_matrix"], self.names,
+                              os.path.join(self.save_dir, stem + ".png"),
+                              title=f"{self.dataset_name} epoch {epoch} acc {summary['accuracy']:.4f}")
+        previous_best = self.state.get("best_path")
+        if summary["accuracy"] > self.state.get("best_accuracy", -1.0):
+            self.state.update(best_accuracy=summary["accuracy"], best_path=path, best_epoch=epoch)
+        if not self.keep_all:
+            # Keep the best file and the latest one; earlier non-best epochs go.
+            for old in (self.state.get("latest_path"), previous_best):
+                if old and old not in (path, self.state["best_path"]) and os.path.exists(old):
+                    for suffix in (".h5", ".txt", ".png"):
+                        candidate = old[:-3] + suffix
+                        if os.path.exists(candidate):
+                            os.remove(candidate)
+        self.state["latest_path"] = path
+        self.state.setdefault("history", []).append(
+            {"epoch": epoch, **{k: v for k, v in logs.items() if np.isscalar(v)}})
+        atomic_files.write_json(os.path.join(self.save_dir, "training_state.json"), self.state)
+
+
+class _CSVLogger(keras.callbacks.CSVLogger):
+    """Keras' CSV log without the empty `val_*` columns it adds when `fit` validates nothing
+    (this trainer evaluates the test split itself, logged as `test_*`)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None and logs:
+            self.keys = sorted(logs)
+        super().on_epoch_end(epoch, logs)
+
+
+class _TotalEpochsProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, told the run's total epochs (each `fit` call covers one)."""
+
+    def __init__(self, total_epochs):
+        super().__init__()
+        self.total_epochs = total_epochs
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self.total_epochs
+
+
+class ResumableBackup(keras.callbacks.Callback):
+    """Backs up the whole training state every `every_steps` batches and at epoch ends, so a
+    killed run resumes at the batch where it stopped.
+
+    A backup is a `.weights.h5` of the trainer (network and optimizer slots) named after its
+    position, plus `backup_position.json` holding `{epoch, batch, weights, omega, counts}`: the
+    adaptive attention map's omega and the confusion counts gathered so far in the epoch (Keras'
+    weight files leave metric variables out). Each file is written under a temporary name and
+    renamed; the JSON is renamed last and names its weights file, so whenever the process dies
+    the JSON describes a complete backup. Older weights files are removed after that.
+    """
+
+    POSITION_FILE = "backup_position.json"
+
+    def __init__(self, backup_dir, every_steps=200, chief=True):
+        super().__init__()
+        self.backup_dir = backup_dir
+        self.every_steps = every_steps
+        self.epoch, self.batch_offset = 0, 0
+        self.chief = chief
+        self._pending_counts = None
+
+    @property
+    def position_path(self):
+        return os.path.join(self.backup_dir, self.POSITION_FILE)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch != self.epoch:
+            self.batch_offset = 0
+        self.epoch = epoch
+        if self._pending_counts is not None:
+            # Keras zeroes metrics just before this call; put back what the killed run had
+            # counted in this epoch, so the epoch's omega rests on all of its batches.
+            self.model.attention.counts.assign(self._pending_counts)
+            self._pending_counts = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = self.batch_offset + batch + 1
+        # Not on the epoch's last batch: the epoch-end backup follows, and a position at the very
+        # end of an epoch would resume into an empty one, skipping its evaluation and save.
+        last = batch + 1 >= (self.params.get("steps") or float("inf"))
+        if self.every_steps and done % self.every_steps == 0 and not last:
+            self._save(self.epoch, done)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save(epoch + 1, 0)
+
+    def _save(self, epoch, batch):
+        # Every worker takes part in reading the variables (collectives); only the chief writes.
+        attention = self.model.attention
+        state = {"omega": np.asarray(attention.omega).tolist(),
+                 "counts": attention.confusion_matrix().tolist()}
+        directory = self.backup_dir if self.chief else os.path.join(self.backup_dir, ".worker_tmp")
+        os.makedirs(directory, exist_ok=True)
+        name = f"backup_epoch{epoch}_batch{batch}.weights.h5"
+        temporary = os.path.join(directory, "backup.tmp.weights.h5")
+        self.model.save_weights(temporary)
+        if not self.chief:
+            shutil.rmtree(directory, ignore_errors=True)
+            return
+        os.replace(temporary, os.path.join(directory, name))
+        atomic_files.write_json(self.position_path,
+                               {"epoch": epoch, "batch": batch, "weights": name, **state})
+        for old in os.listdir(directory):
+            if old.endswith(".weights.h5") and old != name:
+                os.remove(os.path.join(directory, old))
+
+    def load(self, trainer):
+        """Restores the last backup into `trainer` and this callback's position in the run.
+
+        Returns:
+            The (epoch, batch) to resume at; (0, 0) when there is no backup.
+        """
+        if not os.path.exists(self.position_path):
+            return self.epoch, self.batch_offset
+        with open(self.position_path) as handle:
+            position = json.load(handle)
+        trainer.load_weights(os.path.join(self.backup_dir, position["weights"]))
+        trainer.attention.omega.assign(np.asarray(position["omega"], "float32"))
+        self._pending_counts = np.asarray(position["counts"], "float32")
+        self.epoch, self.batch_offset = int(position["epoch"]), int(position["batch"])
+        return self.epoch, self.batch_offset
