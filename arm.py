@@ -40,7 +40,9 @@ def pixel_shuffle(inputs, upscale_factor):
 
     Example:
     >>> x = np.arange(4.0).reshape(1, 1, 1, 4)
-    >>> pixel_shuffle(x, 2)[0, :, :, 0]  # [[0, 1], [2, 3]]
+    >>> keras.ops.convert_to_numpy(pixel_shuffle(x, 2))[0, :, :, 0]
+    array([[0., 1.],
+           [2., 3.]])
     """
     r = int(upscale_factor)
     _, h, w, channels_in = inputs.shape
@@ -99,7 +101,7 @@ class AmendRepresentation(keras.layers.Layer):
     Example:
     >>> layer = AmendRepresentation()
     >>> features = np.random.rand(2, 7, 7, 2048).astype("float32")
-    >>> layer(features, training=False).shape
+    >>> tuple(layer(features, training=False).shape)
     (2, 121)
     """
 

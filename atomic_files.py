@@ -5,9 +5,13 @@ goes through `atomic_path`: the content is written to a temporary name in the sa
 then `os.replace` (atomic on POSIX and Windows) puts it in place. A killed run, a full disk
 or an exception while writing leaves nothing half-written behind.
 
-Example:
->>> with atomic_path("runs/report.txt") as temporary:
-...     open(temporary, "w").write("done")
+Example (the folder `out` is created; no temporary file is left in it):
+>>> with atomic_path("out/report.txt") as temporary:
+...     with open(temporary, "w") as handle:
+...         handle.write("done")
+4
+>>> os.listdir("out"), open("out/report.txt").read()
+(['report.txt'], 'done')
 """
 
 import contextlib

@@ -49,7 +49,8 @@ class L2Normalize(layers.Layer):
         A tensor of the input's shape whose rows have norm 1.
 
     Example:
-    >>> L2Normalize()(np.array([[3.0, 4.0]]))  # [[0.6, 0.8]]
+    >>> keras.ops.convert_to_numpy(L2Normalize()(np.array([[3.0, 4.0]])))
+    array([[0.6, 0.8]], dtype=float32)
     """
 
     def __init__(self, axis=-1, epsilon=1e-12, **kwargs):
@@ -86,7 +87,8 @@ class ScaleInputs(layers.Layer):
         The scaled images, same shape.
 
     Example:
-    >>> ScaleInputs("xception")(np.full((1, 2, 2, 3), 0.5))  # all zeros
+    >>> keras.ops.convert_to_numpy(ScaleInputs("xception")(np.array([[[[0.0, 0.5, 1.0]]]])))
+    array([[[[-1.,  0.,  1.]]]], dtype=float32)
     """
 
     _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -157,6 +159,8 @@ class CNNModel:
         Example:
         >>> model = CNNModel().get_model("tiny", num_classes=7, weights=None, input_size=64)
         >>> probs, *embeddings = model(np.zeros((2, 64, 64, 3)))
+        >>> tuple(probs.shape), len(embeddings), tuple(embeddings[0].shape)
+        ((2, 7), 7, (2, 256))
         """
         if arch not in ARCHES:
             raise ValueError(f"Unknown arch {arch!r}; expected one of {ARCHES}.")

@@ -14,6 +14,10 @@ import dataclasses
 import os
 
 
+# Files the readers and the CLI take for pictures (any of them may hold any of these formats).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif")
+
+
 class DatasetName:
     """Names accepted by `dataset_name=` / `--dataset`."""
 

@@ -132,8 +132,12 @@ class AdCorreLoss:
     >>> labels = np.array([0, 1, 1, 3])
     >>> probs = keras.ops.softmax(np.random.randn(4, 7))
     >>> embeddings = [np.random.randn(4, 256).astype("float32") for _ in range(7)]
-    >>> terms = loss(labels, probs, embeddings)   # {"loss", "ce", "fd", "md", "ed"}
-    >>> fd = loss.feature_discriminator(embeddings, labels, omega=np.ones(7))
+    >>> terms = loss(labels, probs, embeddings)
+    >>> sorted(terms)
+    ['ce', 'ed', 'fd', 'loss', 'md']
+    >>> fd = loss.feature_discriminator(embeddings, labels, omega=np.ones(7))  # one term alone
+    >>> tuple(fd.shape)
+    ()
     """
 
     def __init__(self, num_classes=7, ce_weight=LearningConfig.ce_weight, fd_weight=1.0,
@@ -339,11 +343,15 @@ class AdaptiveAttentionMap(keras.metrics.Metric):
         name: metric name.
         dtype: ignored for the state (always float32), accepted for Keras compatibility.
 
-    Example:
-    >>> attention = AdaptiveAttentionMap(num_classes=7)
-    >>> attention.update_state(labels, probs)       # inside train_step, every batch
-    >>> fd = loss.feature_discriminator(embeddings, labels, attention.omega)
-    >>> omega = attention.refresh()                  # at epoch end, returns numpy (C,)
+    Example (the loss takes `omega=attention.omega` inside the train step):
+    >>> attention = AdaptiveAttentionMap(num_classes=3)
+    >>> attention.update_state(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]))  # every batch
+    >>> attention.confusion_matrix()
+    array([[1., 1., 0.],
+           [0., 1., 0.],
+           [0., 1., 0.]], dtype=float32)
+    >>> attention.refresh().round(3)                 # at epoch end: the new omega, numpy (C,)
+    array([0.5, 0. , 1. ], dtype=float32)
     """
 
     def __init__(self, num_classes=7, epsilon=None, name="adaptive_attention_map", dtype=None):

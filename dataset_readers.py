@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 import config
+from config import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif")
 SPLITS = ("train", "val", "test")
 
 

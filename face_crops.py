@@ -13,10 +13,15 @@
 Pictures are read by `pictures.read_picture` (re-exported here, with `PictureError`): EXIF
 orientation applied, very large pictures decoded reduced.
 
-Example:
->>> image = read_picture("grace_hopper.jpg")
+Example (grace_hopper.jpg, a portrait, ships with matplotlib):
+>>> from matplotlib import cbook
+>>> image = read_picture(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 >>> faces = FaceDetector().detect(image)
->>> crop = crop_face(image, faces[0], size=224)   # uint8 (224, 224, 3)
+>>> len(faces)
+1
+>>> crop = crop_face(image, faces[0], size=224)
+>>> crop.shape, crop.dtype
+((224, 224, 3), dtype('uint8'))
 """
 
 import dataclasses
@@ -85,8 +90,9 @@ class FaceDetector:
             ignored (Haar). 8 % keeps detection near 0.07 s on a 600 x 512 picture (2 cores;
             5 % takes about twice as long); lower it for group photos.
 
-    Example:
-    >>> faces = FaceDetector().detect(image)   # largest first
+    Example (a picture without a face; see the module docstring for one with a face):
+    >>> FaceDetector().detect(np.zeros((120, 160, 3), np.uint8))
+    []
     """
 
     def __init__(self, method="haar", min_face_fraction=0.08):

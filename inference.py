@@ -5,10 +5,13 @@ Ad-Corre releases, foreign Keras classifiers such as the `fer` package's), finds
 picture (`face_crops`), aligns and crops them the way the training crops look, and classifies
 them. `test.py` re-exports it under the official module name and holds the CLI.
 
-Example:
->>> tester = TestModels(h5_address="trained_models/RafDB_8696.h5")
->>> tester.recognize_fer("img.jpg")          # prints e.g. "Happy"
-{'label': 'Happy', 'probabilities': {'Neutral': 0.02, 'Happy': 0.91, ...}, 'box': (149, 100, 231, 231)}
+Example (needs a trained model file and a picture with a face):
+
+```python
+tester = TestModels(h5_address="trained_models/RafDB_8696.h5")
+tester.recognize_fer("img.jpg")          # prints e.g. "Happy", returns
+# {'label': 'Happy', 'probabilities': {'Neutral': 0.02, 'Happy': 0.91, ...}, 'box': (149, 100, 231, 231)}
+```
 """
 
 import os

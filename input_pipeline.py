@@ -137,6 +137,7 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, batch_
 
     Example:
 
+    >>> from dataset_readers import read_split
     >>> frame = read_split("synth", None, "train", n=8, image_size=48)
     >>> ds = make_dataset(frame, input_size=32, training=True, batch_size=4, seed=0)
     >>> [tuple(x.shape) for x in next(iter(ds))]
@@ -227,10 +228,13 @@ def distribute_dataset(strategy, frame, batch_size=32, seed=None, **kwargs):
         A distributed dataset; `.skipped` and `.num_examples` (global, per
         epoch) are attached when it allows attributes.
 
-    Example:
+    Example (two replicas need two devices: two GPUs, or two logical CPUs configured before
+    TensorFlow first runs, as tests/test_data_helper.py does):
 
-    >>> # strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    >>> # dist = distribute_dataset(strategy, frame, batch_size=64, training=True)
+    ```python
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    dist = distribute_dataset(strategy, frame, batch_size=64, training=True)
+    ```
     """
     replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:

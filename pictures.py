@@ -27,8 +27,6 @@ import warnings
 import cv2
 import numpy as np
 
-from dataset_readers import IMAGE_EXTENSIONS  # noqa: F401  (re-exported: picture file suffixes)
-
 # Pictures above this many pixels are decoded reduced (JPEG) or refused (other formats, above
 # MAX_FULL_DECODE_PIXELS): a face detector and a 224 px model gain nothing from more.
 REDUCE_ABOVE_PIXELS = 16_000_000
@@ -190,6 +188,7 @@ def validate_images(frame, mode="header", num_threads=8, warn=True):
 
     Example:
 
+    >>> from dataset_readers import read_split
     >>> good, skipped = validate_images(read_split("synth", None, "test", n=4, image_size=32))
     >>> len(good), skipped
     (4, [])

@@ -862,8 +862,10 @@ def write_dataset(out_dir, layout="rafdb", n=1000, image_size=112, seed=0, test_
 
     Example:
 
-    >>> import tempfile
-    >>> d = write_dataset(tempfile.mkdtemp(), layout="folder", n=10, image_size=48)
+    >>> write_dataset("synth_folder", layout="folder", n=10, image_size=48)
+    'synth_folder'
+    >>> sorted(os.listdir("synth_folder"))
+    ['test', 'train']
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}.")

@@ -1,9 +1,12 @@
 """The official module name for inference: `TestModels` (from `inference`) and the CLI.
 
-Example:
->>> tester = TestModels(h5_address="trained_models/RafDB_8696.h5")
->>> tester.recognize_fer("img.jpg")          # prints e.g. "Happy"
-{'label': 'Happy', 'probabilities': {'Neutral': 0.02, 'Happy': 0.91, ...}, 'box': (149, 100, 231, 231)}
+Example (needs a trained model file and a picture with a face):
+
+```python
+tester = TestModels(h5_address="trained_models/RafDB_8696.h5")
+tester.recognize_fer("img.jpg")          # prints e.g. "Happy", returns
+# {'label': 'Happy', 'probabilities': {'Neutral': 0.02, 'Happy': 0.91, ...}, 'box': (149, 100, 231, 231)}
+```
 
 CLI:
     python test.py --weights W --image PICTURE_OR_FOLDER [--image ...]
@@ -20,7 +23,6 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import config  # noqa: E402
-import dataset_readers  # noqa: E402
 import face_crops  # noqa: E402
 import weights_io  # noqa: E402
 # Re-exported under the official module name (`from test import TestModels`).
@@ -41,12 +43,12 @@ def _picture_paths(sources):
         if os.path.isdir(source):
             found = sorted(
                 os.path.join(source, name) for name in os.listdir(source)
-                if name.lower().endswith(dataset_readers.IMAGE_EXTENSIONS)
+                if name.lower().endswith(config.IMAGE_EXTENSIONS)
             )
             if not found:
                 raise FileNotFoundError(
                     f"No pictures in folder {source!r} (expected files ending in "
-                    f"{', '.join(dataset_readers.IMAGE_EXTENSIONS)}).")
+                    f"{', '.join(config.IMAGE_EXTENSIONS)}).")
             paths.extend(found)
         else:
             paths.append(source)

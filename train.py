@@ -95,8 +95,11 @@ class TrainModel:
         config: the run's `config.LearningConfig`; its fields read as attributes too
             (`TrainModel(...).epochs`).
 
-    Example:
-    >>> best = TrainModel(dataset_name="synth", epochs=2).train()   # the demo, 2 epochs
+    Example (minutes of training):
+
+    ```python
+    best = TrainModel(dataset_name="synth", epochs=2).train()   # the demo, 2 epochs
+    ```
     """
 
     def __init__(self, dataset_name=DatasetName.synth, ds_type=DatasetType.train, data_dir=None,

@@ -19,7 +19,9 @@ Three kinds of file load into a Keras 3 model plus a `ModelInfo` that says how t
 Every problem a user can cause ends in one `WeightFileError` (a `ValueError`) naming the file and
 what was expected.
 
-Example:
+Example (a small untrained model, saved and read back):
+>>> from cnn_model import CNNModel
+>>> model = CNNModel().get_model("tiny", weights=None, input_size=32)
 >>> path = save_model(model, "runs/demo.h5", labels=EXPRESSIONS_7, arch="tiny")
 >>> model, info = load_model(path)
 >>> info.kind, info.labels[:2], info.input_range
@@ -195,7 +197,9 @@ def save_model(model, path, *, labels, input_range=(0.0, 1.0), arch=None, extra=
         `path`.
 
     Example:
-    >>> save_model(model, "best.h5", labels=EXPRESSIONS_7, arch="xcp", extra={"epoch": 3})
+    >>> from cnn_model import CNNModel
+    >>> model = CNNModel().get_model("tiny", weights=None, input_size=32)
+    >>> save_model(model, "best.h5", labels=EXPRESSIONS_7, arch="tiny", extra={"epoch": 3})
     'best.h5'
     """
     path = os.fspath(path)
@@ -284,10 +288,12 @@ def load_model(path, labels=None, input_range=None, input_size=None):
         WeightFileNotFoundError: the file is missing.
         WeightFileError: empty, not HDF5 / zip, foreign layers, mismatched shapes or labels.
 
-    Example:
-    >>> model, info = load_model("RafDB_8696.h5")
-    >>> info.kind, info.arch, info.input_size
-    ('official', 'xcp', (224, 224))
+    Example (needs an official release file, see trained_models/README.md):
+
+    ```python
+    model, info = load_model("RafDB_8696.h5")
+    info.kind, info.arch, info.input_size   # ('official', 'xcp', (224, 224))
+    ```
     """
     path = _check_file(path)
     labels = resolve_labels(labels)

@@ -9,9 +9,6 @@ so the JAX subprocess test can import this file for the reference.
 """
 
 import importlib.util
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -20,9 +17,7 @@ import pytest
 import keras
 
 from arm import AmendRepresentation, pixel_shuffle
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+from helpers import run_python
 
 
 # ---------------------------------------------------------------------------
@@ -493,7 +488,6 @@ _JAX_SCRIPT = textwrap.dedent(
     """
     import os, sys
     os.environ["KERAS_BACKEND"] = "jax"
-    sys.path[:0] = [sys.argv[1], sys.argv[2]]
     import numpy as np
     import keras
     import arm
@@ -558,9 +552,5 @@ _JAX_SCRIPT = textwrap.dedent(
 def test_runs_under_jax_backend_without_tensorflow():
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed (pip install jax to run the JAX backend check)")
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run(
-        [sys.executable, "-c", _JAX_SCRIPT, ROOT, TESTS_DIR],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
+    result = run_python(_JAX_SCRIPT, env={"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
     assert result.returncode == 0 and "JAX_OK" in result.stdout, result.stderr[-4000:]

@@ -1,17 +1,12 @@
 """cnn_model: output structure for every arch, unit-norm embeddings, saving, errors, JAX."""
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import keras
 import numpy as np
 import pytest
 
 from cnn_model import ARCHES, CNNModel, L2Normalize, ScaleInputs
+from helpers import run_python
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL_SIZE = {"xcp": 71, "xcp_arm": 71, "resnet": 32, "tiny": 32}
 
 
@@ -124,8 +119,6 @@ def test_core_runs_under_jax_without_tensorflow():
         assert "tensorflow" not in sys.modules, "tensorflow was imported"
         print("OK", probs.shape)
     """
-    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
-    run = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = run_python(code, env={"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
     assert run.returncode == 0, run.stderr[-3000:]
     assert "OK (2, 7)" in run.stdout

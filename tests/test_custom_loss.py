@@ -5,10 +5,6 @@ map (alone, under tf.distribute and inside Keras `fit`) and the JAX backend."""
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -16,8 +12,8 @@ import pytest
 import tensorflow as tf
 
 from custom_loss import AdaptiveAttentionMap, AdCorreLoss
+from helpers import run_python
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPS = keras.config.epsilon()
 NUM_CLASSES = 7
 
@@ -452,13 +448,9 @@ def test_attention_map_omega_feeds_the_loss():
         ref_fd(emb, labels, omega.astype(np.float64)), rtol=2e-5)
 
 
-def _run_python(script, env_extra):
-    env = dict(os.environ)
-    env.update(env_extra)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+def _run_for_result(script, env):
+    """Runs `script` in a child Python; returns the JSON it printed after "RESULT "."""
+    result = run_python(script, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, result.stdout[-3000:] + result.stderr[-3000:]
@@ -473,8 +465,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from keras import ops
 from custom_loss import AdaptiveAttentionMap
+from counting_model import Counting
 
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 out = {"replicas": strategy.num_replicas_in_sync}
@@ -508,25 +500,11 @@ out["omega_after_reset"] = np.asarray(attention.omega.numpy()).tolist()
 
 # 2. As a tracked metric of a model trained by fit (Keras runs train_step per replica
 #    and resets metrics at the epoch start). lr = 0 keeps predictions fixed.
-class Counting(keras.Model):
-    def __init__(self):
-        super().__init__()
-        self.dense = keras.layers.Dense(4, activation="softmax")
-        self.attention = AdaptiveAttentionMap(num_classes=4)
-
-    def call(self, x, training=False):
-        return self.dense(x)
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if training:
-            self.attention.update_state(y, y_pred)
-        return ops.mean(keras.losses.sparse_categorical_crossentropy(y, y_pred))
-
 rng = np.random.default_rng(0)
 x = rng.normal(size=(48, 6)).astype("float32")
 y = rng.integers(0, 4, 48).astype("int32")
 with strategy.scope():
-    model = Counting()
+    model = Counting(num_classes=4)
     model(x[:1])
     model.compile(optimizer=keras.optimizers.SGD(0.0))
 model.attention.update_state(np.array([0, 1]), np.array([1, 1]))
@@ -541,7 +519,8 @@ print("RESULT " + json.dumps(out))
 
 
 def test_attention_map_sums_over_mirrored_replicas():
-    out = _run_python(MIRRORED_SCRIPT, {"KERAS_BACKEND": "tensorflow", "CUDA_VISIBLE_DEVICES": ""})
+    out = _run_for_result(MIRRORED_SCRIPT,
+                          {"KERAS_BACKEND": "tensorflow", "CUDA_VISIBLE_DEVICES": ""})
     assert out["replicas"] == 2
     labels = [0, 0, 1, 3, 3, 3, 2, 1, 1, 0]
     predicted = [0, 1, 1, 3, 0, 3, 2, 0, 1, 0]
@@ -590,26 +569,12 @@ out["omega"] = attention.refresh().tolist()
 
 # As a tracked metric of a model trained by fit: the JAX trainer threads metric
 # variables through its stateless train step (lr = 0 keeps predictions fixed).
-from keras import ops
-
-class Counting(keras.Model):
-    def __init__(self):
-        super().__init__()
-        self.dense = keras.layers.Dense(7, activation="softmax")
-        self.attention = AdaptiveAttentionMap(num_classes=7)
-
-    def call(self, x, training=False):
-        return self.dense(x)
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if training:
-            self.attention.update_state(y, y_pred)
-        return ops.mean(keras.losses.sparse_categorical_crossentropy(y, y_pred))
+from counting_model import Counting
 
 rng = np.random.default_rng(0)
 x = rng.normal(size=(40, 5)).astype("float32")
 y = rng.integers(0, 7, 40).astype("int32")
-model = Counting()
+model = Counting(num_classes=7)
 model(x[:1])
 model.compile(optimizer=keras.optimizers.SGD(0.0))
 model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
@@ -631,7 +596,7 @@ def test_jax_backend_matches_reference(tmp_path):
     path = tmp_path / "batch.npz"
     np.savez(path, labels=labels, emb=emb, probs=probs, omega=omega)
     script = JAX_SCRIPT.replace("BATCH_PATH", repr(str(path)))
-    out = _run_python(script, {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
+    out = _run_for_result(script, {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
     assert out["backend"] == "jax"
     assert not out["tensorflow_imported"], "custom_loss imported tensorflow under the JAX backend"
     assert not out["tensorflow_imported_at_end"]

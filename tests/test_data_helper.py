@@ -4,8 +4,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 import warnings
 
 import cv2
@@ -16,8 +14,8 @@ import pytest
 import config
 import data_helper
 import synth_faces
+from helpers import run_python
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N, SIZE, SEED = 30, 48, 5
 N_TEST = 6  # round(N * 0.2)
 
@@ -534,9 +532,7 @@ def test_shards_are_disjoint_and_cover_the_epoch():
 
 
 _DISTRIBUTED = r"""
-import json, os, sys
-sys.path.insert(0, sys.argv[1])
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import json
 import numpy as np, pandas as pd, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -556,8 +552,7 @@ print(json.dumps({"replicas": strategy.num_replicas_in_sync, "steps": steps}))
 
 
 def test_distribute_dataset_over_two_logical_cpus():
-    result = subprocess.run([sys.executable, "-c", _DISTRIBUTED, REPO], capture_output=True,
-                            text=True, timeout=180)
+    result = run_python(_DISTRIBUTED, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["replicas"] == 2

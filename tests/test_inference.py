@@ -6,8 +6,6 @@ import importlib.util
 import math
 import os
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -20,14 +18,14 @@ import weights_io
 from cnn_model import CNNModel
 from config import EXPRESSIONS_7, RAFDB_TO_CANONICAL
 from forge_official import forge_official
+from helpers import REPO_ROOT, run_python
 from picture_files import write_grey_jpeg, write_grey_png
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load_test_module():
     # Loaded by path: the name `test` is also a package of the standard library.
-    spec = importlib.util.spec_from_file_location("adcorre_test_py", os.path.join(ROOT, "test.py"))
+    spec = importlib.util.spec_from_file_location("adcorre_test_py",
+                                                  os.path.join(REPO_ROOT, "test.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -316,9 +314,9 @@ def test_huge_jpeg_is_decoded_reduced_in_bounded_memory(tester, tmp_path):
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "print(image.shape[0], image.shape[1], image.dtype, int(image.mean()), (after - before) // 1024)\n"
     )
-    output = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120, check=True).stdout.split()
-    height, width, dtype, mean, grown_mb = output
+    run = run_python(script, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    height, width, dtype, mean, grown_mb = run.stdout.split()
     assert int(height) * int(width) <= face_crops.REDUCE_ABOVE_PIXELS * 1.01
     assert int(height) == int(width) > 1000 and dtype == "uint8" and int(mean) == 128
     assert int(grown_mb) < 400

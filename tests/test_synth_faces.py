@@ -4,8 +4,6 @@ import csv
 import hashlib
 import os
 import re
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -13,8 +11,7 @@ import pytest
 
 import config
 import synth_faces
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO_ROOT, run_python
 
 
 def test_generate_shapes_and_types():
@@ -185,10 +182,10 @@ def test_affectnet_csv_format(tmp_path):
 def test_cli_writes_dataset_and_preview(tmp_path):
     preview = tmp_path / "sheet.png"
     out = tmp_path / "folder"
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "synth_faces.py"), "--layout", "folder", "--out",
-         str(out), "--n", "14", "--image-size", "32", "--preview", str(preview), "--per-class", "3"],
-        capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = run_python(
+        script=os.path.join(REPO_ROOT, "synth_faces.py"),
+        argv=["--layout", "folder", "--out", out, "--n", "14", "--image-size", "32",
+              "--preview", preview, "--per-class", "3"], timeout=120)
     assert result.returncode == 0, result.stderr
     sheet = cv2.imread(str(preview))
     assert sheet.shape[0] == 7 * 32  # one row per class

@@ -3,28 +3,15 @@
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import run_python, start_python
+
 EPOCHS, SIZE = 6, 64
-
-
-def _subprocess_env(**extra):
-    """The environment for a child Python: the project importable, CPU only, TF quiet."""
-    return dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
-                **extra)
-
-
-def _run_python(code, env_extra=None, timeout=600, argv=()):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *argv], cwd=ROOT,
-                          env=_subprocess_env(**(env_extra or {})), capture_output=True,
-                          text=True, timeout=timeout)
+CPU_ONLY = {"CUDA_VISIBLE_DEVICES": ""}  # every child process of this file trains on the CPU
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +170,7 @@ print("RESULT" + json.dumps(results))
 
 @pytest.mark.parametrize("adcorre_batch", ["global", "local"])
 def test_mirrored_two_devices_match_one_device(adcorre_batch):
-    run = _run_python(MIRRORED_SCRIPT, {"ADCORRE_BATCH": adcorre_batch})
+    run = run_python(MIRRORED_SCRIPT, env={**CPU_ONLY, "ADCORRE_BATCH": adcorre_batch}, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(run.stdout.split("RESULT", 1)[1])
     one, two = results["one"], results["two"]
@@ -225,11 +212,9 @@ def test_multi_worker_two_processes_complete_an_epoch(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     processes = []
     for index in range(2):
-        env = _subprocess_env(TF_CONFIG=json.dumps({"cluster": cluster,
-                                                    "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen(
-            [sys.executable, "-c", MULTI_WORKER_SCRIPT, str(tmp_path / f"worker{index}")],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        processes.append(start_python(MULTI_WORKER_SCRIPT, argv=[tmp_path / f"worker{index}"],
+                                      env={**CPU_ONLY, "TF_CONFIG": tf_config}))
     outputs = [p.communicate(timeout=600) for p in processes]
     for process, (out, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
@@ -252,8 +237,7 @@ print("BEST", best)
 
 def test_killed_mid_epoch_resumes_and_finishes(tmp_path):
     save_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-c", RESUME_SCRIPT, str(save_dir)], cwd=ROOT,
-                               env=_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_python(RESUME_SCRIPT, argv=[save_dir], env=CPU_ONLY)
     position_file = save_dir / "backup" / "backup_position.json"
     deadline = time.time() + 300
     position = None
@@ -273,7 +257,7 @@ def test_killed_mid_epoch_resumes_and_finishes(tmp_path):
     assert position["epoch"] == 0 and 0 < position["batch"] < 100
     assert not list(save_dir.glob("*.h5"))  # killed before the first epoch ended
 
-    resumed = _run_python(RESUME_SCRIPT, argv=[str(save_dir)])
+    resumed = run_python(RESUME_SCRIPT, argv=[save_dir], env=CPU_ONLY, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming {save_dir} at epoch 1, batch {position['batch']}" in resumed.stdout
     state = json.loads((save_dir / "training_state.json").read_text())
@@ -338,8 +322,7 @@ def test_bad_arguments_raise_clear_errors():
 
 
 def test_cli_help_lists_options():
-    run = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
+    run = run_python(script="train.py", argv=["--help"], env=CPU_ONLY, timeout=120)
     assert run.returncode == 0
     for flag in ("--dataset", "--data-dir", "--arch", "--epochs", "--mrr", "--mixed-precision",
                  "--save-dir", "--ce-only", "--adcorre-batch"):
@@ -356,12 +339,11 @@ def test_cli_trains_on_a_rafdb_layout_skipping_bad_images(tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:300])
     missing.unlink()
     save_dir = tmp_path / "run"
-    run = subprocess.run(
-        [sys.executable, "train.py", "--dataset", "rafdb", "--data-dir", str(data), "--arch", "tiny",
-         "--weights", "none", "--epochs", "1", "--batch-size", "16", "--input-size", "48",
-         "--save-dir", str(save_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env=_subprocess_env())
+    run = run_python(
+        script="train.py",
+        argv=["--dataset", "rafdb", "--data-dir", data, "--arch", "tiny", "--weights", "none",
+              "--epochs", "1", "--batch-size", "16", "--input-size", "48", "--save-dir", save_dir],
+        env=CPU_ONLY, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     # One warning for the split, naming both files and why.
     assert run.stderr.count("Skipped 2 of 120 images") == 1, run.stderr[-3000:]
@@ -374,11 +356,11 @@ def test_cli_trains_on_a_rafdb_layout_skipping_bad_images(tmp_path):
 
 
 def test_cli_reports_a_missing_dataset_in_one_line(tmp_path):
-    run = subprocess.run(
-        [sys.executable, "train.py", "--dataset", "rafdb", "--data-dir", str(tmp_path / "absent"),
-         "--arch", "tiny", "--weights", "none"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env=_subprocess_env())
+    run = run_python(
+        script="train.py",
+        argv=["--dataset", "rafdb", "--data-dir", tmp_path / "absent", "--arch", "tiny",
+              "--weights", "none"],
+        env=CPU_ONLY, timeout=300)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert "rafdb data folder not found" in run.stderr and "absent" in run.stderr

@@ -1,4 +1,8 @@
-"""Pytest set-up shared by all tests: the repo root on sys.path, quiet TensorFlow."""
+"""Pytest set-up shared by all tests: the repository root on sys.path, quiet TensorFlow.
+
+pytest itself puts tests/ on sys.path (for `helpers`, `forge_official`, `picture_files`); the
+modules under test live one folder up. Child processes: `helpers.run_python`.
+"""
 
 import importlib.util
 import os
@@ -8,7 +12,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="session")

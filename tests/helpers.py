@@ -1,0 +1,57 @@
+"""Plumbing shared by the tests: where things are, and Python run in a child process.
+
+Imported by the tests as `from helpers import ...` (pytest puts tests/ on sys.path, as for
+`forge_official` and `picture_files`). A child process gets what a test process has: the
+repository and tests/ importable, cwd at the repository root, and TensorFlow's C++ log quiet.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(TESTS_DIR)
+
+
+def python_env(**extra):
+    """The environment of a child Python: this one, with the repository and tests/ first on
+    PYTHONPATH and TF_CPP_MIN_LOG_LEVEL=3, then `extra` (which may override either)."""
+    path = [REPO_ROOT, TESTS_DIR] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path), TF_CPP_MIN_LOG_LEVEL="3")
+    env.update(extra)
+    return env
+
+
+def python_command(code=None, *, script=None, argv=()):
+    """`[python, -c, code, *argv]` (code dedented) or `[python, script, *argv]`."""
+    if (code is None) == (script is None):
+        raise TypeError("give exactly one of code and script")
+    head = ["-c", textwrap.dedent(code)] if code is not None else [os.fspath(script)]
+    return [sys.executable, *head, *map(os.fspath, argv)]
+
+
+def run_python(code=None, *, script=None, argv=(), env=None, timeout=300):
+    """Runs `code` (or the file `script`) in a child Python at the repository root and waits.
+
+    Args:
+        code: Python source for `python -c` (dedented first).
+        script: a file to run instead of `code`.
+        argv: the child's `sys.argv[1:]`.
+        env: extra environment variables, over `python_env()`'s.
+        timeout: seconds before `subprocess.TimeoutExpired`.
+
+    Returns:
+        The `subprocess.CompletedProcess`, stdout and stderr captured as text. The return
+        code is not checked: tests assert on it with the output they want to see.
+    """
+    return subprocess.run(python_command(code, script=script, argv=argv), cwd=REPO_ROOT,
+                          env=python_env(**(env or {})), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def start_python(code=None, *, script=None, argv=(), env=None):
+    """`run_python` without waiting: a `subprocess.Popen` with stdout and stderr piped (text)."""
+    return subprocess.Popen(python_command(code, script=script, argv=argv), cwd=REPO_ROOT,
+                            env=python_env(**(env or {})), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
