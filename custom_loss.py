@@ -14,6 +14,12 @@ samples labelled y_i and k embedding matrices E_l of shape (n, d):
 - ED = (1/n) sum_i mean_{a != b} (1 + COR(E_a[i], E_b[i])); 0 when k == 1;
 - CE = mean over the batch of -log p_i[y_i].
 
+`AdCorreLoss(arithmetic="official")` computes FD, MD and ED as the official custom_loss.py
+does instead (README, "Where this differs"): FD with no attention weights (omega = 1/2 for
+every class), MD over all C classes (an absent class's mean is the batch mean) divided by
+k C^2, ED divided by k^2. With every class in the batch that makes the paper's MD and ED
+k/(k-1) = 7/6 times the official ones.
+
 COR is Pearson correlation over the d features, computed with a stabilised standard
 deviation sqrt(var + epsilon): a constant vector then has correlation 0 with everything
 (instead of 0/0) and finite gradients.
@@ -22,7 +28,7 @@ deviation sqrt(var + epsilon): a constant vector then has correlation 0 with eve
 import keras
 from keras import ops
 
-from config import LearningConfig
+from config import LOSS_ARITHMETICS, official_ce_weight
 
 
 def _default_epsilon(epsilon):
@@ -113,15 +119,18 @@ class AdCorreLoss:
 
     Args:
         num_classes: number of expression classes C.
-        ce_weight: weight of the cross-entropy. The official code averages CE over
-            n x C entries and weights it by 50; 50 / 7 keeps that balance with the
-            per-sample mean used here.
+        ce_weight: weight of the cross-entropy; `None`: 50 / C (`config.official_ce_weight`:
+            the official code averages CE over n x C entries and weights it by 50, so 50/7
+            for 7 classes keeps that balance with the per-sample mean used here).
         fd_weight: weight of the feature discriminator.
         md_weight: weight of the mean discriminator.
         ed_weight: weight of the embedding discriminator.
         epsilon: stabiliser of the standard deviation in COR, the clip of the
             probabilities in CE and the offset of the default omega (`None`:
             `keras.config.epsilon()`, 1e-7).
+        arithmetic: `"paper"` (docs/DESIGN.md's equations) or `"official"` (the official
+            code's FD without attention weights, its MD over all classes / (k C^2) and its
+            ED / k^2; `omega` is then ignored). CE is the same in both.
 
     Labels are class indices in [0, num_classes); the range is not checked in-graph (a
     label outside it one-hot encodes to zeros and contributes nothing), so readers
@@ -140,12 +149,16 @@ class AdCorreLoss:
     ()
     """
 
-    def __init__(self, num_classes=7, ce_weight=LearningConfig.ce_weight, fd_weight=1.0,
-                 md_weight=1.0, ed_weight=1.0, epsilon=None):
+    def __init__(self, num_classes=7, ce_weight=None, fd_weight=1.0, md_weight=1.0,
+                 ed_weight=1.0, epsilon=None, arithmetic="paper"):
         if int(num_classes) < 1:
             raise ValueError(f"AdCorreLoss: num_classes must be >= 1, got {num_classes}.")
+        if arithmetic not in LOSS_ARITHMETICS:
+            raise ValueError(f"AdCorreLoss: arithmetic must be one of {LOSS_ARITHMETICS}, got "
+                             f"{arithmetic!r}.")
         self.num_classes = int(num_classes)
-        self.ce_weight = float(ce_weight)
+        self.arithmetic = arithmetic
+        self.ce_weight = float(official_ce_weight(num_classes) if ce_weight is None else ce_weight)
         self.fd_weight = float(fd_weight)
         self.md_weight = float(md_weight)
         self.ed_weight = float(ed_weight)
@@ -158,6 +171,10 @@ class AdCorreLoss:
         return ops.one_hot(_flat_labels(labels), self.num_classes, dtype=dtype)
 
     def _omega(self, omega, dtype):
+        if self.arithmetic == "official":
+            # correlation_loss_multi weighs no pair (its tr_conf_matrix goes unused): W = 1 off
+            # the diagonal, which (omega_i + omega_j) gives with omega = 1/2 for every class.
+            return ops.full((self.num_classes,), 0.5, dtype=dtype)
         if omega is None:
             # Before the first refresh of the attention map: omega = 1 + eps (docs/DESIGN.md).
             return ops.ones((self.num_classes,), dtype=dtype) + self.epsilon
@@ -179,15 +196,23 @@ class AdCorreLoss:
         return ops.mean(weights * ops.abs(phi - correlations))
 
     def _md(self, embeddings, one_hot):
-        counts = ops.sum(one_hot, axis=0)  # (C,)
-        sums = ops.einsum("nc,knd->kcd", one_hot, embeddings)  # (k, C, d)
+        official = self.arithmetic == "official"
+        # The official np.average weighs a class's samples 1 and the others eps, so an absent
+        # class gets the batch mean and stays in the sum; here absent classes are left out.
+        weights = one_hot + self.epsilon * (1.0 - one_hot) if official else one_hot
+        counts = ops.sum(weights, axis=0)  # (C,)
+        sums = ops.einsum("nc,knd->kcd", weights, embeddings)  # (k, C, d)
         # Absent classes get a zero mean (divided by 1, not 0); the pair mask drops them.
-        means = sums / ops.reshape(ops.maximum(counts, 1.0), (1, -1, 1))
+        means = sums / ops.reshape(ops.where(counts > 0, counts, 1.0), (1, -1, 1))
         correlations = _correlation_matrices(_standardise(means, self.epsilon))  # (k, C, C)
-        present = ops.cast(counts > 0, embeddings.dtype)
-        pairs = (ops.expand_dims(present, 1) * ops.expand_dims(present, 0)
-                 * (1.0 - ops.eye(self.num_classes, dtype=embeddings.dtype)))
-        num_pairs = ops.sum(pairs)
+        pairs = 1.0 - ops.eye(self.num_classes, dtype=embeddings.dtype)
+        if official:
+            # The official mean runs over all C^2 entries, the zeroed diagonal counted.
+            num_pairs = ops.cast(self.num_classes ** 2, embeddings.dtype)
+        else:
+            present = ops.cast(counts > 0, embeddings.dtype)
+            pairs = pairs * ops.expand_dims(present, 1) * ops.expand_dims(present, 0)
+            num_pairs = ops.sum(pairs)
         per_embedding = ops.sum(pairs * (1.0 + correlations), axis=(1, 2))
         # |P| < 2 gives num_pairs = 0 and a zero numerator: the term is 0, not 0/0.
         return ops.mean(per_embedding) / ops.maximum(num_pairs, 1.0)
@@ -196,7 +221,11 @@ class AdCorreLoss:
         per_sample = ops.transpose(z, (1, 0, 2))  # (n, k, d)
         correlations = _correlation_matrices(per_sample)  # (n, k, k)
         off_diagonal = 1.0 - ops.eye(ops.shape(z)[0], dtype=z.dtype)
-        num_pairs = ops.sum(off_diagonal)  # k (k - 1), 0 when k == 1
+        if self.arithmetic == "official":
+            # np.corrcoef's k x k per sample, diagonal zeroed but counted: a mean over k^2.
+            num_pairs = ops.cast(ops.size(off_diagonal), z.dtype)
+        else:
+            num_pairs = ops.sum(off_diagonal)  # k (k - 1), 0 when k == 1
         per_sample_sum = ops.sum(off_diagonal * (1.0 + correlations), axis=(1, 2))
         return ops.mean(per_sample_sum) / ops.maximum(num_pairs, 1.0)
 
@@ -208,7 +237,8 @@ class AdCorreLoss:
             embeddings: a list of k tensors (n, d) or a tensor (k, n, d).
             labels: integer labels, shape (n,) or (n, 1).
             omega: per-class weights (C,) from `AdaptiveAttentionMap.omega`;
-                `None` uses 1 + epsilon (the value before the first refresh).
+                `None` uses 1 + epsilon (the value before the first refresh). Ignored with
+                `arithmetic="official"` (the official FD weighs every pair 1).
 
         Returns:
             A float32 scalar (float64 for float64 embeddings).
@@ -303,6 +333,7 @@ class AdCorreLoss:
             "md_weight": self.md_weight,
             "ed_weight": self.ed_weight,
             "epsilon": self.epsilon,
+            "arithmetic": self.arithmetic,
         }
 
     @classmethod
@@ -330,6 +361,14 @@ class AdaptiveAttentionMap(keras.metrics.Metric):
     counted so far (trace / total of the counts, 0 before any), a scalar that reads well
     in logs; omega itself is read through `.omega` or the return value of `refresh()`.
 
+    With `window_batches=S` omega follows the official code's sliding window instead:
+    `update_window` (called every train step, after the batch's predictions) keeps the
+    confusion counts of the last S batches in a ring buffer (one slot per batch, written
+    through a one-hot slot mask: no dynamic slicing, so it runs in-graph and under XLA),
+    sets omega from their sum and returns it; the window outlives epochs, and `refresh()`
+    then only zeros the epoch's counts. The official code keeps 1000 labels (20 batches of
+    50) and drops the oldest batch first.
+
     Under the JAX backend the map must be among the model's `metrics` (an attribute of
     the model is, unless `metrics` is overridden): Keras' stateless JAX train step only
     carries metrics' variables, and updates to any other variable are dropped. Keras'
@@ -342,6 +381,7 @@ class AdaptiveAttentionMap(keras.metrics.Metric):
             (`None`: `keras.config.epsilon()`, 1e-7).
         name: metric name.
         dtype: ignored for the state (always float32), accepted for Keras compatibility.
+        window_batches: `None` (omega per epoch) or S, the batches of the sliding window.
 
     Example (the loss takes `omega=attention.omega` inside the train step):
     >>> attention = AdaptiveAttentionMap(num_classes=3)
@@ -352,15 +392,25 @@ class AdaptiveAttentionMap(keras.metrics.Metric):
            [0., 1., 0.]], dtype=float32)
     >>> attention.refresh().round(3)                 # at epoch end: the new omega, numpy (C,)
     array([0.5, 0. , 1. ], dtype=float32)
+    >>> window = AdaptiveAttentionMap(num_classes=3, window_batches=2)  # the last 2 batches
+    >>> for true, predicted in [([0, 1], [1, 1]), ([0, 2], [0, 2]), ([0, 0], [0, 0])]:
+    ...     omega = window.update_window(np.array(true), np.array(predicted))
+    >>> keras.ops.convert_to_numpy(omega).round(3)    # class 0 right 3 times of 3, 1 not seen
+    array([0., 1., 0.], dtype=float32)
     """
 
-    def __init__(self, num_classes=7, epsilon=None, name="adaptive_attention_map", dtype=None):
+    def __init__(self, num_classes=7, epsilon=None, name="adaptive_attention_map", dtype=None,
+                 window_batches=None):
         super().__init__(name=name, dtype="float32")
         if int(num_classes) < 1:
             raise ValueError(
                 f"AdaptiveAttentionMap: num_classes must be >= 1, got {num_classes}.")
+        if window_batches is not None and int(window_batches) < 1:
+            raise ValueError("AdaptiveAttentionMap: window_batches must be None or >= 1, got "
+                             f"{window_batches!r}.")
         self.num_classes = int(num_classes)
         self.epsilon = _default_epsilon(epsilon)
+        self.window_batches = None if window_batches is None else int(window_batches)
         self.counts = self.add_variable(
             shape=(self.num_classes, self.num_classes), initializer="zeros",
             dtype="float32", aggregation="sum", name="counts")
@@ -371,6 +421,16 @@ class AdaptiveAttentionMap(keras.metrics.Metric):
             shape=(self.num_classes,),
             initializer=keras.initializers.Constant(1.0 + self.epsilon),
             dtype="float32", aggregation="only_first_replica", name="omega")
+        if self.window_batches:
+            # With the global batch (the trainer's default) every replica writes the same
+            # counts, so the first replica's copy is everyone's.
+            self.window_counts = self.add_variable(
+                shape=(self.window_batches, self.num_classes, self.num_classes),
+                initializer="zeros", dtype="float32", aggregation="only_first_replica",
+                name="window_counts")
+            self.window_position = self.add_variable(
+                shape=(), initializer="zeros", dtype="int32",
+                aggregation="only_first_replica", name="window_position")
 
     @property
     def omega(self):
@@ -386,6 +446,10 @@ class AdaptiveAttentionMap(keras.metrics.Metric):
                 integer predictions (n,).
             sample_weight: optional (n,) weights added instead of 1 per sample.
         """
+        self.counts.assign_add(self._batch_counts(y_true, y_pred, sample_weight))
+
+    def _batch_counts(self, y_true, y_pred, sample_weight=None):
+        """The batch's (C, C) confusion counts (rows true, columns predicted)."""
         labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
         y_pred = ops.convert_to_tensor(y_pred)
         if len(y_pred.shape) == 2:
@@ -398,7 +462,34 @@ class AdaptiveAttentionMap(keras.metrics.Metric):
         if sample_weight is not None:
             weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
             true_one_hot = true_one_hot * weight
-        self.counts.assign_add(ops.matmul(ops.transpose(true_one_hot), predicted_one_hot))
+        return ops.matmul(ops.transpose(true_one_hot), predicted_one_hot)
+
+    def update_window(self, y_true, y_pred):
+        """Puts the batch in the sliding window (over its oldest batch) and sets omega from it.
+
+        Only with `window_batches`; call it every train step with the step's own predictions,
+        before the loss reads omega (the official code's order).
+
+        Args:
+            y_true: integer labels, shape (n,) or (n, 1).
+            y_pred: class probabilities (n, C) or integer predictions (n,).
+
+        Returns:
+            The new omega, a float32 tensor (C,), as the loss should use it this step.
+        """
+        if not self.window_batches:
+            raise ValueError("AdaptiveAttentionMap.update_window needs window_batches; this map "
+                             "refreshes omega per epoch (window_batches=None).")
+        slot = ops.one_hot(ops.mod(ops.convert_to_tensor(self.window_position),
+                                   self.window_batches), self.window_batches, dtype="float32")
+        slot = ops.reshape(slot, (-1, 1, 1))
+        window = (self.window_counts * (1.0 - slot)
+                  + slot * ops.expand_dims(self._batch_counts(y_true, y_pred), 0))
+        self.window_counts.assign(window)
+        self.window_position.assign_add(ops.ones((), dtype="int32"))
+        omega = self._omega_from_counts(ops.sum(window, axis=0))
+        self._omega.assign(omega)
+        return omega
 
     def _omega_from_counts(self, counts):
         support = ops.sum(counts, axis=1)
@@ -413,14 +504,14 @@ class AdaptiveAttentionMap(keras.metrics.Metric):
         """Sets omega from the counts gathered since the last refresh, then zeros them.
 
         Call it eagerly, outside the replica function (e.g. in a callback's
-        `on_epoch_end`); under `tf.distribute` the counts of all replicas are summed.
+        `on_epoch_end`); under `tf.distribute` the counts of all replicas are summed. With a
+        sliding window omega is the window's, set every step, and only the counts are zeroed.
 
         Returns:
             The new omega as a float32 numpy array of shape (C,).
         """
-        counts = ops.convert_to_tensor(self.counts)
-        omega = self._omega_from_counts(counts)
-        self._omega.assign(omega)
+        if not self.window_batches:
+            self._omega.assign(self._omega_from_counts(ops.convert_to_tensor(self.counts)))
         self.counts.assign(ops.zeros((self.num_classes, self.num_classes), dtype="float32"))
         return ops.convert_to_numpy(self._omega)
 
@@ -443,4 +534,5 @@ class AdaptiveAttentionMap(keras.metrics.Metric):
         self.counts.assign(ops.zeros((self.num_classes, self.num_classes), dtype="float32"))
 
     def get_config(self):
-        return {"name": self.name, "num_classes": self.num_classes, "epsilon": self.epsilon}
+        return {"name": self.name, "num_classes": self.num_classes, "epsilon": self.epsilon,
+                "window_batches": self.window_batches}

@@ -29,8 +29,11 @@ import dataset_readers  # noqa: E402
 import input_pipeline  # noqa: E402
 import pictures  # noqa: E402
 from cnn_model import ARCHES, CNNModel  # noqa: E402
+from learning_schedules import make_schedule  # noqa: E402
 from config import (  # noqa: E402
     FROM_RECIPE,
+    LOSS_ARITHMETICS,
+    LR_SCHEDULES,
     RECIPES,
     DatasetName,
     DatasetType,
@@ -46,6 +49,7 @@ from trainer import (  # noqa: E402, F401
     EpochEnd,
     ResumableBackup,
     _CSVLogger,
+    _TensorBoard,
     _is_chief,
     _strategy_name,
     _TotalEpochsProgbar,
@@ -71,11 +75,20 @@ class TrainModel:
         ds_type: `config.DatasetType`; for AffectNet `train` means 8 classes, `train_7` 7.
         data_dir: the dataset's root folder as it ships (default `config.default_data_dir`).
         weights: `"imagenet"` (backbone only), `None` (from scratch) or a weight file path.
-        lr: initial Adam learning rate; multiplied by `lr_decay_factor` every `lr_decay_every` epochs.
+        lr: initial Adam learning rate.
+        lr_schedule: `"inverse_time"` (Ad-Corre: `lr / (1 + lr_decay * t)` after t optimizer
+            steps, the official Keras 2 `Adam(1e-3, decay=1e-5)`) or `"step"` (x
+            `lr_decay_factor` every `lr_decay_every` epochs; the SynthFER demo's).
+        lr_decay, lr_decay_every, lr_decay_factor: the two schedules' settings.
         epochs, batch_size, input_size: the usual; `batch_size` is the global batch.
         save_dir: where epoch files, logs and the backup go (a fresh timestamped folder by default;
             pass an existing one to resume a killed run).
-        ce_weight: cross-entropy weight; `use_adcorre=False` trains with CE only.
+        ce_weight: cross-entropy weight (`None`: 50 / number of classes, the official balance);
+            `use_adcorre=False` trains with CE only.
+        loss_arithmetic: `"paper"` (docs/DESIGN.md's FD / MD / ED) or `"official"` (the official
+            code's arithmetic, see `custom_loss.AdCorreLoss`).
+        attention_window: `None`: omega refreshed per epoch; N: every step from the last N
+            training predictions (rounded up to whole batches; the official code keeps 1000).
         num_embeddings, embedding_size: k and d of the heads.
         adcorre_batch: `"global"` (default) or `"local"`, see `trainer.AdCorreTrainer`.
         mrr: minimal random resampling of the training set each epoch (ARM).
@@ -107,7 +120,9 @@ class TrainModel:
                  input_size=FROM_RECIPE, save_dir=None, ce_weight=FROM_RECIPE,
                  use_adcorre=FROM_RECIPE, num_embeddings=FROM_RECIPE, embedding_size=FROM_RECIPE,
                  adcorre_batch=FROM_RECIPE, lr_decay_every=FROM_RECIPE,
-                 lr_decay_factor=FROM_RECIPE, mrr=FROM_RECIPE, mixed_precision="auto",
+                 lr_decay_factor=FROM_RECIPE, lr_schedule=FROM_RECIPE, lr_decay=FROM_RECIPE,
+                 loss_arithmetic=FROM_RECIPE, attention_window=FROM_RECIPE,
+                 mrr=FROM_RECIPE, mixed_precision="auto",
                  jit_compile="auto", seed=0, synth_train_size=FROM_RECIPE,
                  synth_test_size=FROM_RECIPE, backup_every=200, keep_all=False,
                  steps_per_epoch=None, augmentation=FROM_RECIPE, verbose="auto", recipe=None):
@@ -182,9 +197,19 @@ class TrainModel:
             num_embeddings=config.num_embeddings, embedding_size=config.embedding_size,
             dropout=config.dropout)
 
-    def _learning_rate(self, epoch, _current=None):
+    def learning_rate_schedule(self, steps_per_epoch):
+        """The recipe's learning-rate schedule, driven by the optimizer's step count.
+
+        Args:
+            steps_per_epoch: the optimizer steps of one epoch (the `"step"` schedule's unit).
+
+        Returns:
+            A `keras.optimizers.schedules.LearningRateSchedule` (`learning_schedules`).
+        """
         config = self.config
-        return config.learning_rate * config.lr_decay_factor ** (epoch // config.lr_decay_every)
+        return make_schedule(config.lr_schedule, config.learning_rate, steps_per_epoch,
+                             decay=config.lr_decay, every_epochs=config.lr_decay_every,
+                             factor=config.lr_decay_factor)
 
     def _configure_devices(self):
         import tensorflow as tf
@@ -200,15 +225,23 @@ class TrainModel:
         keras.mixed_precision.set_global_policy(policy)
         return jit
 
-    def _build_trainer(self, strategy, arch, weight_path, jit):
+    def _build_trainer(self, strategy, arch, weight_path, jit, steps_per_epoch):
         config = self.config
+        window = None
+        if config.attention_window:
+            window = -(-int(config.attention_window) // config.batch_size)  # whole batches
         with strategy.scope():
             network = self.make_model(arch, weight_path)
             trainer = AdCorreTrainer(network, num_classes=config.num_classes,
-                                     ce_weight=config.ce_weight, adcorre_batch=config.adcorre_batch,
-                                     use_adcorre=config.use_adcorre)
-            trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                            jit_compile=jit)
+                                     ce_weight=config.cross_entropy_weight,
+                                     adcorre_batch=config.adcorre_batch,
+                                     use_adcorre=config.use_adcorre,
+                                     loss_arithmetic=config.loss_arithmetic,
+                                     attention_window_batches=window)
+            # The schedule reads optimizer.iterations, which a backup restores: a resumed run
+            # continues the rate where it stopped.
+            optimizer = keras.optimizers.Adam(self.learning_rate_schedule(steps_per_epoch))
+            trainer.compile(optimizer=optimizer, jit_compile=jit)
             # Build every variable (optimizer slots too) so a backup can be loaded into them.
             trainer(np.zeros((1, config.input_size, config.input_size, 3), "float32"))
             trainer.optimizer.build(trainer.trainable_variables)
@@ -250,7 +283,7 @@ class TrainModel:
         test_dataset = input_pipeline.make_dataset(
             test.frame, input_size=config.input_size, batch_size=config.batch_size,
             validate="none")
-        trainer = self._build_trainer(strategy, arch, weight_path, jit)
+        trainer = self._build_trainer(strategy, arch, weight_path, jit, steps)
 
         backup = ResumableBackup(os.path.join(save_dir, "backup"), every_steps=config.backup_every,
                                  chief=chief)
@@ -271,15 +304,15 @@ class TrainModel:
             atomic_files.write_json(os.path.join(save_dir, "run_config.json"),
                                     {**config.to_dict(), "arch": arch, "weight_path": weight_path,
                                      "num_classes": config.num_classes, "labels": list(names),
-                                     "steps_per_epoch": steps})
+                                     "steps_per_epoch": steps,
+                                     "ce_weight": config.cross_entropy_weight})
 
         callbacks = [
             EpochEnd(state, test_dataset, test.labels, save_dir, config.dataset_name, names, arch,
                      keep_all=config.keep_all, chief=chief),
             backup,
-            keras.callbacks.LearningRateScheduler(self._learning_rate),
             _CSVLogger(os.path.join(save_dir, "log.csv"), append=True),
-            keras.callbacks.TensorBoard(os.path.join(save_dir, "tensorboard"), update_freq="epoch"),
+            _TensorBoard(os.path.join(save_dir, "tensorboard"), update_freq="epoch"),
             keras.callbacks.TerminateOnNaN(),
             _TotalEpochsProgbar(config.epochs),
         ]
@@ -287,7 +320,8 @@ class TrainModel:
         replicas = strategy.num_replicas_in_sync
         print(f"Training {arch} on {config.dataset_name} (recipe {config.recipe}): "
               f"{len(train.labels)} train / {len(test.labels)} test images, {steps} steps of "
-              f"{config.batch_size} per epoch, {config.epochs} epochs, strategy "
+              f"{config.batch_size} per epoch, {config.epochs} epochs, Adam {config.learning_rate:g} "
+              f"with {config.lr_schedule} decay, strategy "
               f"{_strategy_name(strategy)} ({replicas} replica{'s' if replicas != 1 else ''}), "
               f"jit_compile={jit}, policy {keras.mixed_precision.global_policy().name}. "
               f"Output: {save_dir}")
@@ -326,8 +360,19 @@ def _parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--lr-schedule", default=None, choices=LR_SCHEDULES,
+                        help="inverse_time: lr / (1 + lr_decay * step), the official (adcorre's "
+                             "default); step: x0.1 every --lr-decay-every epochs")
+    parser.add_argument("--lr-decay", type=float, default=None,
+                        help="per-step decay of the inverse_time schedule (default 1e-5)")
     parser.add_argument("--lr-decay-every", type=int, default=None,
-                        help="epochs between x0.1 steps")
+                        help="epochs between x0.1 steps of the step schedule")
+    parser.add_argument("--loss-arithmetic", default=None, choices=LOSS_ARITHMETICS,
+                        help="paper (default): docs/DESIGN.md's FD/MD/ED; official: the official "
+                             "code's (no FD weights, MD / k C^2, ED / k^2)")
+    parser.add_argument("--attention-window", type=int, default=None,
+                        help="omega every step from the last N training predictions (the "
+                             "official code: 1000); default once per epoch")
     parser.add_argument("--ce-weight", type=float, default=None)
     parser.add_argument("--ce-only", action="store_true", help="train without FD/MD/ED (ablation)")
     parser.add_argument("--num-embeddings", type=int, default=None)
@@ -356,6 +401,8 @@ def main(argv=None):
         input_size=args.input_size, ce_weight=args.ce_weight,
         num_embeddings=args.num_embeddings, embedding_size=args.embedding_size,
         adcorre_batch=args.adcorre_batch, lr_decay_every=args.lr_decay_every,
+        lr_schedule=args.lr_schedule, lr_decay=args.lr_decay,
+        loss_arithmetic=args.loss_arithmetic, attention_window=args.attention_window,
         synth_train_size=args.synth_train_size, synth_test_size=args.synth_test_size)
     settings = {name: value for name, value in chosen.items() if value is not None}
     if args.ce_only:

@@ -23,8 +23,8 @@ from keras import ops
 
 import atomic_files
 import weights_io
-from config import LearningConfig
 from custom_loss import AdaptiveAttentionMap, AdCorreLoss
+from learning_schedules import last_step_rate
 from reports import classification_summary, format_confusion_matrix, plot_confusion_matrix
 
 LOSS_TERMS = ("ce", "fd", "md", "ed")
@@ -64,12 +64,19 @@ class AdCorreTrainer(keras.Model):
     Args:
         network: a model from `CNNModel().get_model`.
         num_classes: number of classes of the softmax output.
-        ce_weight: weight of the cross-entropy term (default 50/7, docs/DESIGN.md).
+        ce_weight: weight of the cross-entropy term (`None`: 50 / num_classes, 50/7 for 7
+            classes, docs/DESIGN.md).
         adcorre_batch: `"global"` computes FD/MD/ED over the all-gathered global batch
             under `tf.distribute` (the default: results do not depend on the number of
             replicas, at the cost of one all-gather of k x n x d floats), `"local"` over
             each replica's own batch.
-        use_adcorre: `False` trains with cross-entropy only (the ablation baseline).
+        use_adcorre: `False` trains with cross-entropy only (the ablation baseline; also the
+            official code's gradient, whose FD, MD and ED were NumPy constants).
+        loss_arithmetic: `"paper"` or `"official"`, see `custom_loss.AdCorreLoss`.
+        attention_window_batches: `None` refreshes omega once per epoch; S recomputes it
+            every step from the (label, prediction) pairs of the last S batches (the official
+            code's sliding window; global batches, or each replica's own with `"local"`), see
+            `custom_loss.AdaptiveAttentionMap`.
 
     Example (one epoch on 16 random pictures):
     >>> from cnn_model import CNNModel
@@ -82,8 +89,9 @@ class AdCorreTrainer(keras.Model):
     ['accuracy', 'ce', 'ed', 'fd', 'loss', 'md']
     """
 
-    def __init__(self, network, num_classes=7, ce_weight=LearningConfig.ce_weight,
-                 adcorre_batch="global", use_adcorre=True, **kwargs):
+    def __init__(self, network, num_classes=7, ce_weight=None, adcorre_batch="global",
+                 use_adcorre=True, loss_arithmetic="paper", attention_window_batches=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if adcorre_batch not in ("global", "local"):
             raise ValueError(f"adcorre_batch must be 'global' or 'local', got {adcorre_batch!r}.")
@@ -92,11 +100,15 @@ class AdCorreTrainer(keras.Model):
         self.ce_weight = ce_weight
         self.adcorre_batch = adcorre_batch
         self.use_adcorre = use_adcorre
+        self.loss_arithmetic = loss_arithmetic
+        self.attention_window_batches = attention_window_batches
         # The CE-only baseline still logs FD/MD/ED, with zero weight, for comparison.
         weight = 1.0 if use_adcorre else 0.0
         self.adcorre = AdCorreLoss(num_classes=num_classes, ce_weight=ce_weight,
-                                   fd_weight=weight, md_weight=weight, ed_weight=weight)
-        self.attention = AdaptiveAttentionMap(num_classes=num_classes, name="attention")
+                                   fd_weight=weight, md_weight=weight, ed_weight=weight,
+                                   arithmetic=loss_arithmetic)
+        self.attention = AdaptiveAttentionMap(num_classes=num_classes, name="attention",
+                                              window_batches=attention_window_batches)
         self.term_trackers = [keras.metrics.Mean(name=name) for name in LOSS_TERMS]
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
@@ -110,7 +122,9 @@ class AdCorreTrainer(keras.Model):
         return [self._loss_tracker, *self.term_trackers, self.accuracy_tracker, self.attention]
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        probs, embeddings = y_pred[0], list(y_pred[1:])
+        # Keras hands a one-output network's prediction (num_embeddings=0) over as a tensor.
+        outputs = list(y_pred) if isinstance(y_pred, (list, tuple)) else [y_pred]
+        probs, embeddings = outputs[0], outputs[1:]
         labels = ops.reshape(ops.cast(y, "int32"), (-1,))
         if training:
             self.attention.update_state(labels, probs)
@@ -123,7 +137,19 @@ class AdCorreTrainer(keras.Model):
             labels = context.all_gather(labels, axis=0)
             probs = context.all_gather(probs, axis=0)
             embeddings = [context.all_gather(e, axis=0) for e in embeddings]
-        terms = self.adcorre(labels, probs, embeddings, omega=self.attention.omega)
+        omega = self.attention.omega
+        if training and self.attention_window_batches:
+            # The batch the loss sees: the global one (every replica's window and omega agree)
+            # or, with "local", the replica's own. Gathering for the window alone would put a
+            # collective off the gradient's path, which replicas may then order differently.
+            omega = self.attention.update_window(labels, probs)
+        if embeddings:
+            terms = self.adcorre(labels, probs, embeddings, omega=omega)
+        else:  # no embedding heads (ARM's own networks): FD, MD and ED have nothing to act on
+            ce = self.adcorre.cross_entropy(labels, probs)
+            zero = ops.zeros_like(ce)
+            terms = {"ce": ce, "fd": zero, "md": zero, "ed": zero,
+                     "loss": self.adcorre.ce_weight * ce}
         for tracker, name in zip(self.term_trackers, LOSS_TERMS):
             tracker.update_state(terms[name])
         # Keras sums gradients over replicas, so each replica contributes 1/R of the loss.
@@ -157,6 +183,8 @@ class AdCorreTrainer(keras.Model):
             "ce_weight": self.ce_weight,
             "adcorre_batch": self.adcorre_batch,
             "use_adcorre": self.use_adcorre,
+            "loss_arithmetic": self.loss_arithmetic,
+            "attention_window_batches": self.attention_window_batches,
         })
         return config
 
@@ -210,8 +238,9 @@ class EpochEnd(keras.callbacks.Callback):
     """Refreshes the attention map, evaluates, saves `<dataset>_<epoch>_AC_<acc>.h5`, keeps the best.
 
     It runs before Keras' logging callbacks, so the values it adds to `logs`
-    (`test_accuracy`, `test_mean_class_accuracy`, `omega_<class>`, and `attention_samples`: how
-    many training predictions the new omega rests on) reach the CSV log and TensorBoard.
+    (`test_accuracy`, `test_mean_class_accuracy`, `omega_<class>`, `attention_samples`: how
+    many training predictions the new omega rests on, and `learning_rate`: the rate of the
+    epoch's last step) reach the CSV log and TensorBoard.
     """
 
     def __init__(self, trainer_state, test_dataset, test_labels, save_dir, dataset_name,
@@ -229,12 +258,15 @@ class EpochEnd(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
+        logs["learning_rate"] = last_step_rate(self.model.optimizer)
         logs["attention_samples"] = float(self.model.attention.confusion_matrix().sum())
         omega = self.model.attention.refresh()
         for name, value in zip(self.names, omega):
             logs[f"omega_{name.lower()}"] = float(value)
 
-        probabilities = self.model.network.predict(self.test_dataset, verbose=0)[0]
+        predictions = self.model.network.predict(self.test_dataset, verbose=0)
+        # A one-output network (num_embeddings=0) predicts an array, not a list of one.
+        probabilities = predictions[0] if isinstance(predictions, list) else predictions
         summary = classification_summary(self.test_labels, np.argmax(probabilities, axis=-1),
                                          len(self.names))
         logs["test_accuracy"] = summary["accuracy"]
@@ -283,6 +315,14 @@ class _CSVLogger(keras.callbacks.CSVLogger):
         super().on_epoch_end(epoch, logs)
 
 
+class _TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard logger, keeping the `learning_rate` EpochEnd logged (the rate of the
+    epoch's last step, as in log.csv); Keras' own would be the next step's."""
+
+    def _collect_learning_rate(self, logs):
+        return logs if "learning_rate" in logs else super()._collect_learning_rate(logs)
+
+
 class _TotalEpochsProgbar(keras.callbacks.ProgbarLogger):
     """Keras' progress bar, told the run's total epochs (each `fit` call covers one)."""
 
@@ -302,7 +342,9 @@ class ResumableBackup(keras.callbacks.Callback):
     A backup is a `.weights.h5` of the trainer (network and optimizer slots) named after its
     position, plus `backup_position.json` holding `{epoch, batch, weights, omega, counts}`: the
     adaptive attention map's omega and the confusion counts gathered so far in the epoch (Keras'
-    weight files leave metric variables out). Each file is written under a temporary name and
+    weight files leave metric variables out), and with a sliding attention window its counts
+    and position (`window_counts`, `window_position`). The weights file holds the optimizer's
+    step count too, so a schedule driven by it resumes at the step where the run stopped. Each file is written under a temporary name and
     renamed; the JSON is renamed last and names its weights file, so whenever the process dies
     the JSON describes a complete backup. Older weights files are removed after that.
     """
@@ -347,6 +389,9 @@ class ResumableBackup(keras.callbacks.Callback):
         attention = self.model.attention
         state = {"omega": np.asarray(attention.omega).tolist(),
                  "counts": attention.confusion_matrix().tolist()}
+        if attention.window_batches:
+            state.update(window_counts=np.asarray(attention.window_counts).tolist(),
+                         window_position=int(np.asarray(attention.window_position)))
         directory = self.backup_dir if self.chief else os.path.join(self.backup_dir, ".worker_tmp")
         os.makedirs(directory, exist_ok=True)
         name = f"backup_epoch{epoch}_batch{batch}.weights.h5"
@@ -374,6 +419,10 @@ class ResumableBackup(keras.callbacks.Callback):
             position = json.load(handle)
         trainer.load_weights(os.path.join(self.backup_dir, position["weights"]))
         trainer.attention.omega.assign(np.asarray(position["omega"], "float32"))
+        if trainer.attention.window_batches and "window_counts" in position:
+            trainer.attention.window_counts.assign(
+                np.asarray(position["window_counts"], "float32"))
+            trainer.attention.window_position.assign(int(position["window_position"]))
         self._pending_counts = np.asarray(position["counts"], "float32")
         self.epoch, self.batch_offset = int(position["epoch"]), int(position["batch"])
         return self.epoch, self.batch_offset
