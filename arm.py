@@ -19,7 +19,7 @@ and TensorFlow is never imported here.
 import keras
 from keras import ops
 
-AFFINITY_MODES = ("moving", "batch")
+AFFINITY_MODES = ("moving", "batch", "sample")
 
 
 def pixel_shuffle(inputs, upscale_factor):
@@ -69,10 +69,14 @@ class AmendRepresentation(keras.layers.Layer):
     statistics: `moving = m * moving + (1 - m) * batch_affinity`. In inference,
     `affinity="moving"` (default) uses that estimate, so a sample's output does not
     depend on the other samples of its batch; `affinity="batch"` keeps the official
-    behaviour of averaging over the current batch in inference too. The estimate
-    starts at zeros. A frozen layer (`trainable=False`) runs as in inference, like
-    Keras' `BatchNormalization`. Keras' batch norm stores the biased batch variance
-    in its moving variance where PyTorch stores the unbiased one (a factor
+    behaviour of averaging over the current batch in inference too;
+    `affinity="sample"` uses each picture's own map (the mean over its channels),
+    which is the official network run on a batch of one: also batch independent, and
+    what a model converted from a PyTorch checkpoint uses, since checkpoints hold no
+    moving estimate. The estimate starts at zeros. A frozen layer (`trainable=False`)
+    runs as in inference, like Keras' `BatchNormalization`. Keras' batch norm stores
+    the biased batch variance in its moving variance where PyTorch stores the unbiased
+    one (a factor
     `N / (N - 1)`, `N = n * out_h * out_w`); the normalisation itself is the same.
 
     Mixed precision: the shuffle and the convolution run in the layer's compute
@@ -85,7 +89,7 @@ class AmendRepresentation(keras.layers.Layer):
         kernel_size: side of the square de-albino kernel.
         stride: stride of the de-albino convolution.
         alpha_initial: initial value of the learnable scalar `alpha`.
-        affinity: `"moving"` or `"batch"`: which affinity map inference uses.
+        affinity: `"moving"`, `"batch"` or `"sample"`: which affinity map inference uses.
         affinity_momentum: momentum `m` of the moving affinity estimate.
         bn_momentum: Keras momentum of the batch norm (PyTorch's 0.1 is Keras' 0.9).
         bn_epsilon: batch norm epsilon (PyTorch's default 1e-5).
@@ -243,20 +247,24 @@ class AmendRepresentation(keras.layers.Layer):
         normalised = self.batch_norm(maps, training=use_batch_stats)
         normalised = ops.cast(normalised, self.variable_dtype)
 
+        # The affinity map, (1, out_h, out_w) shared by the batch or (n, out_h, out_w).
+        channel_mean = ops.mean(normalised, axis=-1)
         if use_batch_stats or self.affinity == "batch":
-            affinity = ops.mean(normalised, axis=(0, 3))
+            affinity = ops.mean(channel_mean, axis=0, keepdims=True)
+        elif self.affinity == "sample":
+            affinity = channel_mean
         else:
-            affinity = ops.cast(self.moving_affinity, self.variable_dtype)
+            affinity = ops.cast(self.moving_affinity, self.variable_dtype)[None]
         if use_batch_stats:
             m = self.affinity_momentum
-            batch_affinity = ops.stop_gradient(affinity)
+            batch_affinity = ops.stop_gradient(affinity[0])
             self.moving_affinity.assign(
                 ops.cast(self.moving_affinity, self.variable_dtype) * m
                 + batch_affinity * (1.0 - m)
             )
 
         alpha = ops.cast(self.alpha, self.variable_dtype)
-        amended = ops.mean(normalised, axis=-1) + alpha * affinity[None, :, :]
+        amended = channel_mean + alpha * affinity
         outputs = ops.reshape(amended, (-1, out_h * out_w))
         return ops.cast(outputs, self.compute_dtype)
 

