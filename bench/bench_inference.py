@@ -32,7 +32,18 @@ def _test_module():
     return module
 
 
-def _percentiles(values):
+def configure_threads(threads):
+    """Sizes TensorFlow's and OpenCV's thread pools; returns the `tensorflow` module."""
+    import cv2
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    cv2.setNumThreads(threads)
+    return tf
+
+
+def percentiles(values):
     values = np.asarray(values) * 1000.0
     return np.percentile(values, 50), np.percentile(values, 95)
 
@@ -47,7 +58,7 @@ def bench_recognize(tester, picture, repeats):
         total.append(time.perf_counter() - start)
         detection.append(tester.timings["detection"])
         model.append(tester.timings["model"])
-    return _percentiles(total), _percentiles(detection), _percentiles(model)
+    return percentiles(total), percentiles(detection), percentiles(model)
 
 
 def bench_detector(method, picture, repeats):
@@ -64,7 +75,7 @@ def bench_detector(method, picture, repeats):
         start = time.perf_counter()
         detector.detect(image)
         times.append(time.perf_counter() - start)
-    p50, p95 = _percentiles(times)
+    p50, p95 = percentiles(times)
     return f"{p50:7.1f} {p95:7.1f}"
 
 
@@ -85,13 +96,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="TensorFlow and OpenCV threads")
     args = parser.parse_args(argv)
 
-    import cv2
     import matplotlib.cbook
-    import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    cv2.setNumThreads(args.threads)
+    tf = configure_threads(args.threads)
 
     import weights_io
     from cnn_model import CNNModel

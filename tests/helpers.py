@@ -5,6 +5,7 @@ Imported by the tests as `from helpers import ...` (pytest puts tests/ on sys.pa
 repository and tests/ importable, cwd at the repository root, and TensorFlow's C++ log quiet.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -55,3 +56,33 @@ def start_python(code=None, *, script=None, argv=(), env=None):
     return subprocess.Popen(python_command(code, script=script, argv=argv), cwd=REPO_ROOT,
                             env=python_env(**(env or {})), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def grace_hopper_path():
+    """matplotlib's sample portrait grace_hopper.jpg (512 x 600, one face)."""
+    import matplotlib.cbook
+
+    return matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+
+
+def skimage_data_path(name):
+    """A picture of scikit-image's data folder (astronaut.png...), or the test skips saying why."""
+    import pytest
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None:
+        pytest.skip("scikit-image (test-only: real face pictures) is not installed")
+    path = os.path.join(os.path.dirname(spec.origin), "data", name)
+    if not os.path.isfile(path):
+        pytest.skip(f"scikit-image has no {name}")
+    return path
+
+
+def load_cli_module():
+    """The project's test.py (TestModels and the CLI) as a module, loaded by path: the name
+    `test` is also a package of the standard library."""
+    spec = importlib.util.spec_from_file_location("adcorre_test_py",
+                                                  os.path.join(REPO_ROOT, "test.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

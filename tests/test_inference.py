@@ -2,7 +2,6 @@
 pictures: grace_hopper.jpg from matplotlib, and astronaut.png and the LFW subset from
 scikit-image's data folder where it is installed (a test-only dependency)."""
 
-import importlib.util
 import math
 import os
 import shutil
@@ -18,20 +17,11 @@ import weights_io
 from cnn_model import CNNModel
 from config import EXPRESSIONS_7, RAFDB_TO_CANONICAL
 from forge_official import forge_official
-from helpers import REPO_ROOT, run_python
+from helpers import grace_hopper_path, load_cli_module, run_python, skimage_data_path
 from picture_files import write_grey_jpeg, write_grey_png
 
 
-def _load_test_module():
-    # Loaded by path: the name `test` is also a package of the standard library.
-    spec = importlib.util.spec_from_file_location("adcorre_test_py",
-                                                  os.path.join(REPO_ROOT, "test.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-T = _load_test_module()
+T = load_cli_module()
 
 
 # ------------------------------------------------------------------------------------- fixtures
@@ -39,24 +29,12 @@ T = _load_test_module()
 
 @pytest.fixture(scope="module")
 def grace():
-    import matplotlib.cbook
-
-    return matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-
-
-def _skimage_data(name):
-    spec = importlib.util.find_spec("skimage")
-    if spec is None:
-        pytest.skip("scikit-image (test-only: real face pictures) is not installed")
-    path = os.path.join(os.path.dirname(spec.origin), "data", name)
-    if not os.path.isfile(path):
-        pytest.skip(f"scikit-image has no {name}")
-    return path
+    return grace_hopper_path()
 
 
 @pytest.fixture(scope="module")
 def astronaut():
-    return _skimage_data("astronaut.png")
+    return skimage_data_path("astronaut.png")
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +207,7 @@ def test_fer_package_model_on_real_faces(fer_model, grace, astronaut):
     # and without alignment (checked while writing this test).
     assert tester.recognize_fer(astronaut)["label"] == "Happy"
 
-    faces = np.load(_skimage_data("lfw_subset.npy"))[:100]  # LFW faces, 25x25 grey in [0, 1]
+    faces = np.load(skimage_data_path("lfw_subset.npy"))[:100]  # LFW faces, 25x25 grey in [0, 1]
     probabilities = tester.predict(np.repeat(faces[..., None], 3, axis=-1).astype("float32"))
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-4)
     assert len(set(probabilities.argmax(-1))) >= 3  # the model responds to the face it sees
