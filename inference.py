@@ -25,8 +25,11 @@ import numpy as np
 import atomic_files
 import config
 import dataset_readers
+import embedding_map
 import face_crops
+import grad_cam
 import input_pipeline
+import media_analysis
 import pictures
 import weights_io
 from reports import classification_report, plot_confusion_matrix
@@ -110,14 +113,8 @@ class TestModels:
             `box` is None when no face was found and the whole picture was classified.
         """
         picture = face_crops.read_picture(img_path)
-        faces = self._detect(picture)
-        if faces:
-            crop = face_crops.crop_face(picture, faces[0], self.info.input_size, self.margin,
-                                        self.align)
-            box = faces[0].box
-        else:
-            crop, box = face_crops.resize_whole(picture, self.info.input_size), None
-        result = self._results(crop[None], [box])[0]
+        crops, boxes = self.crops_of(picture, self._detect(picture)[:1])
+        result = self._results(crops, boxes)[0]
         if self.verbose:
             print(result["label"])
         return result
@@ -128,11 +125,29 @@ class TestModels:
         faces = self._detect(picture)
         if not faces:
             return []
+        return self._results(*self.crops_of(picture, faces))
+
+    def crops_of(self, picture, faces, size=None):
+        """The model-size crops `recognize_fer` and `recognize_faces` classify.
+
+        Args:
+            picture: uint8 RGB (h, w, 3).
+            faces: `face_crops.Face`s found in it (e.g. by `detect`); none means the whole
+                picture, squeezed to the input size, as `recognize_fer` does without a face.
+            size: `(height, width)` of the crops (default the model's input size).
+
+        Returns:
+            `(crops, boxes)`: uint8 (n, height, width, 3) and the n boxes `(x, y, w, h)`
+            (`[None]` for the whole picture).
+        """
+        size = size or self.info.input_size
+        if not faces:
+            return face_crops.resize_whole(picture, size)[None], [None]
         crops = np.stack([
-            face_crops.crop_face(picture, face, self.info.input_size, self.margin, self.align)
+            face_crops.crop_face(picture, face, size, self.margin, self.align)
             for face in faces
         ])
-        return self._results(crops, [face.box for face in faces])
+        return crops, [face.box for face in faces]
 
     def detect(self, img):
         """The `face_crops.Face`s found in a picture (path or array), largest first."""
@@ -190,6 +205,91 @@ class TestModels:
                 "box": None if box is None else tuple(int(v) for v in box),
             })
         return results
+
+    # ------------------------------------------------ videos, folders and what the network sees
+
+    def recognize_video(self, video_path, csv_path=None, every=1, **options):
+        """One row per face per analysed frame of a video, as `recognize_faces` sees each frame.
+
+        Args:
+            video_path: a video file (mp4, avi, mkv, mov...).
+            csv_path: also write the rows as CSV.
+            every: analyse every n-th frame.
+            **options: `annotate_path`, `detect_every`, `batch_size`, `progress` of
+                `media_analysis.recognize_video`.
+
+        Returns:
+            pandas DataFrame: `frame, time_s, face, x, y, w, h, label` + one probability column
+            per name of `info.labels` (see `media_analysis`).
+        """
+        return media_analysis.recognize_video(self, video_path, csv_path, every, **options)
+
+    def recognize_pictures(self, paths, csv_path=None):
+        """One row per face per picture (`path`, face columns, probabilities, `error`)."""
+        return media_analysis.recognize_pictures(self, paths, csv_path)
+
+    def explain(self, img_path, out_png=None):
+        """Grad-CAM of the predicted class on the face `recognize_fer` classifies.
+
+        Args:
+            img_path: a path, encoded bytes or an array.
+            out_png: write the crop and its heat-map overlay to this PNG.
+
+        Returns:
+            `recognize_fer`'s dict plus `heatmap` (float32 (h, w) in [0, 1] over the crop),
+            `crop` (uint8 RGB) and `layer` (the feature map's layer name).
+        """
+        picture = face_crops.read_picture(img_path)
+        faces = self._detect(picture)[:1]
+        crops, boxes = self.crops_of(picture, faces)
+        result = self._results(crops, boxes)[0]
+        layer = grad_cam.feature_map_layer(self.model)
+        heat = grad_cam.grad_cam(self.model, self.to_model_input(crops),
+                                 self.exps.index(result["label"]), layer)[0]
+        result.update(heatmap=heat, crop=crops[0], layer=layer.name)
+        if out_png:
+            # The same crop drawn at 224 px or more, so a person sees the face, not its pixels.
+            side = max(224, *self.info.input_size)
+            sharp = self.crops_of(picture, faces, (side, side))[0][0]
+            where = "whole picture, no face found" if boxes[0] is None else "face crop"
+            grad_cam.plot_grad_cam(sharp, heat, out_png, title=(
+                f"{result['label']} {result['probabilities'][result['label']]:.2f} ({where}; "
+                f"Grad-CAM on {layer.name})"))
+        return result
+
+    def embedding_map(self, dataset_name, out_png, data_dir=None, split="test", max_samples=1000,
+                      batch_size=32, seed=0, **read_kwargs):
+        """t-SNE of the embedding heads on a dataset split, coloured by true class (a PNG).
+
+        Args:
+            dataset_name: a `config.DatasetName`.
+            out_png: the PNG to write.
+            data_dir, split, **read_kwargs: as `evaluate`'s.
+            max_samples: at most this many pictures (a random sample, fixed by `seed`).
+            batch_size: pictures per model call.
+            seed: the sample's and t-SNE's random state.
+
+        Returns:
+            dict: `points` ({panel: (n, 2)}), `labels` (canonical ints), `num_samples` (used),
+            `num_available` (in the split), `path`.
+        """
+        embedding_map.require_heads(self.model)
+        frame = dataset_readers.read_split(dataset_name, data_dir, split, **read_kwargs)
+        available = len(frame)
+        if available > max_samples:
+            frame = frame.sample(max_samples, random_state=seed).reset_index(drop=True)
+        dataset = input_pipeline.make_dataset(frame, input_size=self.info.input_size[0],
+                                              batch_size=batch_size)
+        batches = ((self.to_model_input(images.numpy()), labels.numpy())
+                   for images, labels in dataset)
+        heads, labels = embedding_map.collect_embeddings(self.model, batches)
+        points = embedding_map.embedding_points(heads, seed)
+        names = config.label_names(8 if labels.max() >= 7 else 7)  # dataset labels are canonical
+        embedding_map.plot_embedding_map(points, labels, names, out_png, title=(
+            f"t-SNE of the embeddings: {dataset_name} {split}, {len(labels)} of {available} "
+            "pictures, coloured by true class"))
+        return {"points": points, "labels": labels, "num_samples": len(labels),
+                "num_available": available, "path": out_png}
 
     # -------------------------------------------------------------------------------- evaluation
 

@@ -134,6 +134,50 @@ def save_figure(figure, path, dpi=100):
         plt.close(figure)
 
 
+def plot_timeline(table, labels, path, title=""):
+    """Each class's probability over time for the largest face of a video, as a PNG (atomically).
+
+    Args:
+        table: a `TestModels.recognize_video` table (`time_s`, `face`, `x`, one column per label).
+        labels: the class names (probability columns), in the order of the legend.
+        path: the `.png` to write.
+        title: the figure title.
+
+    Frames where no face was found (their row holds the whole frame's result) are shaded grey,
+    unless no frame had a face (e.g. no detector).
+    """
+    plt = _pyplot()
+    largest = table[table["face"] == 0].sort_values("time_s")
+    if largest.empty:
+        raise ValueError("The table has no row with face 0: nothing to plot over time.")
+    times = largest["time_s"].to_numpy(float)
+    figure, axis = plt.subplots(figsize=(9.0, 3.6))
+    colours = plt.get_cmap("tab10")
+    for index, name in enumerate(labels):
+        axis.plot(times, largest[name].to_numpy(float), label=name, color=colours(index % 10),
+                  linewidth=1.4)
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    missing = largest["x"].isna().to_numpy()
+    # Shading every frame (no detector, or no face anywhere) would say nothing.
+    shade = missing.any() and not missing.all()
+    for time_s in times[missing] if shade else ():
+        axis.axvspan(time_s - step / 2, time_s + step / 2, color="0.85", linewidth=0, zorder=0)
+    axis.set_xlim(times[0] - step / 2, times[-1] + step / 2)
+    axis.set_ylim(0.0, 1.0)
+    axis.set_xlabel("time (s)")
+    axis.set_ylabel("probability (largest face)")
+    axis.set_title(title + ("; grey: no face found" if shade else ""), fontsize=10)
+    axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    figure.tight_layout()
+    save_figure(figure, path)
+    return path
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, for modules that draw figures of their own."""
+    return _pyplot()
+
+
 def _pyplot():
     """matplotlib's pyplot on the file-only Agg backend (no display is needed or used)."""
     import matplotlib
