@@ -21,6 +21,7 @@ Example:
 (['image', 'label'], 16)
 """
 
+import contextlib
 import csv
 import os
 
@@ -81,6 +82,19 @@ def _num_classes(num_classes, forced, dataset):
     return n
 
 
+@contextlib.contextmanager
+def _text_file_errors(path, expected, line=lambda: None):
+    """Errors of reading `path` as text or CSV -> one `DatasetFormatError` naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as error:
+        raise _format_error(path, None, f"it is not UTF-8 text (byte "
+                            f"{error.object[error.start]:#04x} cannot be decoded)",
+                            expected) from None
+    except csv.Error as error:
+        raise _format_error(path, line(), f"it cannot be read as CSV ({error})", expected) from None
+
+
 def _read_csv_rows(path, required, expected, optional=()):
     """The `required` then `optional` fields of each CSV row, plus the rows' line numbers.
 
@@ -88,7 +102,8 @@ def _read_csv_rows(path, required, expected, optional=()):
     reads as "" in every row.
     """
     # utf-8-sig drops a byte-order mark; newline="" lets csv handle CRLF and LF alike.
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f, _text_file_errors(
+            path, expected, lambda: reader.line_num):
         reader = csv.reader(f)
         try:
             header = [h.strip() for h in next(reader)]
@@ -162,12 +177,14 @@ def _read_rafdb(data_dir, split, aligned=None):
         raise DatasetNotFoundError(
             f"RAF-DB image folder not found: {image_dir}. Expected Image/aligned/NAME_aligned.jpg "
             f"or Image/original/NAME.jpg under {data_dir}.")
-    images, labels = [], []
-    with open(label_file, encoding="utf-8-sig") as f:  # universal newlines: CRLF is fine
+    images, labels, listed = [], [], 0
+    # Universal newlines: CRLF is fine.
+    with open(label_file, encoding="utf-8-sig") as f, _text_file_errors(label_file, _RAFDB_EXPECTED):
         for line_no, line in enumerate(f, 1):
             fields = line.split()
             if not fields:
                 continue
+            listed += 1
             if len(fields) != 2 or not fields[0].lower().startswith(("train_", "test_")):
                 raise _format_error(label_file, line_no, f"cannot parse {line.strip()!r}",
                                     _RAFDB_EXPECTED)
@@ -179,6 +196,12 @@ def _read_rafdb(data_dir, split, aligned=None):
             file_name = f"{stem}_aligned{ext}" if aligned else name
             images.append(os.path.join(image_dir, file_name))
             labels.append(config.RAFDB_TO_CANONICAL[code])
+    if not listed:
+        raise _format_error(label_file, None, "the file is empty (no image listed)",
+                            _RAFDB_EXPECTED)
+    if not images:
+        raise _format_error(label_file, None, f"it lists {listed} images and none of the "
+                            f"{split} split (names starting with '{split}_')", _RAFDB_EXPECTED)
     return _frame(images, labels, dict(source=label_file, image_dir=image_dir))
 
 

@@ -45,6 +45,9 @@ DETECT_MAX_SIDE = 640
 FACE_WIDTH_PER_EYE_DISTANCE = 2.2
 EYES_ABOVE_CENTRE = 0.12
 DEFAULT_MARGIN = 0.2
+# At margin 2 the crop is 5 face widths wide; a face smaller than that is not what the
+# models were trained on (RAF-DB's aligned crops are about 1.4 face widths).
+MAX_MARGIN = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,9 +131,14 @@ class FaceDetector:
     def _detect_haar(self, image):
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
         scale = min(1.0, DETECT_MAX_SIDE / max(grey.shape))
+        shorter = min(round(grey.shape[0] * scale), round(grey.shape[1] * scale))  # as resize
+        min_side = max(20, int(self.min_face_fraction * shorter))
+        if shorter < min_side:
+            # No face of the smallest size searched fits (a 5000 x 1 strip shrinks to no rows,
+            # which OpenCV's resize refuses): there is nothing to find.
+            return []
         small = grey if scale == 1.0 else cv2.resize(
             grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        min_side = max(20, int(self.min_face_fraction * min(small.shape)))
         boxes = self._faces.detectMultiScale(
             cv2.equalizeHist(small), scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
         faces = []
@@ -222,7 +230,11 @@ def crop_face(image, face, size, margin=DEFAULT_MARGIN, align=True):
 
     Returns:
         uint8 (size, size, 3); parts outside the picture repeat its border.
+
+    Raises:
+        ValueError: `margin` outside [0, `MAX_MARGIN`].
     """
+    check_margin(margin)
     x, y, w, h = face.box
     if align and face.has_eyes:
         (lx, ly), (rx, ry) = face.left_eye, face.right_eye
@@ -238,6 +250,26 @@ def crop_face(image, face, size, margin=DEFAULT_MARGIN, align=True):
         centre = (x + w / 2.0, y + h / 2.0)
     side = face_width * (1.0 + 2.0 * margin)
     return _warp_square(image, centre, side, angle, size)
+
+
+def check_margin(margin):
+    """`margin` as a float, or a ValueError saying the range it must lie in.
+
+    Example:
+    >>> check_margin(0.2)
+    0.2
+    """
+    try:
+        value = float(margin)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= MAX_MARGIN:  # NaN fails too
+        raise ValueError(
+            f"margin must be a number from 0 to {MAX_MARGIN:g} (the context on each side of the "
+            f"face, as a fraction of its width; {DEFAULT_MARGIN:g} frames faces as training "
+            f"did), got {margin!r}. Below 0 the crop cuts into the face; above "
+            f"{MAX_MARGIN:g} the face is under a fifth of the crop.")
+    return value
 
 
 def resize_whole(image, size):

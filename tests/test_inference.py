@@ -14,7 +14,6 @@ import data_helper
 import face_crops
 import synth_faces
 import weights_io
-from cnn_model import CNNModel
 from config import EXPRESSIONS_7, RAFDB_TO_CANONICAL
 from forge_official import forge_official
 from helpers import grace_hopper_path, load_cli_module, run_python, skimage_data_path
@@ -35,19 +34,6 @@ def grace():
 @pytest.fixture(scope="module")
 def astronaut():
     return skimage_data_path("astronaut.png")
-
-
-@pytest.fixture(scope="module")
-def tiny_file(tmp_path_factory):
-    model = CNNModel().get_model("tiny", num_classes=7, weights=None, input_size=32,
-                                 num_embeddings=2, embedding_size=8)
-    path = tmp_path_factory.mktemp("tiny") / "tiny.h5"
-    return weights_io.save_model(model, path, labels=EXPRESSIONS_7, arch="tiny")
-
-
-@pytest.fixture(scope="module")
-def tester(tiny_file):
-    return T.TestModels(tiny_file, verbose=False)
 
 
 @pytest.fixture(scope="module")

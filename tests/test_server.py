@@ -196,10 +196,6 @@ def test_upload_cap_is_configurable(reference):
         server.RecognitionApp(reference, max_upload_bytes=0)
 
 
-@pytest.mark.xfail(reason=(
-    "pictures.read_picture checks a picture's size (the decompression-bomb guard) only for "
-    "files: encoded bytes are decoded in full (issue 14 is fixing that in pictures.py); the "
-    "server reads uploads through that same function and does not repeat the guard"))
 def test_decompression_bomb_is_refused(web, tmp_path):
     # 12000 x 12000 grey (144 MP, above pictures.MAX_FULL_DECODE_PIXELS) in 150 KB: the CLI
     # refuses this file ("... 12000 x 12000 PNG picture (144 MP) ... downscale it first").

@@ -64,7 +64,10 @@ def test_epoch_outputs_and_best_kept(tiny_run):
     for column in ("loss", "ce", "fd", "md", "ed", "accuracy", "test_accuracy", "omega_happy"):
         assert column in header
     assert not any(column.startswith("val_") for column in header)  # no empty columns
-    assert not os.path.exists(os.path.join(save_dir, "backup"))
+    # The backup left is the last epoch end's, what a run with more epochs continues from.
+    with open(os.path.join(save_dir, "backup", "backup_position.json")) as handle:
+        assert (json.load(handle)["epoch"], len(os.listdir(os.path.join(save_dir, "backup")))) \
+            == (EPOCHS, 2)
 
 
 def test_best_file_loads_and_matches_reported_accuracy(tiny_run):
@@ -261,12 +264,15 @@ def test_killed_mid_epoch_resumes_and_finishes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming {save_dir} at epoch 1, batch {position['batch']}" in resumed.stdout
     state = json.loads((save_dir / "training_state.json").read_text())
-    assert [h["epoch"] for h in state["history"]] == [0, 1]
+    assert [h["epoch"] for h in state["history"]] == [1, 2]  # counted from 1, as printed
     # The interrupted epoch's omega rests on all its 100 x 16 predictions: those counted before
     # the kill travel in the backup and are added back after Keras' epoch-start reset.
     assert [h["attention_samples"] for h in state["history"]] == [1600, 1600]
     assert os.path.exists(state["best_path"])
-    assert not (save_dir / "backup").exists()
+    # The last epoch end's backup stays: a later run with more epochs continues from it.
+    final = json.loads(position_file.read_text())
+    assert (final["epoch"], final["batch"]) == (2, 0)
+    assert sorted(os.listdir(save_dir / "backup")) == sorted([position_file.name, final["weights"]])
 
 
 def test_backup_round_trip_carries_the_attention_map(tmp_path):
@@ -352,7 +358,8 @@ def test_cli_trains_on_a_rafdb_layout_skipping_bad_images(tmp_path):
     state = json.loads((save_dir / "training_state.json").read_text())
     assert state["skipped_images"] == {"train": 2, "test": 0}
     assert state["steps_per_epoch"] == 118 // 16
-    assert "Saved model: " in run.stdout and os.path.exists(state["best_path"])
+    assert f"Best model: {state['best_path']} " in run.stdout
+    assert os.path.exists(state["best_path"])
 
 
 def test_cli_reports_a_missing_dataset_in_one_line(tmp_path):
