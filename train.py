@@ -8,19 +8,25 @@ call, so a run killed mid-epoch resumes at the batch where it stopped. Each epoc
 `<dataset>_<epoch>_AC_<accuracy>.h5` atomically; the best file is kept.
 
 `python train.py` with no arguments trains the CPU demo (the `synth_demo` recipe): the `tiny`
-arch on SynthFER generated on the fly (about 3 minutes on 2 cores).
+arch on SynthFER generated on the fly (a few minutes on 2 cores); its options live in
+`train_options`. `TrainModel(dataset_name="synth").train()` is the same run from Python.
 """
 
-import argparse
 import dataclasses
+import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import train_options
 
+if __name__ == "__main__":
+    # `python train.py ...`: --help and bad values are answered here, before the seconds
+    # TensorFlow takes to load below.
+    _COMMAND_LINE = train_options.parse_args()
+
+import runtime  # noqa: E402  (loads TensorFlow without its start-up noise: before Keras)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -29,12 +35,10 @@ import dataset_readers  # noqa: E402
 import input_pipeline  # noqa: E402
 import pictures  # noqa: E402
 from cnn_model import ARCHES, CNNModel  # noqa: E402
+from adam_optimizers import make_optimizer  # noqa: E402
 from learning_schedules import make_schedule  # noqa: E402
 from config import (  # noqa: E402
     FROM_RECIPE,
-    LOSS_ARITHMETICS,
-    LR_SCHEDULES,
-    RECIPES,
     DatasetName,
     DatasetType,
     LearningConfig,
@@ -80,6 +84,9 @@ class TrainModel:
             steps, the official Keras 2 `Adam(1e-3, decay=1e-5)`) or `"step"` (x
             `lr_decay_factor` every `lr_decay_every` epochs; the SynthFER demo's).
         lr_decay, lr_decay_every, lr_decay_factor: the two schedules' settings.
+        optimizer: `"adam"` (Keras' Adam, Ad-Corre's) or `"torch_adam"` (torch's Adam
+            arithmetic, ARM's; `adam_optimizers.TorchAdam`).
+        weight_decay: torch's coupled L2 (`wd * w` added to every gradient), `"torch_adam"` only.
         epochs, batch_size, input_size: the usual; `batch_size` is the global batch.
         save_dir: where epoch files, logs and the backup go (a fresh timestamped folder by default;
             pass an existing one to resume a killed run).
@@ -100,9 +107,11 @@ class TrainModel:
         keep_all: keep every epoch's `.h5` (default: the best and the latest).
         steps_per_epoch: cap on the steps of an epoch (quick runs); default the whole split.
         augmentation: an `input_pipeline.Augmentation` for the training images (`None`: its
-            defaults: flip, small rotation/zoom/shift, colour jitter, random erasing), or `False`.
+            defaults: flip, small rotation/zoom/shift, colour jitter, random erasing), a name of
+            `input_pipeline.AUGMENTATIONS` (`"arm"`: ARM's flip or noise + erasing), or `False`.
         verbose: Keras' progress output (`"auto"`: a bar on a terminal, a line per epoch otherwise).
-        recipe: a key of `config.RECIPES`.
+        recipe: a key of `config.RECIPES` (`"arm"`: ARM's train_raf-db.py, README "ARM as its
+            authors built it").
 
     Attributes:
         config: the run's `config.LearningConfig`; its fields read as attributes too
@@ -121,6 +130,7 @@ class TrainModel:
                  use_adcorre=FROM_RECIPE, num_embeddings=FROM_RECIPE, embedding_size=FROM_RECIPE,
                  adcorre_batch=FROM_RECIPE, lr_decay_every=FROM_RECIPE,
                  lr_decay_factor=FROM_RECIPE, lr_schedule=FROM_RECIPE, lr_decay=FROM_RECIPE,
+                 optimizer=FROM_RECIPE, weight_decay=FROM_RECIPE,
                  loss_arithmetic=FROM_RECIPE, attention_window=FROM_RECIPE,
                  mrr=FROM_RECIPE, mixed_precision="auto",
                  jit_compile="auto", seed=0, synth_train_size=FROM_RECIPE,
@@ -134,10 +144,12 @@ class TrainModel:
         if "lr" in given:
             given["learning_rate"] = given.pop("lr")
         augmentation = given.get("augmentation")
-        if augmentation not in (None, False) and not isinstance(augmentation,
-                                                                input_pipeline.Augmentation):
-            raise ValueError("augmentation must be None (the defaults), False (none) or an "
-                             f"input_pipeline.Augmentation, got {augmentation!r}.")
+        named = isinstance(augmentation, str) and augmentation in input_pipeline.AUGMENTATIONS
+        if augmentation not in (None, False) and not named and not isinstance(
+                augmentation, input_pipeline.Augmentation):
+            raise ValueError("augmentation must be None (the defaults), False (none), an "
+                             "input_pipeline.Augmentation or one of "
+                             f"{tuple(input_pipeline.AUGMENTATIONS)}, got {augmentation!r}.")
         self.config = LearningConfig.from_recipe(recipe, **given)
 
     def __getattr__(self, name):
@@ -167,9 +179,10 @@ class TrainModel:
         if data_dir is None and config.dataset_name != DatasetName.synth:
             data_dir = default_data_dir(config.dataset_name)
         frame = dataset_readers.read_split(config.dataset_name, data_dir, split, **options)
-        # Checked once here (one warning naming the first bad files), so every epoch's
-        # pipeline is built from readable rows only and batches keep their size.
-        frame, skipped = pictures.validate_images(frame, mode="header")
+        # Checked once here, decoded by the pipeline's own decoder (one warning naming the
+        # first bad files), so every epoch's pipeline is built from readable rows only,
+        # batches keep their size and test predictions line up with their labels.
+        frame, skipped = input_pipeline.usable_rows(frame, mode="decode")
         if len(frame) == 0:
             raise ValueError(f"The {split!r} split of {config.dataset_name!r} at {data_dir!r} has "
                              f"no usable images ({len(skipped)} skipped).")
@@ -182,8 +195,52 @@ class TrainModel:
         dataset = input_pipeline.make_dataset(
             train.frame, input_size=config.input_size, batch_size=config.batch_size,
             augment=augment, seed=config.seed, epoch=epoch, shuffle=True, mrr=config.mrr,
-            skip_batches=skip_batches, drop_remainder=True, validate="none")
-        return dataset.take(steps - skip_batches)
+            skip_batches=skip_batches, drop_remainder=True, validate="none",
+            num_batches=steps - skip_batches)
+        return dataset
+
+    def _position_settings(self, arch, train, steps):
+        """What a backup's (epoch, batch) position means: a resume must not change any of it."""
+        config = self.config
+        listing = "\n".join(f"{pictures.describe_image(image)}\t{label}"
+                            for image, label in zip(train.frame["image"], train.labels))
+        return {"arch": arch, "batch_size": config.batch_size, "steps_per_epoch": steps,
+                "seed": config.seed, "mrr": bool(config.mrr), "input_size": config.input_size,
+                "num_classes": config.num_classes, "num_embeddings": config.num_embeddings,
+                "embedding_size": config.embedding_size, "optimizer": config.optimizer,
+                "attention_window": config.attention_window, "train_images": len(train.labels),
+                "train_split": hashlib.sha256(listing.encode("utf-8", "replace")).hexdigest()[:16]}
+
+    @staticmethod
+    def _check_resume(save_dir, position, settings):
+        """Refuses to resume `save_dir` under settings that move its backup's position."""
+        if position is None:
+            state_path = os.path.join(save_dir, "training_state.json")
+            if os.path.exists(state_path):
+                raise ValueError(
+                    f"{save_dir} holds a finished run ({state_path}) but no backup to continue "
+                    "it from (runs of earlier versions deleted it at the end). Choose a new "
+                    "--save-dir (save_dir=) for a new run.")
+            return
+        saved = position.get("settings") or {}  # backups of earlier versions have none
+        changed = [name for name in settings if name in saved and saved[name] != settings[name]]
+        if "train_split" in changed:  # the split changed: its size and steps follow from that
+            changed = [n for n in changed if n not in ("train_images", "steps_per_epoch")]
+        if not changed:
+            return
+        said = []
+        for name in changed:
+            flag = _RESUME_FLAGS.get(name, name)
+            if name == "train_split":
+                said.append(f"another training split ({saved.get('train_images')} images, now "
+                            f"{settings.get('train_images')}; {flag})")
+            else:
+                said.append(f"{flag} {saved[name]} (now {settings[name]})")
+        raise ValueError(
+            f"Cannot resume {save_dir}: its backup (epoch {int(position['epoch']) + 1}, batch "
+            f"{position['batch']}) was made with {'; '.join(said)}, and that moves where the "
+            "run stands. Give the same settings to resume, or a new --save-dir (save_dir=) to "
+            "start over.")
 
     # -- model ----------------------------------------------------------------------------
     def make_model(self, arch, weight_path=None):
@@ -212,9 +269,7 @@ class TrainModel:
                              factor=config.lr_decay_factor)
 
     def _configure_devices(self):
-        import tensorflow as tf
-
-        on_gpu = bool(tf.config.list_physical_devices("GPU"))
+        on_gpu = bool(runtime.physical_gpus())  # the first look keeps quiet (cuInit's error line)
         jit_compile, mixed_precision = self.config.jit_compile, self.config.mixed_precision
         jit = on_gpu if jit_compile == "auto" else bool(jit_compile)
         policy = {"auto": "mixed_bfloat16" if on_gpu else "float32", "bfloat16": "mixed_bfloat16",
@@ -240,7 +295,9 @@ class TrainModel:
                                      attention_window_batches=window)
             # The schedule reads optimizer.iterations, which a backup restores: a resumed run
             # continues the rate where it stopped.
-            optimizer = keras.optimizers.Adam(self.learning_rate_schedule(steps_per_epoch))
+            optimizer = make_optimizer(config.optimizer,
+                                       self.learning_rate_schedule(steps_per_epoch),
+                                       weight_decay=config.weight_decay)
             trainer.compile(optimizer=optimizer, jit_compile=jit)
             # Build every variable (optimizer slots too) so a backup can be loaded into them.
             trainer(np.zeros((1, config.input_size, config.input_size, 3), "float32"))
@@ -280,23 +337,27 @@ class TrainModel:
         if steps < 1:
             raise ValueError(f"The training split has {len(train.labels)} images, fewer than one "
                              f"batch of {config.batch_size}.")
+        # Rows travel with the images, so predictions meet their own labels even if an image
+        # stops decoding mid-run; a length Keras knows.
         test_dataset = input_pipeline.make_dataset(
             test.frame, input_size=config.input_size, batch_size=config.batch_size,
-            validate="none")
-        trainer = self._build_trainer(strategy, arch, weight_path, jit, steps)
-
+            validate="none", return_index=True,
+            num_batches=-(-len(test.labels) // config.batch_size))
         backup = ResumableBackup(os.path.join(save_dir, "backup"), every_steps=config.backup_every,
-                                 chief=chief)
+                                 chief=chief, settings=self._position_settings(arch, train, steps))
+        self._check_resume(save_dir, backup.saved_position(), backup.settings)
+        trainer = self._build_trainer(strategy, arch, weight_path, jit, steps)
         start_epoch, start_batch = backup.load(trainer)
         state = {}
         state_path = os.path.join(save_dir, "training_state.json")
         if start_epoch or start_batch:
-            print(f"Resuming {save_dir} at epoch {start_epoch + 1}, batch {start_batch}.")
+            if start_epoch < config.epochs:
+                print(f"Resuming {save_dir} at epoch {start_epoch + 1}, batch {start_batch}.")
             if os.path.exists(state_path):
                 with open(state_path) as handle:
                     state = json.load(handle)
-        # Without a backup this is a new run: a finished run's state in the same folder is
-        # replaced (its .h5 files stay where they are, untouched).
+        # Without a backup this is a new run (a folder holding a finished run without its
+        # backup was refused above, so no history is mixed into another's).
         state.update(dataset=config.dataset_name, arch=arch, labels=list(names),
                      input_size=config.input_size, steps_per_epoch=steps,
                      skipped_images={"train": train.skipped, "test": test.skipped})
@@ -320,8 +381,9 @@ class TrainModel:
         replicas = strategy.num_replicas_in_sync
         print(f"Training {arch} on {config.dataset_name} (recipe {config.recipe}): "
               f"{len(train.labels)} train / {len(test.labels)} test images, {steps} steps of "
-              f"{config.batch_size} per epoch, {config.epochs} epochs, Adam {config.learning_rate:g} "
-              f"with {config.lr_schedule} decay, strategy "
+              f"{config.batch_size} per epoch, {config.epochs} epochs, {config.optimizer} "
+              f"{config.learning_rate:g} with {config.lr_schedule} decay"
+              f"{f' and L2 {config.weight_decay:g}' if config.weight_decay else ''}, strategy "
               f"{_strategy_name(strategy)} ({replicas} replica{'s' if replicas != 1 else ''}), "
               f"jit_compile={jit}, policy {keras.mixed_precision.global_policy().name}. "
               f"Output: {save_dir}")
@@ -335,96 +397,62 @@ class TrainModel:
             if trainer.stop_training:
                 break
         best = state.get("best_path")
+        if start_epoch >= config.epochs:
+            print(f"{save_dir} has finished its {start_epoch} epochs already; pass more epochs "
+                  f"(--epochs N, epochs=N with N > {start_epoch}) to continue it.")
         if chief:
-            shutil.rmtree(backup.backup_dir, ignore_errors=True)
+            # The backup of the last epoch end stays: it is what `epochs` > those done
+            # continues from (weights, optimizer state, attention map).
             print(f"Best model: {best} (test accuracy {state.get('best_accuracy', 0):.4f}, "
-                  f"epoch {state.get('best_epoch', 0) + 1}). Logs: {save_dir}")
+                  f"epoch {state.get('best_epoch')}). Logs: {save_dir}")
         return best
 
 
-def _parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description="Train an Ad-Corre model. With no arguments: the CPU demo, recipe synth_demo "
-                    "(tiny arch on SynthFER, 64 px, 8 epochs, about 3 minutes on 2 cores). "
-                    "Options left out take the recipe's value.")
-    parser.add_argument("--dataset", default=DatasetName.synth, choices=DatasetName.all)
-    parser.add_argument("--data-dir", default=None, help="dataset root as it ships")
-    parser.add_argument("--ds-type", default=DatasetType.train, choices=DatasetType.all)
-    parser.add_argument("--recipe", default=None, choices=tuple(RECIPES),
-                        help="named settings (default: synth_demo for synth, adcorre otherwise)")
-    parser.add_argument("--arch", default=None, choices=ARCHES,
-                        help="default: the recipe's (tiny for synth_demo, xcp for adcorre)")
-    parser.add_argument("--weights", default=None,
-                        help="imagenet, none or a weight file; default: the recipe's")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--input-size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--lr-schedule", default=None, choices=LR_SCHEDULES,
-                        help="inverse_time: lr / (1 + lr_decay * step), the official (adcorre's "
-                             "default); step: x0.1 every --lr-decay-every epochs")
-    parser.add_argument("--lr-decay", type=float, default=None,
-                        help="per-step decay of the inverse_time schedule (default 1e-5)")
-    parser.add_argument("--lr-decay-every", type=int, default=None,
-                        help="epochs between x0.1 steps of the step schedule")
-    parser.add_argument("--loss-arithmetic", default=None, choices=LOSS_ARITHMETICS,
-                        help="paper (default): docs/DESIGN.md's FD/MD/ED; official: the official "
-                             "code's (no FD weights, MD / k C^2, ED / k^2)")
-    parser.add_argument("--attention-window", type=int, default=None,
-                        help="omega every step from the last N training predictions (the "
-                             "official code: 1000); default once per epoch")
-    parser.add_argument("--ce-weight", type=float, default=None)
-    parser.add_argument("--ce-only", action="store_true", help="train without FD/MD/ED (ablation)")
-    parser.add_argument("--num-embeddings", type=int, default=None)
-    parser.add_argument("--embedding-size", type=int, default=None)
-    parser.add_argument("--adcorre-batch", default=None, choices=("global", "local"))
-    parser.add_argument("--mrr", action="store_true", help="minimal random resampling each epoch")
-    parser.add_argument("--augment", default="auto", choices=("auto", "on", "off"),
-                        help="training augmentation; auto: the recipe's (off for synth_demo: "
-                             "SynthFER draws its own pose, light and occluders)")
-    parser.add_argument("--mixed-precision", default="auto", choices=("auto", "bfloat16", "float16", "none"))
-    parser.add_argument("--jit-compile", default="auto", choices=("auto", "on", "off"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save-dir", default=None, help="output folder; an existing one resumes")
-    parser.add_argument("--synth-train-size", type=int, default=None)
-    parser.add_argument("--synth-test-size", type=int, default=None)
-    parser.add_argument("--steps-per-epoch", type=int, default=None)
-    parser.add_argument("--backup-every", type=int, default=200)
-    parser.add_argument("--keep-all", action="store_true", help="keep every epoch's .h5")
-    return parser.parse_args(argv)
+# The flag that sets each of `TrainModel._position_settings`, for the message refusing a resume.
+_RESUME_FLAGS = {
+    "arch": "--arch", "batch_size": "--batch-size", "steps_per_epoch": "--steps-per-epoch",
+    "seed": "--seed", "mrr": "--mrr", "input_size": "--input-size", "num_classes": "--ds-type",
+    "num_embeddings": "--num-embeddings", "embedding_size": "--embedding-size",
+    "optimizer": "--recipe", "attention_window": "--attention-window",
+    "train_split": "--dataset / --data-dir",
+}
 
 
-def main(argv=None):
-    args = _parse_args(argv)
-    chosen = dict(
-        weights=args.weights, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-        input_size=args.input_size, ce_weight=args.ce_weight,
-        num_embeddings=args.num_embeddings, embedding_size=args.embedding_size,
-        adcorre_batch=args.adcorre_batch, lr_decay_every=args.lr_decay_every,
-        lr_schedule=args.lr_schedule, lr_decay=args.lr_decay,
-        loss_arithmetic=args.loss_arithmetic, attention_window=args.attention_window,
-        synth_train_size=args.synth_train_size, synth_test_size=args.synth_test_size)
-    settings = {name: value for name, value in chosen.items() if value is not None}
-    if args.ce_only:
-        settings["use_adcorre"] = False
-    if args.mrr:
-        settings["mrr"] = True
-    if args.augment != "auto":
-        settings["augmentation"] = None if args.augment == "on" else False
+def _one_line(error):
+    # h5py's and TensorFlow's messages run over several lines; a user error is one.
+    return " ".join(str(error).split())
+
+
+def _run_failures():
+    """What stops a run that was set up right, not a bug: the disk (full, read-only, not ours) or
+    memory, as Python or TensorFlow's file writers (TensorBoard) report them."""
+    import tensorflow as tf
+
+    return OSError, tf.errors.PermissionDeniedError, tf.errors.ResourceExhaustedError
+
+
+def _train_from(args):
+    """Trains as `args` (`train_options.parse_args`) say; the exit status."""
+    runtime.announce_device()
     try:
-        trainer = TrainModel(
-            dataset_name=args.dataset, ds_type=args.ds_type, data_dir=args.data_dir,
-            save_dir=args.save_dir, mixed_precision=args.mixed_precision,
-            jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
-            seed=args.seed, backup_every=args.backup_every, keep_all=args.keep_all,
-            steps_per_epoch=args.steps_per_epoch, recipe=args.recipe, **settings)
-        best = trainer.train(arch=args.arch)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        TrainModel(**train_options.training_arguments(args)).train(arch=args.arch)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:  # the data or the settings
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
-    print(f"Saved model: {best}")
+    except _run_failures() as error:
+        print(f"error: the run stopped: {_one_line(error)}", file=sys.stderr)
+        return 1
     return 0
 
 
+def main(argv=None):
+    """`python train.py [options]` (`train_options`); returns the exit status.
+
+    0 when the run finished (its best model on the "Best model:" line), 2 for a bad option or
+    dataset (one line naming it), 1 when the run stopped on the disk (full, not writable).
+    """
+    return _train_from(train_options.parse_args(argv))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_train_from(_COMMAND_LINE))

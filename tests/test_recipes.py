@@ -235,7 +235,7 @@ def test_log_csv_learning_rate_is_the_last_steps_rate(recipe, tmp_path):
         rows = list(csv.DictReader(handle))
     assert [float(row["learning_rate"]) for row in rows] == pytest.approx(expected, rel=1e-6)
     logged = _tensorboard_scalars(save_dir / "tensorboard", "epoch_learning_rate")
-    assert [logged[epoch] for epoch in (0, 1)] == pytest.approx(expected, rel=1e-6)
+    assert [logged[epoch] for epoch in (1, 2)] == pytest.approx(expected, rel=1e-6)
     run_config = json.loads((save_dir / "run_config.json").read_text())
     assert run_config["ce_weight"] == pytest.approx(50 / 7)
     assert run_config["lr_schedule"] == ("inverse_time" if recipe == "adcorre" else "step")
