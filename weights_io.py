@@ -42,10 +42,10 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import zipfile
 
-import runtime  # noqa: F401  (before Keras: loads TensorFlow without its start-up noise)
+if __name__ == "__main__":  # the converter's command: TensorFlow loads quietly, before Keras.
+    import runtime  # noqa: F401  (a library import leaves the backend to the caller)
 import h5py
 import keras
 import numpy as np
@@ -53,6 +53,7 @@ import numpy as np
 import arm
 import atomic_files
 import cnn_model  # noqa: F401  (registers L2Normalize, ScaleInputs and, through arm, ARM)
+import official_files
 import torch_checkpoints
 from config import (  # LABEL_PRESETS: re-exported, it lived here
     LABEL_ALIASES,
@@ -71,10 +72,6 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Names PyTorch checkpoints go by; the content decides, the name only words the error.
 _TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".ckpt")
 
-# The layer the official graph's pooling reads, per backbone (as keras.applications names them).
-_OFFICIAL_BACKBONE_ENDS = {"block14_sepconv2_act": "xcp", "conv5_block3_out": "resnet"}
-# Layer names that only one backbone has: used to recognise weights-only files.
-_WEIGHTS_ONLY_MARKERS = {"block14_sepconv2": "xcp", "conv5_block3_3_conv": "resnet"}
 # Layers that hold Python code (Keras 2's auto-wrapped TF ops included): never deserialised.
 _CODE_LAYERS = ("Lambda", "TFOpLambda", "SlicingOpLambda")
 # Config keys whose values are layers: a model's `layers`, wrappers' inner layers, RNN cells.
@@ -83,8 +80,6 @@ _LAYER_KEYS = ("layers", "layer", "forward_layer", "backward_layer", "cell", "ce
 # well under 1 MB); a small archive that unpacks to gigabytes (a zip bomb) is refused unread.
 MAX_CONFIG_BYTES = 32 * 2**20
 MAX_METADATA_BYTES = 2**20
-# Names Keras generates for layers built without one (keras.applications leaves a few unnamed).
-_AUTO_NAME = re.compile(r"^(conv2d|batch_normalization|dense)(?:_\d+)?$")
 
 
 class WeightFileError(ValueError):
@@ -396,14 +391,15 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
             model, info = _load_project(path, metadata)
         elif config is not None:
             config = _parse_json(path, config)
-            spec = _official_spec_from_config(config)
+            spec = official_files.spec_from_config(config)
             if spec is not None:
                 model, info = _load_official(path, spec, input_size, keras_version)
             else:
                 _reject_foreign_layers(path, config)
                 model, info = _load_classifier(path, input_size)
         elif root_layers is not None:
-            spec = _official_spec_from_weights(path)
+            with _open_hdf5(path) as file:
+                spec = official_files.spec_from_weights(file)
             if spec is None:
                 raise WeightFileError(
                     f"{path!r} holds only weights (no model_config) and they are not the Ad-Corre "
@@ -575,145 +571,6 @@ def _ends_in_softmax(model):
 # ------------------------------------------------------------------------- official Ad-Corre files
 
 
-@dataclasses.dataclass
-class _OfficialSpec:
-    arch: str
-    num_classes: int
-    num_embeddings: int
-    embedding_size: int
-    head_layers: list  # the file's head Dense names, in the order the concatenation reads them
-    input_size: tuple = None  # None for weights-only files
-
-
-def _layers_by_name(config):
-    layers = config.get("config", {}).get("layers", [])
-    return {layer.get("name") or layer.get("config", {}).get("name"): layer for layer in layers}
-
-
-def _inbound_names(layer):
-    """Names of the layers feeding `layer`, in order (Keras 2 and Keras 3 config formats)."""
-    names = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            history = node.get("config", {}).get("keras_history") if "config" in node else None
-            if history:
-                names.append(history[0])
-                return
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, (list, tuple)):
-            # Keras 2: [layer_name, node_index, tensor_index, kwargs].
-            if len(node) >= 3 and isinstance(node[0], str) and isinstance(node[1], int):
-                names.append(node[0])
-                return
-            for value in node:
-                walk(value)
-
-    walk(layer.get("inbound_nodes", []))
-    return names
-
-
-def _official_spec_from_config(config):
-    """Reads the official graph off a `model_config` (as data); None if it is not that graph.
-
-    The graph is followed from the layer named `out` backwards: Dropout, Concatenate (absent for
-    k = 1), one Lambda per head, one Dense per head, one shared GlobalAveragePooling2D, and the
-    backbone layer it reads. Heads are taken in the order the concatenation lists them, whatever
-    their auto-generated names (`dense_7` in a session that built other models first).
-    """
-    layers = _layers_by_name(config)
-    out = layers.get("out")
-    if out is None or out.get("class_name") != "Dense":
-        return None
-
-    def single_input(layer):
-        names = _inbound_names(layer)
-        return layers.get(names[0]) if len(names) == 1 else None
-
-    node = single_input(out)
-    if node is not None and node.get("class_name") == "Dropout":
-        node = single_input(node)
-    if node is None:
-        return None
-    if node.get("class_name") == "Concatenate":
-        normalisers = [layers.get(name) for name in _inbound_names(node)]
-    else:
-        normalisers = [node]
-    heads, pools = [], set()
-    for normaliser in normalisers:
-        if normaliser is None or normaliser.get("class_name") != "Lambda":
-            return None
-        head = single_input(normaliser)
-        if head is None or head.get("class_name") != "Dense":
-            return None
-        pool = single_input(head)
-        if pool is None or pool.get("class_name") != "GlobalAveragePooling2D":
-            return None
-        heads.append(head)
-        pools.add(pool["config"]["name"])
-    if len(pools) != 1:
-        return None
-    backbone_end = _inbound_names(layers[pools.pop()])
-    arch = _OFFICIAL_BACKBONE_ENDS.get(backbone_end[0]) if len(backbone_end) == 1 else None
-    if arch is None:
-        return None
-    embedding_sizes = {int(head["config"]["units"]) for head in heads}
-    if len(embedding_sizes) != 1:
-        return None
-    input_size = None
-    for layer in layers.values():
-        if layer.get("class_name") == "InputLayer":
-            shape = layer["config"].get("batch_input_shape") or layer["config"].get("batch_shape")
-            if shape and len(shape) == 4 and None not in shape[1:3]:
-                input_size = (int(shape[1]), int(shape[2]))
-    return _OfficialSpec(
-        arch=arch,
-        num_classes=int(out["config"]["units"]),
-        num_embeddings=len(heads),
-        embedding_size=embedding_sizes.pop(),
-        head_layers=[head["config"]["name"] for head in heads],
-        input_size=input_size,
-    )
-
-
-def _official_spec_from_weights(path):
-    """The official graph read off a weights-only file (save_weights); None if it is not that graph.
-
-    With no graph in the file, heads are the 2-D kernels other than `out`, in the order the
-    file lists its layers: Keras writes `model.layers`, which follows the graph, so this is the
-    concatenation order for the official code.
-    """
-    with _open_hdf5(path) as file:
-        names = [_as_text(n) for n in file.attrs["layer_names"]]
-        arch = None
-        for marker, candidate in _WEIGHTS_ONLY_MARKERS.items():
-            if marker in names:
-                arch = candidate
-        if arch is None or "out" not in names:
-            return None
-        heads, embedding_sizes = [], set()
-        # Shapes only: the arrays themselves are read once, by _copy_weights.
-        for name in names:
-            shapes = _layer_weight_shapes(file, name)
-            if name != "out" and len(shapes) == 2 and len(shapes[0]) == 2:
-                heads.append(name)
-                embedding_sizes.add(shapes[0][1])
-        out_kernel_shape = _layer_weight_shapes(file, "out")[0]
-    if not heads or len(embedding_sizes) != 1:
-        return None
-    embedding_size = embedding_sizes.pop()
-    if out_kernel_shape[0] != embedding_size * len(heads):
-        return None
-    return _OfficialSpec(
-        arch=arch,
-        num_classes=int(out_kernel_shape[1]),
-        num_embeddings=len(heads),
-        embedding_size=int(embedding_size),
-        head_layers=heads,
-    )
-
-
 def _load_official(path, spec, input_size, keras_version):
     size = spec.input_size or (tuple(input_size) if input_size else
                                (InputDataSize.image_input_size,) * 2)
@@ -731,7 +588,11 @@ def _load_official(path, spec, input_size, keras_version):
     renamed = {
         ("dense" if i == 0 else f"dense_{i}"): source for i, source in enumerate(spec.head_layers)
     }
-    _copy_weights(path, model, renamed)
+    try:
+        with _open_hdf5(path) as file:
+            official_files.copy_weights(path, file, model, renamed)
+    except official_files.OfficialFileError as error:
+        raise WeightFileError(str(error)) from None
     if spec.num_classes in (7, 8):
         labels = label_names(spec.num_classes)
     else:
@@ -752,106 +613,6 @@ def _load_official(path, spec, input_size, keras_version):
             "weights_only": spec.input_size is None,
         },
     )
-
-
-def _layer_weight_shapes(group, name):
-    """The shapes of the arrays `_layer_weights` would read, without reading them."""
-    layer = group[name]
-    return [layer[_as_text(w)].shape for w in layer.attrs.get("weight_names", [])]
-
-
-def _layer_weights(group, name):
-    """The arrays a Keras HDF5 weight group stores for layer `name`, in stored order."""
-    layer = group[name]
-    return [np.asarray(layer[_as_text(w)]) for w in layer.attrs.get("weight_names", [])]
-
-
-def _short_name(weight_name):
-    """`block1_conv1/kernel:0` -> `kernel`."""
-    return _as_text(weight_name).split("/")[-1].split(":")[0]
-
-
-def _auto_kind(name):
-    """`conv2d_3` -> `conv2d` for names Keras generated (they depend on what the session built first)."""
-    match = _AUTO_NAME.match(name)
-    return match.group(1) if match else None
-
-
-def _pair_layers(path, model, stored, renamed):
-    """Source layer name for each weighted layer of `model`.
-
-    Explicit names (`block1_conv1`, `out`) pair by name and the heads by `renamed`. Names Keras
-    generated (Xception's residual `conv2d_N` / `batch_normalization_N`) differ between sessions,
-    so those pair in graph order within their kind, shapes checked afterwards.
-    """
-    pairs, leftover_targets = {}, {}
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        if layer.name in renamed:
-            pairs[layer.name] = renamed[layer.name]
-        elif _auto_kind(layer.name):
-            leftover_targets.setdefault(_auto_kind(layer.name), []).append(layer.name)
-        else:
-            pairs[layer.name] = layer.name
-    taken = set(pairs.values())
-    leftover_sources = {}
-    for name in stored:
-        if name not in taken and _auto_kind(name):
-            leftover_sources.setdefault(_auto_kind(name), []).append(name)
-    for kind, targets in leftover_targets.items():
-        sources = leftover_sources.get(kind, [])
-        if len(sources) != len(targets):
-            raise WeightFileError(
-                f"{path!r} has {len(sources)} unnamed {kind} layers with weights; the rebuilt "
-                f"{model.name} graph has {len(targets)}. Expected an official Ad-Corre file."
-            )
-        pairs.update(zip(targets, sources))
-    return pairs
-
-
-def _copy_weights(path, model, renamed):
-    """Copies every weighted layer of `model` from the file, checking names, counts and shapes."""
-    with _open_hdf5(path) as file:
-        group = file["model_weights"] if "model_weights" in file else file
-        stored = [
-            _as_text(n) for n in group.attrs.get("layer_names", [])
-            if len(group[_as_text(n)].attrs.get("weight_names", [])) > 0
-        ]
-        pairs = _pair_layers(path, model, stored, renamed)
-        for layer in model.layers:
-            if not layer.weights:
-                continue
-            source = pairs[layer.name]
-            if source not in stored:
-                raise WeightFileError(
-                    f"{path!r} has no weights for layer {source!r}, which the rebuilt "
-                    f"{model.name} graph needs; expected an official Ad-Corre file."
-                )
-            weight_names = [_short_name(n) for n in group[source].attrs["weight_names"]]
-            arrays = _layer_weights(group, source)
-            targets = [v.path.split("/")[-1] for v in layer.weights]
-            if len(arrays) != len(targets):
-                raise WeightFileError(
-                    f"{path!r}: layer {source!r} stores {len(arrays)} weights ({weight_names}); "
-                    f"expected {len(targets)} ({targets})."
-                )
-            if sorted(weight_names) == sorted(targets) and weight_names != targets:
-                arrays = [arrays[weight_names.index(t)] for t in targets]
-            for variable, array, target in zip(layer.weights, arrays, targets):
-                if tuple(variable.shape) != array.shape:
-                    raise WeightFileError(
-                        f"{path!r}: weight {source}/{target} has shape {array.shape}; the rebuilt "
-                        f"graph expects {tuple(variable.shape)}."
-                    )
-            layer.set_weights(arrays)
-        sources = set(pairs.values())
-        unused = [name for name in stored if name not in sources]
-        if unused:
-            raise WeightFileError(
-                f"{path!r} holds weights for layers the Ad-Corre graph does not have: "
-                f"{unused[:5]}{'...' if len(unused) > 5 else ''}."
-            )
 
 
 # ------------------------------------------------------------------------------------- file checks
@@ -917,51 +678,41 @@ def _parse_json(path, text):
     return config
 
 
-def _layer_class_names(config):
-    """Every `(class_name, registered_name)` of a layer in a model config: the layers of
-    nested models and the layers wrappers hold (TimeDistributed's `layer`, Bidirectional's
-    `forward_layer` / `backward_layer`, RNN cells) included."""
-    found = []
+def _class_names(config):
+    """What a model config names, in one walk over it.
+
+    Returns:
+        `(layers, code)`: every `(class_name, registered_name)` of a layer (the layers of nested
+        models and the layers wrappers hold, TimeDistributed's `layer`, Bidirectional's
+        `forward_layer` / `backward_layer`, RNN cells, included), and the set of class names
+        anywhere in the config that stand for stored code (a Lambda layer, Keras 3's
+        serialised `__lambda__` function, reported as "Lambda"), however deeply nested.
+    """
+    layers, code = [], set()
 
     def walk(node, holds_layers):
         if isinstance(node, list):
             for value in node:
                 walk(value, holds_layers)
         elif isinstance(node, dict):
+            class_name = node.get("class_name")
             if holds_layers and "class_name" in node:
-                found.append((node["class_name"], node.get("registered_name")))
+                layers.append((class_name, node.get("registered_name")))
+            if class_name in _CODE_LAYERS:
+                code.add(class_name)
+            elif class_name == "__lambda__":  # Keras 3's code of a lambda
+                code.add("Lambda")
             for key, value in node.items():
                 walk(value, key in _LAYER_KEYS)
 
     walk(config, True)
-    return found
-
-
-def _code_class_names(config):
-    """Every `class_name` anywhere in a config that stands for stored code (a Lambda layer,
-    Keras 3's serialised `__lambda__` function), however deeply it is nested."""
-    found = set()
-
-    def walk(node):
-        if isinstance(node, list):
-            for value in node:
-                walk(value)
-        elif isinstance(node, dict):
-            if node.get("class_name") in _CODE_LAYERS:
-                found.add(node["class_name"])
-            elif node.get("class_name") == "__lambda__":  # Keras 3's code of a lambda
-                found.add("Lambda")
-            for value in node.values():
-                walk(value)
-
-    walk(config)
-    return found
+    return layers, code
 
 
 def _reject_foreign_layers(path, config):
     """Refuses code-holding layers and layers that neither Keras nor this project defines."""
-    classes = _layer_class_names(config)
-    code = sorted(_code_class_names(config))
+    classes, code = _class_names(config)
+    code = sorted(code)
     if code:
         raise WeightFileError(
             f"{path!r} contains {', '.join(code)} layers, which hold Python code; this loader "
