@@ -28,7 +28,13 @@ from keras import layers, ops
 
 import torch_checkpoints
 from arm import AmendRepresentation
-from config import ARCHES, InputDataSize, LearningConfig
+from config import (
+    ARCHES,
+    IMAGENET_MEAN_RGB,
+    IMAGENET_STD_RGB,
+    InputDataSize,
+    LearningConfig,
+)
 from resnet import resnet18_features
 
 # The arches built on torchvision's ResNet-18, whose weights come as PyTorch files.
@@ -48,8 +54,6 @@ _IMAGENET_FILES = {
 # ARM's kernel needs 2x2 of it).
 _MIN_INPUT_SIZE = {"xcp": 71, "xcp_arm": 71, "resnet": 32, "tiny": 16, "resnet18": 32,
                    "resnet18_arm": 33}
-# Embedding heads when the caller names none: Ad-Corre's k = 7, or ARM's networks as published.
-_DEFAULT_EMBEDDINGS = {"resnet18": 0, "resnet18_arm": 0}
 
 
 @keras.saving.register_keras_serializable(package="adcorre")
@@ -110,8 +114,6 @@ class ScaleInputs(layers.Layer):
     """
 
     _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-    _IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
-    _IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
     MODES = ("xception", "caffe", "torchvision", "none")
 
     def __init__(self, mode="xception", **kwargs):
@@ -127,8 +129,8 @@ class ScaleInputs(layers.Layer):
             bgr = ops.flip(inputs, axis=-1) * 255.0
             return bgr - ops.convert_to_tensor(self._CAFFE_MEAN_BGR, dtype=bgr.dtype)
         if self.mode == "torchvision":
-            mean = ops.convert_to_tensor(self._IMAGENET_MEAN_RGB, dtype=inputs.dtype)
-            std = ops.convert_to_tensor(self._IMAGENET_STD_RGB, dtype=inputs.dtype)
+            mean = ops.convert_to_tensor(IMAGENET_MEAN_RGB, dtype=inputs.dtype)
+            std = ops.convert_to_tensor(IMAGENET_STD_RGB, dtype=inputs.dtype)
             return (inputs - mean) / std
         return inputs
 
@@ -141,10 +143,15 @@ class ScaleInputs(layers.Layer):
         return config
 
 
+def _keras_models_dir():
+    """Keras' download folder (`$KERAS_HOME/models`, by default `~/.keras/models`)."""
+    keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return os.path.join(keras_home, "models")
+
+
 def imagenet_weights_path(arch):
     """Where Keras keeps the ImageNet weight file of `arch`'s backbone once downloaded."""
-    cache_dir = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    return os.path.join(cache_dir, "models", _IMAGENET_FILES[arch])
+    return os.path.join(_keras_models_dir(), _IMAGENET_FILES[arch])
 
 
 def torchvision_weights_path():
@@ -160,8 +167,7 @@ def torchvision_weights_path():
                               torch_checkpoints.TORCHVISION_RESNET18_FILE)
     if os.path.isfile(torch_path):
         return torch_path
-    keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    return os.path.join(keras_home, "models", torch_checkpoints.TORCHVISION_RESNET18_FILE)
+    return os.path.join(_keras_models_dir(), torch_checkpoints.TORCHVISION_RESNET18_FILE)
 
 
 def _torch_checkpoint(arch, weights):
@@ -241,7 +247,8 @@ class CNNModel:
                 f"arch {arch!r} needs input_size >= {_MIN_INPUT_SIZE[arch]}, got {input_size}."
             )
         if num_embeddings is None:
-            num_embeddings = _DEFAULT_EMBEDDINGS.get(arch, LearningConfig.num_embeddings)
+            # Ad-Corre's k = 7 heads, or none on ARM's networks, as published.
+            num_embeddings = 0 if arch in TORCH_ARCHES else LearningConfig.num_embeddings
         if num_embeddings < 0 or embedding_size < 1 or num_classes < 2:
             raise ValueError(
                 "Expected num_embeddings >= 0, embedding_size >= 1 and num_classes >= 2, got "

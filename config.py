@@ -124,6 +124,12 @@ MAX_UPLOAD_BYTES = 20_000_000
 SYNTH_SPLIT_SIZES = {"train": 10000, "val": 1000, "test": 1000}
 
 
+# ImageNet's per-channel mean and standard deviation of RGB in [0, 1] (torchvision's Normalize):
+# ScaleInputs("torchvision") subtracts this mean, and ARM's erasing fills with it, which that
+# normalisation maps to torchvision's fill value 0.
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+
 # The networks `cnn_model.CNNModel().get_model(arch)` builds (named here so the CLI can offer
 # them without loading Keras).
 ARCHES = ("xcp", "xcp_arm", "resnet", "tiny", "resnet18", "resnet18_arm")
@@ -133,6 +139,10 @@ ARCHES = ("xcp", "xcp_arm", "resnet", "tiny", "resnet18", "resnet18_arm")
 OFFICIAL_CE_LAMBDA = 50.0
 LR_SCHEDULES = ("inverse_time", "step")
 LOSS_ARITHMETICS = ("paper", "official")
+# "auto": bf16 on a GPU, float32 on a CPU.
+MIXED_PRECISION = ("auto", "bfloat16", "float16", "none")
+# Where FD, MD and ED see the batch under tf.distribute: all replicas' samples, or each its own.
+ADCORRE_BATCHES = ("global", "local")
 # "adam": Keras' Adam (Ad-Corre's official code ran Keras 2's); "torch_adam": torch.optim.Adam's
 # arithmetic with its coupled L2 weight decay (ARM's train_raf-db.py), see adam_optimizers.
 OPTIMIZERS = ("adam", "torch_adam")
@@ -165,6 +175,15 @@ class _FromRecipe:
 
 
 FROM_RECIPE = _FromRecipe()
+
+# The whole-number training settings and the smallest value each takes, checked alike by
+# `python train.py` (before TensorFlow loads) and by `LearningConfig`; the fields whose default
+# is None also take None. batch_size >= 2: FD, MD and ED compare the samples of a batch.
+SETTING_MINIMUMS = {
+    "synth_train_size": 1, "synth_test_size": 1, "input_size": 1, "num_embeddings": 0,
+    "embedding_size": 1, "batch_size": 2, "epochs": 1, "lr_decay_every": 1,
+    "attention_window": 1, "seed": 0, "backup_every": 0, "steps_per_epoch": 1,
+}
 
 
 @dataclasses.dataclass
@@ -240,20 +259,22 @@ class LearningConfig:
             raise ValueError(f"Unknown ds_type {self.ds_type!r}; expected one of {DatasetType.all}.")
         if self.recipe not in RECIPES:
             raise ValueError(f"Unknown recipe {self.recipe!r}; expected one of {tuple(RECIPES)}.")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 for the correlation terms, got {self.batch_size}.")
-        # The API takes what the CLI's option types take: a count is a whole number >= 1.
-        for name in ("epochs", "input_size", "embedding_size", "lr_decay_every",
-                     "synth_train_size", "synth_test_size"):
+        # The API takes what the CLI's option types take (batch_size >= 2 for the correlation
+        # terms, which compare the samples of a batch).
+        for name, minimum in SETTING_MINIMUMS.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-        if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, numbers.Integral)
-                                                 or self.steps_per_epoch < 1):
-            raise ValueError("steps_per_epoch must be None (the whole split) or an integer >= 1, "
-                             f"got {self.steps_per_epoch!r}.")
+            if value is None and name in ("steps_per_epoch", "attention_window"):
+                continue  # the whole split; omega per epoch
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+                allowed = {"steps_per_epoch": "None (the whole split) or ",
+                           "attention_window": "None (per epoch) or "}.get(name, "")
+                raise ValueError(f"{name} must be {allowed}an integer >= {minimum}, got {value!r}.")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
+        for name in ("lr_decay", "ce_weight"):  # as the CLI's --lr-decay and --ce-weight
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"Unknown lr_schedule {self.lr_schedule!r}; expected one of "
                              f"{LR_SCHEDULES}.")
@@ -262,12 +283,15 @@ class LearningConfig:
         if self.weight_decay < 0 or (self.weight_decay and self.optimizer != "torch_adam"):
             raise ValueError(f"weight_decay={self.weight_decay!r}: expected 0, or a value >= 0 "
                              "with optimizer='torch_adam' (torch's coupled L2).")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got "
+                             f"{self.mixed_precision!r}.")
+        if self.adcorre_batch not in ADCORRE_BATCHES:
+            raise ValueError(f"adcorre_batch must be one of {ADCORRE_BATCHES}, got "
+                             f"{self.adcorre_batch!r}.")
         if self.loss_arithmetic not in LOSS_ARITHMETICS:
             raise ValueError(f"Unknown loss_arithmetic {self.loss_arithmetic!r}; expected one of "
                              f"{LOSS_ARITHMETICS}.")
-        if self.attention_window is not None and int(self.attention_window) < 1:
-            raise ValueError("attention_window must be None (per epoch) or a number of samples "
-                             f">= 1, got {self.attention_window!r}.")
 
     @property
     def num_classes(self):

@@ -19,6 +19,7 @@ ds = data_helper.make_dataset(train, input_size=224, training=True, batch_size=3
 
 import importlib
 
+from config import IMAGENET_MEAN_RGB  # noqa: F401
 from dataset_readers import (  # noqa: F401
     IMAGE_EXTENSIONS,
     SPLITS,
@@ -30,8 +31,7 @@ from dataset_readers import (  # noqa: F401
 from pictures import BadImageWarning, ImageDecodeError, load_image, validate_images  # noqa: F401
 
 # The tf.data names: importing input_pipeline imports TensorFlow, so it waits for first use.
-_PIPELINE_NAMES = ("make_dataset", "epoch_order", "distribute_dataset", "Augmentation",
-                   "IMAGENET_MEAN_RGB")
+_PIPELINE_NAMES = ("make_dataset", "epoch_order", "distribute_dataset", "Augmentation")
 
 
 def __getattr__(name):

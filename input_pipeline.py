@@ -34,9 +34,8 @@ import tensorflow as tf
 import config
 from pictures import describe_image, to_rgb_uint8, validate_images, warn_skipped
 
-# ImageNet mean RGB: the value torchvision's RandomErasing writes after normalisation
-# (value=0), i.e. what ARM's training erased with, expressed in [0, 1] RGB.
-IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+# ARM's erasing fill: torchvision's value 0 after its ImageNet Normalize.
+IMAGENET_MEAN_RGB = config.IMAGENET_MEAN_RGB
 
 
 @dataclasses.dataclass
@@ -147,7 +146,8 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, batch_
     float32 RGB in [0, 1].
 
     Args:
-        frame: a `read_split` frame (`image`, `label`, optional `box`).
+        frame: a `read_split` frame (`image`, `label`, optional `box`), or the
+            `PipelineRows` that `prepare_rows` made of one (for several epochs).
         input_size: output side in pixels.
         batch_size: the batch size (the global one; see `distribute_dataset`).
         training: default for `augment` and `shuffle`.
@@ -166,6 +166,7 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, batch_
             pipeline is built, see `usable_rows` ("decode" runs this pipeline's own
             decoder over every file once). A file that fails to decode anyway is left out
             of the batches, never raised; `return_index` tells which rows came through.
+            `PipelineRows` were checked when they were prepared.
         num_batches: exactly this many batches, a length Keras knows up front: the
             elements after the epoch's (its order once more) stand in for images that
             fail to decode, so batches stay full, and the dataset ends after
@@ -195,35 +196,15 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, batch_
         shard = (int(shard[0]), int(shard[1]))
         if not 0 <= shard[1] < shard[0]:
             raise ValueError(f"shard must be (num_shards, index) with 0 <= index < num_shards, got {shard}.")
-    if "image" not in frame.columns or "label" not in frame.columns:
-        raise ValueError(f"frame needs 'image' and 'label' columns, has {list(frame.columns)}.")
-    seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
-
-    good, skipped = usable_rows(frame, mode=validate)
-    if len(good) == 0:
-        raise ValueError(f"No usable images: {len(skipped)} skipped, first: {skipped[:3]}.")
-    labels = good["label"].to_numpy(np.int64)
-    items = list(good["image"])
-    kinds = {type(item) for item in items}
-    if any(issubclass(k, np.ndarray) for k in kinds) and len(kinds) > 1:
-        raise ValueError("frame['image'] mixes arrays and paths; use one kind per frame.")
-    from_arrays = isinstance(items[0], np.ndarray)
-    load = (_array_loader(_stack_arrays(items, input_size), _boxes(good)) if from_arrays
-            else _file_loader(items, _boxes(good)))
-
-    order = epoch_order(labels, seed, epoch, shuffle, mrr)
-    epoch_length = len(order)
-    # Augmentation draws are keyed by the position in the whole epoch (before sharding and
-    # skipping), so no two shards share one and a resumed epoch repeats the original's.
-    positions = np.arange(len(order), dtype=np.int64)
-    order, positions = order[skip_batches * batch_size:], positions[skip_batches * batch_size:]
-    if shard is not None:
-        order, positions = order[shard[1]::shard[0]], positions[shard[1]::shard[0]]
-    num_examples = len(order)
-    if num_batches is not None:
-        # Spares: this epoch's elements once more, with augmentation draws of their own.
-        order = np.concatenate([order, order])
-        positions = np.concatenate([positions, positions + epoch_length])
+    seed = _seed_or_fresh(seed)
+    rows = frame if isinstance(frame, PipelineRows) else prepare_rows(frame, input_size, validate)
+    if rows.input_size != input_size:
+        raise ValueError(f"These PipelineRows were prepared for input_size {rows.input_size}, "
+                         f"not {input_size}; prepare them again for this size.")
+    labels, load = rows.labels, rows.load
+    order, positions, num_examples = _epoch_plan(
+        labels, seed, epoch, shuffle, mrr, skip_batches * batch_size, shard,
+        spares=num_batches is not None)
     labels_t = tf.constant(labels.astype(np.int32))
     epoch_key = tf.constant(int(epoch) << 32, tf.int64)
 
@@ -240,7 +221,7 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, batch_
 
     ds = tf.data.Dataset.from_tensor_slices((order.astype(np.int64), positions))
     ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if not from_arrays:
+    if not rows.from_arrays:
         # A file that passed the checks but still fails to decode is left out, never raised.
         ds = ds.ignore_errors(log_warning=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE,
@@ -251,14 +232,83 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, batch_
         ds = ds.take(num_batches).apply(tf.data.experimental.assert_cardinality(num_batches))
     ds = ds.prefetch(tf.data.AUTOTUNE)
 
-    ds.skipped = skipped
+    ds.skipped = rows.skipped
     ds.num_examples = num_examples
     ds.steps_per_epoch = num_batches if num_batches is not None else (
         num_examples // batch_size if drop_remainder else -(-num_examples // batch_size))
     ds.class_counts = np.bincount(labels[order[:num_examples]],
                                   minlength=max(7, int(labels.max()) + 1))
-    ds.images = items
+    ds.images = rows.items
     return ds
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineRows:
+    """A frame's usable rows, ready for the pipeline: built once by `prepare_rows`, then any
+    number of epochs' `make_dataset(rows, ...)` reuse them (the images of an in-memory frame
+    are stacked into one tensor once, not once per epoch)."""
+
+    labels: np.ndarray
+    items: list
+    skipped: list
+    from_arrays: bool
+    load: object
+    input_size: int
+
+
+def prepare_rows(frame, input_size, validate="header"):
+    """The usable rows of a `read_split` frame and their loader, for `make_dataset`.
+
+    Args:
+        frame: a `read_split` frame (`image`, `label`, optional `box`).
+        input_size: the side in pixels the pipeline will produce.
+        validate: "header", "decode" or "none", see `usable_rows`.
+
+    Returns:
+        A `PipelineRows`.
+    """
+    if "image" not in frame.columns or "label" not in frame.columns:
+        raise ValueError(f"frame needs 'image' and 'label' columns, has {list(frame.columns)}.")
+    good, skipped = usable_rows(frame, mode=validate)
+    if len(good) == 0:
+        raise ValueError(f"No usable images: {len(skipped)} skipped, first: {skipped[:3]}.")
+    items = list(good["image"])
+    kinds = {type(item) for item in items}
+    if any(issubclass(k, np.ndarray) for k in kinds) and len(kinds) > 1:
+        raise ValueError("frame['image'] mixes arrays and paths; use one kind per frame.")
+    from_arrays = isinstance(items[0], np.ndarray)
+    load = (_array_loader(_stack_arrays(items, input_size), _boxes(good)) if from_arrays
+            else _file_loader(items, _boxes(good)))
+    return PipelineRows(good["label"].to_numpy(np.int64), items, skipped, from_arrays, load,
+                        input_size)
+
+
+def _epoch_plan(labels, seed, epoch, shuffle, mrr, skip, shard, spares):
+    """The rows of one epoch in pipeline order, and their positions in the whole epoch.
+
+    Returns:
+        `(order, positions, num_examples)`: the epoch's order from its `skip`-th element,
+        this shard's share of it; with `spares`, followed by the same rows once more (which
+        stand in for images that fail to decode) at positions past the epoch's end.
+    """
+    order = epoch_order(labels, seed, epoch, shuffle, mrr)
+    epoch_length = len(order)
+    # Augmentation draws are keyed by the position in the whole epoch (before sharding and
+    # skipping), so no two shards share one and a resumed epoch repeats the original's.
+    positions = np.arange(epoch_length, dtype=np.int64)
+    order, positions = order[skip:], positions[skip:]
+    if shard is not None:
+        order, positions = order[shard[1]::shard[0]], positions[shard[1]::shard[0]]
+    num_examples = len(order)
+    if spares:
+        order = np.concatenate([order, order])
+        positions = np.concatenate([positions, positions + epoch_length])
+    return order, positions, num_examples
+
+
+def _seed_or_fresh(seed):
+    """`seed` as an int, or a fresh one drawn from the operating system's entropy."""
+    return int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
 
 
 def usable_rows(frame, mode="header", warn=True):
@@ -354,7 +404,7 @@ def distribute_dataset(strategy, frame, batch_size=32, seed=None, **kwargs):
     replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:
         raise ValueError(f"batch_size {batch_size} does not split evenly over {replicas} replicas.")
-    seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
+    seed = _seed_or_fresh(seed)
     good, skipped = usable_rows(frame, mode=kwargs.pop("validate", "header"))
 
     def make_fn(input_context):

@@ -63,9 +63,12 @@ from trainer import (  # noqa: E402, F401
 
 @dataclasses.dataclass
 class _Split:
-    frame: object
-    labels: np.ndarray
+    rows: input_pipeline.PipelineRows  # prepared once, every epoch's pipeline reads them
     skipped: int = 0
+
+    @property
+    def labels(self):
+        return self.rows.labels
 
 
 class TrainModel:
@@ -186,24 +189,25 @@ class TrainModel:
         if len(frame) == 0:
             raise ValueError(f"The {split!r} split of {config.dataset_name!r} at {data_dir!r} has "
                              f"no usable images ({len(skipped)} skipped).")
-        return _Split(frame, frame["label"].to_numpy(dtype=np.int64), len(skipped))
+        return _Split(input_pipeline.prepare_rows(frame, config.input_size, validate="none"),
+                      len(skipped))
 
     def _training_dataset(self, train, epoch, skip_batches, steps):
         """Epoch `epoch`'s batches from `skip_batches` on, `steps` full batches in all."""
         config = self.config
-        augment = False if config.augmentation is False else (config.augmentation or True)
+        # training=True: augmentation None means make_dataset's default Augmentation().
         dataset = input_pipeline.make_dataset(
-            train.frame, input_size=config.input_size, batch_size=config.batch_size,
-            augment=augment, seed=config.seed, epoch=epoch, shuffle=True, mrr=config.mrr,
-            skip_batches=skip_batches, drop_remainder=True, validate="none",
-            num_batches=steps - skip_batches)
+            train.rows, input_size=config.input_size, batch_size=config.batch_size,
+            training=True, augment=config.augmentation, seed=config.seed, epoch=epoch,
+            shuffle=True, mrr=config.mrr,
+            skip_batches=skip_batches, drop_remainder=True, num_batches=steps - skip_batches)
         return dataset
 
     def _position_settings(self, arch, train, steps):
         """What a backup's (epoch, batch) position means: a resume must not change any of it."""
         config = self.config
         listing = "\n".join(f"{pictures.describe_image(image)}\t{label}"
-                            for image, label in zip(train.frame["image"], train.labels))
+                            for image, label in zip(train.rows.items, train.labels))
         return {"arch": arch, "batch_size": config.batch_size, "steps_per_epoch": steps,
                 "seed": config.seed, "mrr": bool(config.mrr), "input_size": config.input_size,
                 "num_classes": config.num_classes, "num_embeddings": config.num_embeddings,
@@ -272,11 +276,9 @@ class TrainModel:
         on_gpu = bool(runtime.physical_gpus())  # the first look keeps quiet (cuInit's error line)
         jit_compile, mixed_precision = self.config.jit_compile, self.config.mixed_precision
         jit = on_gpu if jit_compile == "auto" else bool(jit_compile)
+        # The names were checked by LearningConfig (config.MIXED_PRECISION).
         policy = {"auto": "mixed_bfloat16" if on_gpu else "float32", "bfloat16": "mixed_bfloat16",
-                  "float16": "mixed_float16", "none": "float32"}.get(mixed_precision)
-        if policy is None:
-            raise ValueError("mixed_precision must be 'auto', 'bfloat16', 'float16' or 'none', "
-                             f"got {mixed_precision!r}.")
+                  "float16": "mixed_float16", "none": "float32"}[mixed_precision]
         keras.mixed_precision.set_global_policy(policy)
         return jit
 
@@ -340,9 +342,8 @@ class TrainModel:
         # Rows travel with the images, so predictions meet their own labels even if an image
         # stops decoding mid-run; a length Keras knows.
         test_dataset = input_pipeline.make_dataset(
-            test.frame, input_size=config.input_size, batch_size=config.batch_size,
-            validate="none", return_index=True,
-            num_batches=-(-len(test.labels) // config.batch_size))
+            test.rows, input_size=config.input_size, batch_size=config.batch_size,
+            return_index=True, num_batches=-(-len(test.labels) // config.batch_size))
         backup = ResumableBackup(os.path.join(save_dir, "backup"), every_steps=config.backup_every,
                                  chief=chief, settings=self._position_settings(arch, train, steps))
         self._check_resume(save_dir, backup.saved_position(), backup.settings)

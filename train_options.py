@@ -21,10 +21,13 @@ import os
 import tempfile
 
 from config import (
+    ADCORRE_BATCHES,
     ARCHES,
     LOSS_ARITHMETICS,
     LR_SCHEDULES,
+    MIXED_PRECISION,
     RECIPES,
+    SETTING_MINIMUMS,
     SYNTH_SPLIT_SIZES,
     DatasetName,
     DatasetType,
@@ -32,15 +35,17 @@ from config import (
     default_data_dir,
 )
 
-MIXED_PRECISION = ("auto", "bfloat16", "float16", "none")
 SWITCH = {"auto": "auto", "on": True, "off": False}
 
 
 # ------------------------------------------------------------------------- value checks
 
 
-def _integer(minimum, why=""):
-    """An argparse type: an integer >= `minimum` (the message says why, when there is a reason)."""
+def _setting(field, why=""):
+    """An argparse type: an integer >= `field`'s `SETTING_MINIMUMS` entry, as `LearningConfig`
+    checks it (the message says why, when there is a reason)."""
+    minimum = SETTING_MINIMUMS[field]
+
     def parse(text):
         try:
             value = int(text)
@@ -176,10 +181,10 @@ def build_parser():
                       help="the official API's dataset type: for AffectNet, train and eval keep "
                            "its 8 classes (Contempt too), train_7, eval_7 and test the 7 basic "
                            "ones; the other datasets have 7 (default: train)")
-    data.add_argument("--synth-train-size", type=_integer(1), default=None,
+    data.add_argument("--synth-train-size", type=_setting("synth_train_size"), default=None,
                       help=f"SynthFER faces drawn for training "
                            f"(default: {SYNTH_SPLIT_SIZES['train']})")
-    data.add_argument("--synth-test-size", type=_integer(1), default=None,
+    data.add_argument("--synth-test-size", type=_setting("synth_test_size"), default=None,
                       help=f"SynthFER faces drawn for testing (default: {SYNTH_SPLIT_SIZES['test']})")
 
     model = parser.add_argument_group("model")
@@ -189,13 +194,13 @@ def build_parser():
                        help="imagenet (the backbone's ImageNet weights; for resnet18*: "
                             "torchvision's file), none (from scratch) or a weight file; "
                             f"{recipe_default('weights')}")
-    model.add_argument("--input-size", type=_integer(1), default=None,
+    model.add_argument("--input-size", type=_setting("input_size"), default=None,
                        help="side of the square input in pixels (each arch has a minimum, e.g. "
                             f"71 for xcp); {recipe_default('input_size')}")
-    model.add_argument("--num-embeddings", type=_integer(0), default=None,
+    model.add_argument("--num-embeddings", type=_setting("num_embeddings"), default=None,
                        help="k, the embedding heads (0: none, features straight to the "
                             f"classifier); {recipe_default('num_embeddings')}")
-    model.add_argument("--embedding-size", type=_integer(1), default=None,
+    model.add_argument("--embedding-size", type=_setting("embedding_size"), default=None,
                        help=f"d, each head's size; {recipe_default('embedding_size')}")
 
     recipe = parser.add_argument_group(
@@ -203,9 +208,9 @@ def build_parser():
     recipe.add_argument("--recipe", default=None, choices=tuple(RECIPES),
                         help="named settings (config.RECIPES); default: synth_demo for "
                              "--dataset synth, adcorre otherwise")
-    recipe.add_argument("--epochs", type=_integer(1), default=None,
+    recipe.add_argument("--epochs", type=_setting("epochs"), default=None,
                         help=f"passes over the training split; {recipe_default('epochs')}")
-    recipe.add_argument("--batch-size", type=_integer(2, " (FD, MD and ED compare the samples "
+    recipe.add_argument("--batch-size", type=_setting("batch_size", " (FD, MD and ED compare the samples "
                                                          "of a batch)"), default=None,
                         help=f"the global batch, >= 2; {recipe_default('batch_size')}")
     recipe.add_argument("--lr", type=_number(0, inclusive=False), default=None,
@@ -217,7 +222,7 @@ def build_parser():
     recipe.add_argument("--lr-decay", type=_number(0, inclusive=True), default=None,
                         help=f"per-step decay of the inverse_time schedule; "
                              f"{recipe_default('lr_decay')}")
-    recipe.add_argument("--lr-decay-every", type=_integer(1), default=None,
+    recipe.add_argument("--lr-decay-every", type=_setting("lr_decay_every"), default=None,
                         help=f"epochs between the step schedule's steps; "
                              f"{recipe_default('lr_decay_every')}")
     recipe.add_argument("--ce-weight", type=_number(0, inclusive=True), default=None,
@@ -233,10 +238,10 @@ def build_parser():
                         help="paper: docs/DESIGN.md's FD, MD, ED; official: the official "
                              "code's (no FD weights, MD / k C^2, ED / k^2); "
                              f"{recipe_default('loss_arithmetic')}")
-    recipe.add_argument("--attention-window", type=_integer(1), default=None,
+    recipe.add_argument("--attention-window", type=_setting("attention_window"), default=None,
                         help="recompute omega every step from the last N training predictions "
                              "(the official code: 1000); default: once per epoch")
-    recipe.add_argument("--adcorre-batch", default=None, choices=("global", "local"),
+    recipe.add_argument("--adcorre-batch", default=None, choices=ADCORRE_BATCHES,
                         help="FD, MD, ED over the all-gathered global batch or each replica's "
                              f"own (several devices only); {recipe_default('adcorre_batch')}")
     recipe.add_argument("--mrr", action="store_true",
@@ -250,16 +255,16 @@ def build_parser():
                              "draws its own pose, light and occluders)")
 
     run = parser.add_argument_group("run")
-    run.add_argument("--seed", type=_integer(0), default=0,
+    run.add_argument("--seed", type=_setting("seed"), default=0,
                      help="fixes the data order, augmentation, initialisation and SynthFER's "
                           "faces; a rerun on the same machine gives the same numbers (default: 0)")
     run.add_argument("--save-dir", type=_output_folder, default=None,
                      help="output folder (default: runs/<dataset>_<arch>_<date>-<time>); one "
                           "holding a killed run's backup resumes it")
-    run.add_argument("--steps-per-epoch", type=_integer(1), default=None,
+    run.add_argument("--steps-per-epoch", type=_setting("steps_per_epoch"), default=None,
                      help="cap on an epoch's steps, for quick runs (default: the whole "
                           "training split)")
-    run.add_argument("--backup-every", type=_integer(0), default=200,
+    run.add_argument("--backup-every", type=_setting("backup_every"), default=200,
                      help="steps between mid-epoch backups, 0: at epoch ends only (default: 200)")
     run.add_argument("--keep-all", action="store_true",
                      help="keep every epoch's .h5 (default: the best and the latest)")

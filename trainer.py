@@ -24,6 +24,7 @@ from keras import ops
 
 import atomic_files
 import weights_io
+from config import ADCORRE_BATCHES
 from custom_loss import AdaptiveAttentionMap, AdCorreLoss
 from pictures import BadImageWarning
 from learning_schedules import last_step_rate
@@ -95,8 +96,9 @@ class AdCorreTrainer(keras.Model):
                  use_adcorre=True, loss_arithmetic="paper", attention_window_batches=None,
                  **kwargs):
         super().__init__(**kwargs)
-        if adcorre_batch not in ("global", "local"):
-            raise ValueError(f"adcorre_batch must be 'global' or 'local', got {adcorre_batch!r}.")
+        if adcorre_batch not in ADCORRE_BATCHES:
+            raise ValueError(f"adcorre_batch must be one of {ADCORRE_BATCHES}, got "
+                             f"{adcorre_batch!r}.")
         self.network = network
         self.num_classes = num_classes
         self.ce_weight = ce_weight
@@ -265,12 +267,8 @@ class EpochEnd(keras.callbacks.Callback):
         A dataset of `(images, labels, rows)` (`input_pipeline.make_dataset(return_index=True)`)
         may leave out an image that fails to decode, or repeat one (its spares), so each
         prediction is matched with its row by a model that passes the row through; rows that
-        never came are counted and named in one warning. A dataset of `(images, labels)` is
-        taken to hold every test image, in `test_labels` order.
+        never came are counted and named in one warning.
         """
-        if len(self.test_dataset.element_spec) == 2:
-            predictions = self.model.network.predict(self.test_dataset, verbose=0)
-            return _probabilities(predictions), self.test_labels
         if self._row_model is None:
             self._row_model = _passing_rows_through(self.model.network)
         inputs = self.test_dataset.map(lambda images, labels, rows: ((images, rows),))

@@ -471,6 +471,24 @@ def test_an_epoch_is_fixed_by_seed_and_epoch(synth_frame):
     assert not np.array_equal(a[:24], a[24:])  # the second epoch draws anew
 
 
+def test_rows_prepared_once_give_every_epoch_the_frames_batches(synth_frame):
+    import input_pipeline
+
+    rows = input_pipeline.prepare_rows(synth_frame, input_size=32)
+    for epoch in (0, 1, 2):
+        settings = dict(input_size=32, training=True, batch_size=8, seed=6, epoch=epoch,
+                        skip_batches=epoch % 2, num_batches=2)
+        from_rows = data_helper.make_dataset(rows, **settings)
+        from_frame = data_helper.make_dataset(synth_frame, **settings)
+        for (x, y), (x_ref, y_ref) in zip(from_rows, from_frame, strict=True):
+            np.testing.assert_array_equal(x.numpy(), x_ref.numpy())
+            np.testing.assert_array_equal(y.numpy(), y_ref.numpy())
+        assert (from_rows.num_examples, from_rows.steps_per_epoch) == (
+            from_frame.num_examples, from_frame.steps_per_epoch)
+    with pytest.raises(ValueError, match="prepared for input_size 32, not 40"):
+        data_helper.make_dataset(rows, input_size=40)
+
+
 def test_epochs_reshuffle_and_an_epoch_repeats_exactly(synth_frame):
     def first_batch(epoch):
         ds = data_helper.make_dataset(synth_frame, input_size=32, training=True, batch_size=24,

@@ -22,7 +22,7 @@ import pytest
 
 import runtime
 import train_options
-from config import RECIPES, LearningConfig
+from config import RECIPES, SETTING_MINIMUMS, LearningConfig
 from helpers import REPO_ROOT, grace_hopper_path, python_env, run_python
 
 CPU_ONLY = {"CUDA_VISIBLE_DEVICES": ""}
@@ -112,6 +112,26 @@ def test_bad_numbers_are_refused_not_replaced(flag, value, expected, capsys):
     assert len(errors) == 1, errors
     assert f"train.py: error: argument {flag}: expected {expected}" in errors[0]
     assert errors[0].endswith(f"got {value!r}")
+
+
+@pytest.mark.parametrize("field, minimum", sorted(SETTING_MINIMUMS.items()))
+def test_the_api_refuses_what_the_cli_refuses(field, minimum, capsys):
+    flag = "--" + field.replace("_", "-")
+    with pytest.raises(SystemExit):
+        train_options.parse_args([f"{flag}={minimum - 1}"])
+    assert f"expected an integer >= {minimum}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=f"{field} must be .*an integer >= {minimum}, got"):
+        LearningConfig(**{field: minimum - 1})
+    with pytest.raises(ValueError, match=f"{field} must be"):
+        LearningConfig(**{field: minimum + 0.5})  # a whole number, as the CLI's int()
+    assert getattr(LearningConfig(**{field: minimum + 2}), field) == minimum + 2
+
+
+@pytest.mark.parametrize("field, value", [("lr_decay", -1e-5), ("ce_weight", -1.0),
+                                          ("learning_rate", 0.0), ("ce_weight", float("nan"))])
+def test_the_api_refuses_the_rates_the_cli_refuses(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be"):
+        LearningConfig(**{field: value})
 
 
 def test_bad_values_in_a_real_command_are_two_lines_and_status_2(tmp_path):
