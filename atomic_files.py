@@ -34,11 +34,10 @@ def atomic_path(path):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    name, suffix = os.path.splitext(os.path.basename(path))
-    # keras' .weights.h5 and similar double suffixes must survive for their writers.
-    if name.endswith(".weights"):
-        name, suffix = name[: -len(".weights")], ".weights" + suffix
-    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp" + suffix, dir=folder)
+    # The temporary name ends with the whole final name, so every suffix survives for the
+    # writers that pick a format by it (".h5", Keras' ".weights.h5", ".tar.gz"...).
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path),
+                                         dir=folder)
     os.close(handle)
     os.remove(temporary)  # writers create the file themselves; only the unique name was wanted
     try:

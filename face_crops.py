@@ -234,7 +234,7 @@ def crop_face(image, face, size, margin=DEFAULT_MARGIN, align=True):
     Raises:
         ValueError: `margin` outside [0, `MAX_MARGIN`].
     """
-    check_margin(margin)
+    margin = check_margin(margin)
     x, y, w, h = face.box
     if align and face.has_eyes:
         (lx, ly), (rx, ry) = face.left_eye, face.right_eye

@@ -74,11 +74,6 @@ def grad_cam(model, images, class_index=None, layer=None):
         float32 (n, h, w) in [0, 1], upsampled to the input size (all zeros where no
         location raises the score).
     """
-    heat, _ = _grad_cam(model, images, class_index, layer)
-    return heat
-
-
-def _grad_cam(model, images, class_index, layer):
     if keras.backend.backend() != "tensorflow":
         raise ValueError("Grad-CAM needs the TensorFlow backend (KERAS_BACKEND=tensorflow).")
     import tensorflow as tf
@@ -102,7 +97,7 @@ def _grad_cam(model, images, class_index, layer):
     cam = cam / np.where(peak > 0, peak, 1.0)[:, None, None]
     height, width = images.shape[1:3]
     heat = np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR) for m in cam])
-    return np.clip(heat, 0.0, 1.0).astype("float32"), np.asarray(chosen)
+    return np.clip(heat, 0.0, 1.0).astype("float32")
 
 
 def _score_head(model):

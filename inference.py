@@ -116,20 +116,28 @@ class TestModels:
             `{"label": str, "probabilities": {label: float}, "box": (x, y, w, h) or None}`;
             `box` is None when no face was found and the whole picture was classified.
         """
-        picture = face_crops.read_picture(img_path)
-        crops, boxes = self.crops_of(picture, self._detect(picture)[:1])
-        result = self._results(crops, boxes)[0]
+        _, _, result = self._largest_face(face_crops.read_picture(img_path))
         if self.verbose:
             print(result["label"])
         return result
 
-    def recognize_faces(self, img):
-        """One result (as `recognize_fer`'s) per detected face, largest first; [] if none."""
+    def recognize_faces(self, img, whole=False):
+        """One result (as `recognize_fer`'s) per detected face, largest first.
+
+        Without a face: [], or with `whole=True` the whole picture's result (`box` None), as
+        `recognize_fer` gives it, from the same single detection pass.
+        """
         picture = face_crops.read_picture(img)
         faces = self._detect(picture)
-        if not faces:
+        if not faces and not whole:
             return []
         return self._results(*self.crops_of(picture, faces))
+
+    def _largest_face(self, picture):
+        """`(faces, crops, result)` of the largest face (the whole picture without one)."""
+        faces = self._detect(picture)[:1]
+        crops, boxes = self.crops_of(picture, faces)
+        return faces, crops, self._results(crops, boxes)[0]
 
     def crops_of(self, picture, faces, size=None):
         """The model-size crops `recognize_fer` and `recognize_faces` classify.
@@ -244,9 +252,7 @@ class TestModels:
             `crop` (uint8 RGB) and `layer` (the feature map's layer name).
         """
         picture = face_crops.read_picture(img_path)
-        faces = self._detect(picture)[:1]
-        crops, boxes = self.crops_of(picture, faces)
-        result = self._results(crops, boxes)[0]
+        faces, crops, result = self._largest_face(picture)
         layer = grad_cam.feature_map_layer(self.model)
         heat = grad_cam.grad_cam(self.model, self.to_model_input(crops),
                                  self.exps.index(result["label"]), layer)[0]
@@ -255,7 +261,12 @@ class TestModels:
             # The same crop drawn at 224 px or more, so a person sees the face, not its pixels.
             side = max(224, *self.info.input_size)
             sharp = self.crops_of(picture, faces, (side, side))[0][0]
-            where = "whole picture, no face found" if boxes[0] is None else "face crop"
+            if faces:
+                where = "face crop"
+            elif self.detector is None:
+                where = "whole picture, no face detection"
+            else:
+                where = "whole picture, no face found"
             grad_cam.plot_grad_cam(sharp, heat, out_png, title=(
                 f"{result['label']} {result['probabilities'][result['label']]:.2f} ({where}; "
                 f"Grad-CAM on {layer.name})"))

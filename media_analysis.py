@@ -139,7 +139,7 @@ def recognize_pictures(tester, paths, csv_path=None, batch_size=DEFAULT_BATCH_SI
         for path in paths:
             try:
                 yield path, pictures.read_picture(path), True
-            except (OSError, ValueError) as error:  # every reading error names the file
+            except (OSError, ValueError, cv2.error) as error:  # reading errors name the file
                 errors[path] = str(error)
                 yield path, None, False
 

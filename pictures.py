@@ -373,13 +373,12 @@ def _read_reduced(data, name, header, reduce_above):
             f"pictures that large are decoded (reduced). Expected at most "
             f"{MAX_FULL_DECODE_PIXELS / 1e6:.0f} MP for {shown}: downscale it first."
         )
+    factor = math.sqrt(reduce_above / (width * height))
     if kind is None:  # PIL cannot read it (see _declared_size): OpenCV decodes it in full
         image = _decode_rgb(data, name)
-        factor = math.sqrt(reduce_above / (width * height))
         return cv2.resize(image, (max(1, int(image.shape[1] * factor)),
                                   max(1, int(image.shape[0] * factor))),
                           interpolation=cv2.INTER_AREA)
-    factor = math.sqrt(reduce_above / (width * height))
     target = (max(1, int(width * factor)), max(1, int(height * factor)))
     with _pil_without_pixel_limit():
         try:

@@ -105,7 +105,7 @@ def format_report(report):
 
 def plot_confusion_matrix(matrix, names, path, title=""):
     """Writes the row-normalised confusion matrix as a PNG (atomically)."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape, float), where=rows > 0)
     figure, axis = plt.subplots(figsize=(1.0 + 0.8 * len(names), 0.8 + 0.7 * len(names)))
@@ -126,7 +126,7 @@ def plot_confusion_matrix(matrix, names, path, title=""):
 
 def save_figure(figure, path, dpi=100):
     """Saves a matplotlib figure atomically (format from the suffix) and closes it."""
-    plt = _pyplot()
+    plt = pyplot()
     try:
         with atomic_path(path) as temporary:
             figure.savefig(temporary, dpi=dpi)
@@ -146,7 +146,7 @@ def plot_timeline(table, labels, path, title=""):
     Frames where no face was found (their row holds the whole frame's result) are shaded grey,
     unless no frame had a face (e.g. no detector).
     """
-    plt = _pyplot()
+    plt = pyplot()
     largest = table[table["face"] == 0].sort_values("time_s")
     if largest.empty:
         raise ValueError("The table has no row with face 0: nothing to plot over time.")
@@ -174,12 +174,8 @@ def plot_timeline(table, labels, path, title=""):
 
 
 def pyplot():
-    """matplotlib's pyplot on the Agg backend, for modules that draw figures of their own."""
-    return _pyplot()
-
-
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend (no display is needed or used)."""
+    """matplotlib's pyplot on the file-only Agg backend (no display is needed or used), for
+    every module that draws figures."""
     import matplotlib
 
     matplotlib.use("Agg")

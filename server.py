@@ -220,9 +220,7 @@ class RecognitionApp:
         # can be reported; decoding runs outside the lock, in parallel with other requests.
         picture = face_crops.read_picture(upload.read())
         with self._recognition_lock:
-            faces = self.tester.recognize_faces(picture)
-            if not faces and whole in _TRUE:
-                faces = [self.tester.recognize_fer(picture)]
+            faces = self.tester.recognize_faces(picture, whole=whole in _TRUE)
         height, width = picture.shape[:2]
         return _json_response({
             "faces": [{**face, "box": None if face["box"] is None else list(face["box"])}

@@ -212,12 +212,8 @@ def _embedding_plot(tester, args):
     return 0
 
 
-def main(argv=None):
-    """Runs the CLI on `argv` (default: the command line, parsed before TensorFlow loaded)."""
-    if argv is None and "_COMMAND_LINE" in globals():
-        args = _COMMAND_LINE
-    else:
-        args = inference_options.parse_args(argv)
+def _run(args):
+    """Does what `args` (`inference_options.parse_args`) ask; the exit status."""
     runtime.announce_device(use_gpu=not args.cpu)
     try:
         tester = TestModels(
@@ -253,5 +249,10 @@ def main(argv=None):
         return 2
 
 
+def main(argv=None):
+    """Runs the CLI on `argv` (default: `sys.argv[1:]`); returns the exit status."""
+    return _run(inference_options.parse_args(argv))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_run(_COMMAND_LINE))

@@ -157,6 +157,7 @@ def test_no_face_falls_back_to_the_whole_picture(tester):
     expected = tester.predict(face_crops.resize_whole(picture, 32)[None])[0]
     np.testing.assert_allclose(list(result["probabilities"].values()), expected, atol=1e-6)
     assert tester.recognize_faces(picture) == []
+    assert tester.recognize_faces(picture, whole=True) == [result]  # one detection pass
 
 
 def test_recognize_faces_returns_each_face_largest_first(grace, astronaut, tester):

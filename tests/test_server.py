@@ -21,9 +21,10 @@ import face_crops
 import server
 from config import EXPRESSIONS_7
 from inference import USER_ERRORS, TestModels
-from helpers import REPO_ROOT, grace_hopper_path, load_cli_module, skimage_data_path, start_python
+from helpers import (REPO_ROOT, grace_hopper_path, load_cli_module, save_tiny_model,
+                     skimage_data_path, start_python)
 from picture_files import write_grey_png
-from web_clients import as_json, post_picture, read_bytes, save_tiny_model, two_faces_png
+from web_clients import as_json, post_picture, read_bytes, two_faces_png
 
 
 @pytest.fixture(scope="module")
@@ -223,13 +224,13 @@ def test_server_keeps_serving_after_bad_input_and_errors(web, reference, monkeyp
         assert post_picture(web.url, data).status_code == 400
     # A bug in recognition (not the request's fault) is a 500 with JSON, and the next
     # request is served normally.
-    def broken(picture):
+    def broken(picture, whole=False):
         raise RuntimeError("simulated failure")
     monkeypatch.setattr(web.app.tester, "recognize_faces", broken)
     grace = read_bytes(grace_hopper_path())
     assert "RuntimeError: simulated failure" in _error(post_picture(web.url, grace), 500)
     # A model that outputs NaN: not valid JSON, so a 500 that says so rather than a broken body.
-    monkeypatch.setattr(web.app.tester, "recognize_faces", lambda picture: [
+    monkeypatch.setattr(web.app.tester, "recognize_faces", lambda picture, whole=False: [
         {"label": "Happy", "probabilities": {"Happy": float("nan")}, "box": (1, 2, 3, 4)}])
     assert "not a finite number" in _error(post_picture(web.url, grace), 500)
     monkeypatch.undo()
