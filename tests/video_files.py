@@ -5,23 +5,17 @@ when it is installed) onto a plain background, moving a little from frame to fra
 frames left without a face; `write_video` encodes frames with OpenCV's FFmpeg writer.
 """
 
-import importlib.util
 import os
 
 import cv2
 import numpy as np
+from helpers import grace_hopper_path, skimage_data_path
 
 
 def sample_pictures():
     """Real portraits as uint8 RGB: grace_hopper, then astronaut where scikit-image has it."""
-    import matplotlib.cbook
-
-    found = [matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)]
-    spec = importlib.util.find_spec("skimage")
-    if spec is not None:
-        astronaut = os.path.join(os.path.dirname(spec.origin), "data", "astronaut.png")
-        if os.path.isfile(astronaut):
-            found.append(astronaut)
+    found = [grace_hopper_path(), skimage_data_path("astronaut.png", required=False)]
+    found = [path for path in found if path]
     return [cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB) for path in found]
 
 

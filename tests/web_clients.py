@@ -1,25 +1,13 @@
 """Plumbing of the web app's tests (test_server.py, test_browser.py): a small model file, the
 pictures, and HTTP calls to a running `server.RecognitionServer`."""
 
-import os
 
 import cv2
 import numpy as np
 import requests
 
 import face_crops
-import weights_io
-from cnn_model import CNNModel
-from config import EXPRESSIONS_7
 from helpers import grace_hopper_path
-
-
-def save_tiny_model(folder, input_size=32):
-    """An untrained `tiny` model saved the way train.py saves one; returns its path."""
-    model = CNNModel().get_model("tiny", num_classes=7, weights=None, input_size=input_size,
-                                 num_embeddings=2, embedding_size=8)
-    return weights_io.save_model(model, os.path.join(folder, "tiny.h5"), labels=EXPRESSIONS_7,
-                                 arch="tiny")
 
 
 def two_faces_png(astronaut):
