@@ -250,6 +250,10 @@ def test_margin_is_checked_by_the_api_too(tiny_file, grace_file):
             T.TestModels(tiny_file, margin=margin)
     for margin in (0, 2):  # the bounds themselves are fine
         assert face_crops.crop_face(picture, face, 32, margin=margin).shape == (32, 32, 3)
+    # The checked value is the one used: a margin the check accepts as text crops as its number.
+    ramp = np.repeat(np.arange(100, dtype=np.uint8)[None, :, None], 100, axis=0).repeat(3, axis=2)
+    np.testing.assert_array_equal(face_crops.crop_face(ramp, face, 32, margin="0.3"),
+                                  face_crops.crop_face(ramp, face, 32, margin=0.3))
 
 
 def test_16_bit_grey_png_is_scaled_on_the_reduced_path(tmp_path):
