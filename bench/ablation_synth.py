@@ -25,17 +25,15 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run(arch, loss, seed, args, root):
-    from train import TrainModel
+    from adcorre.training.train_model import TrainModel
 
     save_dir = os.path.join(root, f"{arch}_{loss}_{seed}")
     start = time.perf_counter()
@@ -87,7 +85,7 @@ def main(argv=None):
         if loss not in ("ce", "adcorre", "arm"):
             raise SystemExit(f"config {arch}:{loss}: LOSS must be 'ce', 'adcorre' or 'arm'")
 
-    import data_helper
+    from adcorre import data as data_helper
     import numpy as np
 
     test = data_helper.read_split("synth", None, "test", n=args.test, image_size=args.input_size,

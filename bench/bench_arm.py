@@ -7,16 +7,13 @@ Prints one table; ratios are ARM time over pooling time measured in the same run
 """
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from arm import AmendRepresentation  # noqa: E402
+from adcorre.models.arm import AmendRepresentation  # noqa: E402
 
 
 def _model(head, channels_in):

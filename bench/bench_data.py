@@ -13,11 +13,9 @@ Usage: python bench/bench_data.py [--n 2000] [--batches 60] [--cores 2]
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
@@ -33,7 +31,7 @@ def _pin(cores):
 def bench_synth(n, size, repeats=3):
     import cv2
 
-    import synth_faces
+    from adcorre.data import synth_faces
 
     cv2.setNumThreads(1)
     synth_faces.generate(20, size, seed=0)  # warm-up
@@ -48,7 +46,7 @@ def bench_synth(n, size, repeats=3):
 def bench_pipeline(frame, cores, batches, **kwargs):
     import tensorflow as tf
 
-    import data_helper
+    from adcorre import data as data_helper
 
     ds = data_helper.make_dataset(frame, input_size=224, batch_size=32, seed=0, validate="none",
                                   **kwargs).repeat()
@@ -77,8 +75,8 @@ def main():
     best, median = bench_synth(args.synth_n, 112)
     cores = _pin(args.cores)
 
-    import data_helper
-    import synth_faces
+    from adcorre import data as data_helper
+    from adcorre.data import synth_faces
 
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()

@@ -25,8 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = """
 import hashlib, json, sys, tempfile, time
-sys.path.insert(0, sys.argv[1])
-import runtime  # TensorFlow without its start-up noise
+from adcorre import runtime  # TensorFlow without its start-up noise
 import tensorflow as tf
 setting, epochs, train_size = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 if setting == "op determinism":
@@ -34,8 +33,8 @@ if setting == "op determinism":
 if setting == "1 thread":
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-from train import TrainModel
-import weights_io
+from adcorre.training.train_model import TrainModel
+from adcorre.models import weights_io
 with tempfile.TemporaryDirectory() as folder:
     start = time.perf_counter()
     trainer = TrainModel(dataset_name="synth", epochs=epochs, synth_train_size=train_size,

@@ -15,11 +15,9 @@ Runs on a CPU too (slowly; use --arch tiny --input-size 64 for a smoke test).
 
 import argparse
 import os
-import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -57,8 +55,8 @@ def build_step(arch, batch_size, input_size, policy, num_classes=7):
     """Returns (jitted step, initial state, images, labels, model) for one configuration."""
     import jax
 
-    from cnn_model import CNNModel
-    from custom_loss import AdCorreLoss
+    from adcorre.models.cnn_model import CNNModel
+    from adcorre.training.custom_loss import AdCorreLoss
 
     keras.mixed_precision.set_global_policy(policy)
     model = CNNModel().get_model(arch, num_classes=num_classes, weights=None, input_size=input_size)

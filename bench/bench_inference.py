@@ -12,23 +12,20 @@ Run: `python bench/bench_inference.py [--repeats 20] [--threads 2]` (about 2 min
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
 
 def random_tester(arch, folder, input_size=224):
     """`TestModels` on a randomly initialised `arch`, saved as train.py saves models in `folder`."""
-    import weights_io
-    from cnn_model import CNNModel
-    from config import EXPRESSIONS_7
-    from inference import TestModels
+    from adcorre.models import weights_io
+    from adcorre.models.cnn_model import CNNModel
+    from adcorre.config import EXPRESSIONS_7
+    from adcorre.inference.test_models import TestModels
 
     model = CNNModel().get_model(arch, num_classes=7, weights=None, input_size=input_size)
     path = weights_io.save_model(model, os.path.join(folder, f"{arch}.h5"), labels=EXPRESSIONS_7,
@@ -66,7 +63,7 @@ def bench_recognize(tester, picture, repeats):
 
 
 def bench_detector(method, picture, repeats):
-    import face_crops
+    from adcorre.inference import face_crops
 
     try:
         detector = face_crops.FaceDetector(method)

@@ -29,18 +29,16 @@ Run: `python bench/bench_loss.py` (under a minute on 2 cores);
 import argparse
 import os
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cnn_model import CNNModel  # noqa: E402
-from custom_loss import AdCorreLoss  # noqa: E402
+from adcorre.models.cnn_model import CNNModel  # noqa: E402
+from adcorre.training.custom_loss import AdCorreLoss  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------

@@ -12,19 +12,15 @@ Run: `python bench/bench_resnet_arm.py [--batch-sizes 1 16] [--rounds 4] [--thre
 
 import argparse
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import numpy as np  # noqa: E402
 
 
 def _keras_runners(batch_sizes):
-    from cnn_model import TORCH_ARCHES, CNNModel  # resnet18 first: the baseline
+    from adcorre.models.cnn_model import TORCH_ARCHES, CNNModel  # resnet18 first: the baseline
 
     rng = np.random.default_rng(0)
     inputs = {b: rng.random((b, 224, 224, 3), dtype="float32") for b in batch_sizes}
@@ -42,7 +38,11 @@ def _torch_runners(batch_sizes, threads):
         import torch
     except ImportError:
         return {}
-    import torch_arm_reference
+    try:
+        import torch_arm_reference  # the tests' torch restatement: tests/ on PYTHONPATH
+    except ImportError:
+        raise SystemExit("run as PYTHONPATH=tests python bench/bench_resnet_arm.py (its PyTorch "
+                         "side is the tests' tests/torch_arm_reference.py)") from None
 
     torch.set_num_threads(threads)
     networks = torch_arm_reference.networks(torch)
@@ -99,7 +99,7 @@ def main():
     if with_torch:
         header += f"{'torch img/s':>13}{'vs resnet18':>13}{'Keras/torch':>13}"
     print(header)
-    from cnn_model import TORCH_ARCHES  # loaded by the runners already
+    from adcorre.models.cnn_model import TORCH_ARCHES  # loaded by the runners already
 
     for arch in TORCH_ARCHES:
         for batch in args.batch_sizes:

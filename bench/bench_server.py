@@ -13,13 +13,10 @@ Run: `python bench/bench_server.py [--repeats 30] [--threads 2]` (about a minute
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from bench_inference import configure_threads, percentiles, random_tester  # noqa: E402
 
@@ -27,7 +24,7 @@ from bench_inference import configure_threads, percentiles, random_tester  # noq
 def bench_arch(arch, folder, picture, repeats):
     import requests
 
-    import server
+    from adcorre.serve import server
 
     tester = random_tester(arch, folder)
     with open(picture, "rb") as handle:

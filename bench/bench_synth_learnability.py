@@ -14,10 +14,8 @@ Usage: python bench/bench_synth_learnability.py [--n-train 10000] [--epochs 6] [
 
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -62,7 +60,7 @@ def main():
     import keras
     import numpy as np
 
-    import data_helper
+    from adcorre import data as data_helper
 
     keras.utils.set_random_seed(args.seed)
     start = time.perf_counter()

@@ -18,12 +18,10 @@ Run: `python bench/bench_train_step.py` (about 8 minutes on 2 CPU cores at 224 p
 import argparse
 import os
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -32,8 +30,8 @@ import numpy as np  # noqa: E402
 def make_trainer(arch, input_size, policy, jit_compile, count_confusions=True,
                  window_batches=None):
     """A compiled AdCorreTrainer around a freshly built network (weights=None)."""
-    from cnn_model import CNNModel
-    from train import AdCorreTrainer
+    from adcorre.models.cnn_model import CNNModel
+    from adcorre.training.train_model import AdCorreTrainer
 
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(0)
@@ -100,7 +98,7 @@ def bench_window_update(batch_size, window, updates=1000, repeats=5):
     (`update_state`) and the sliding window (`update_window`: the ring-buffer write and omega)."""
     import tensorflow as tf
 
-    from custom_loss import AdaptiveAttentionMap
+    from adcorre.training.custom_loss import AdaptiveAttentionMap
 
     rng = np.random.default_rng(0)
     labels = tf.constant(rng.integers(0, 7, batch_size), tf.int32)

@@ -14,13 +14,10 @@ Run: `python bench/bench_video.py [--seconds 10] [--archs tiny xcp]` (about 2 mi
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
 TARGET_FPS = 25.0
 INPUT_SIZES = {"tiny": 64, "xcp": 224, "xcp_arm": 224, "resnet": 224}
@@ -43,7 +40,11 @@ def main(argv=None):
     parser.add_argument("--archs", nargs="+", default=["tiny", "xcp"], choices=sorted(INPUT_SIZES))
     args = parser.parse_args(argv)
 
-    import video_files
+    try:
+        import video_files  # the tests' clip writer (real portraits): tests/ on PYTHONPATH
+    except ImportError:
+        parser.error("run as PYTHONPATH=tests python bench/bench_video.py (it writes its clip "
+                     "with the tests' tests/video_files.py)")
     from bench_inference import random_tester  # bench/ is the script folder: on sys.path
 
     load = os.getloadavg()[0]

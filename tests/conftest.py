@@ -1,17 +1,16 @@
-"""Pytest set-up shared by all tests: the repository root on sys.path, quiet TensorFlow.
+"""Pytest set-up shared by all tests: quiet TensorFlow, shared fixtures, nothing left behind.
 
-pytest itself puts tests/ on sys.path (for `helpers`, `forge_official`, `picture_files`); the
-modules under test live one folder up. Child processes: `helpers.run_python`.
+The package under test is installed (`pip install -e ".[dev]"`); pytest.ini puts tests/ and the
+checkout's root on the path (for `helpers`, `forge_official`, `picture_files`, and the root's
+faces `train`, `test`, `config`...). Child processes: `helpers.run_python`.
 """
 
 import os
-import sys
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +35,48 @@ def tiny_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tester(tiny_file):
-    """`TestModels` (from test.py, loaded by path) on `tiny_file`, once per test module."""
-    from helpers import load_cli_module
+    """`TestModels` on `tiny_file`, once per test module."""
+    from adcorre.inference.test_models import TestModels
 
-    return load_cli_module().TestModels(tiny_file, verbose=False)
+    return TestModels(tiny_file, verbose=False)
+
+
+# ------------------------------------------------ tests write only under temporary folders
+
+
+def _checkout_changes():
+    """What `git status` lists in the checkout (untracked files included), or None outside git.
+    Ignored paths (.venv, caches, runs/ by .gitignore too) are listed, so a test that writes a
+    run folder into the checkout is seen even though git would not commit it."""
+    import subprocess
+
+    from helpers import REPO_ROOT
+
+    try:
+        listed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all",
+                                 "--ignored=matching", "--", ".", ":!.venv", ":!.pytest_cache",
+                                 ":(exclude,glob)**/__pycache__/**"],
+                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return set(listed.stdout.splitlines()) if listed.returncode == 0 else None
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_BEFORE] = _checkout_changes()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = session.config.stash.get(_BEFORE, None)
+    after = _checkout_changes()
+    if before is None or after is None:
+        return
+    left = sorted(after - before)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write_line("error: the tests wrote into the checkout (they must write only "
+                            f"under temporary folders): {left[:10]}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_BEFORE = pytest.StashKey()

@@ -9,7 +9,7 @@ map's counts after `fit` can be checked against `predict`.
 import keras
 from keras import ops
 
-from custom_loss import AdaptiveAttentionMap
+from adcorre.training.custom_loss import AdaptiveAttentionMap
 
 
 class Counting(keras.Model):

@@ -1,8 +1,9 @@
 """Plumbing shared by the tests: where things are, and Python run in a child process.
 
-Imported by the tests as `from helpers import ...` (pytest puts tests/ on sys.path, as for
+Imported by the tests as `from helpers import ...` (pytest.ini puts tests/ on sys.path, as for
 `forge_official` and `picture_files`). A child process gets what a test process has: the
-repository and tests/ importable, cwd at the repository root, and TensorFlow's C++ log quiet.
+installed package, tests/ importable, cwd at the checkout's root (so its faces import), and
+TensorFlow's C++ log quiet.
 """
 
 import importlib.util
@@ -16,37 +17,45 @@ REPO_ROOT = os.path.dirname(TESTS_DIR)
 
 
 def python_env(**extra):
-    """The environment of a child Python: this one, with the repository and tests/ first on
-    PYTHONPATH and TF_CPP_MIN_LOG_LEVEL=3, then `extra` (which may override either)."""
-    path = [REPO_ROOT, TESTS_DIR] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+    """The environment of a child Python: this one, with tests/ first on PYTHONPATH (the shared
+    helpers; the package itself is installed) and TF_CPP_MIN_LOG_LEVEL=3, then `extra` (which
+    may override either)."""
+    path = [TESTS_DIR] + [p for p in [os.environ.get("PYTHONPATH")] if p]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(path), TF_CPP_MIN_LOG_LEVEL="3")
     env.update(extra)
     return env
 
 
-def python_command(code=None, *, script=None, argv=()):
-    """`[python, -c, code, *argv]` (code dedented) or `[python, script, *argv]`."""
-    if (code is None) == (script is None):
-        raise TypeError("give exactly one of code and script")
-    head = ["-c", textwrap.dedent(code)] if code is not None else [os.fspath(script)]
+def python_command(code=None, *, script=None, module=None, argv=()):
+    """`[python, -c, code, *argv]` (code dedented), `[python, script, *argv]` or
+    `[python, -m, module, *argv]`."""
+    if sum(x is not None for x in (code, script, module)) != 1:
+        raise TypeError("give exactly one of code, script and module")
+    if code is not None:
+        head = ["-c", textwrap.dedent(code)]
+    else:
+        head = [os.fspath(script)] if script is not None else ["-m", module]
     return [sys.executable, *head, *map(os.fspath, argv)]
 
 
-def run_python(code=None, *, script=None, argv=(), env=None, timeout=300):
-    """Runs `code` (or the file `script`) in a child Python at the repository root and waits.
+def run_python(code=None, *, script=None, module=None, argv=(), env=None, timeout=300, cwd=None):
+    """Runs `code` (or the file `script`, or `python -m module`) in a child Python and waits.
 
     Args:
         code: Python source for `python -c` (dedented first).
         script: a file to run instead of `code`.
+        module: a module to run as `python -m module` instead (`adcorre`: the command).
         argv: the child's `sys.argv[1:]`.
         env: extra environment variables, over `python_env()`'s.
         timeout: seconds before `subprocess.TimeoutExpired`.
+        cwd: the child's working folder (default: the checkout's root).
 
     Returns:
         The `subprocess.CompletedProcess`, stdout and stderr captured as text. The return
         code is not checked: tests assert on it with the output they want to see.
     """
-    return subprocess.run(python_command(code, script=script, argv=argv), cwd=REPO_ROOT,
+    return subprocess.run(python_command(code, script=script, module=module, argv=argv),
+                          cwd=REPO_ROOT if cwd is None else cwd,
                           env=python_env(**(env or {})), capture_output=True, text=True,
                           timeout=timeout, check=False)
 
@@ -94,21 +103,11 @@ def fer_model_path():
 def save_tiny_model(folder, input_size=32):
     """An untrained `tiny` model (2 heads of 8: fast to load) saved the way train.py saves one,
     as `folder/tiny.h5`; returns its path."""
-    import weights_io
-    from cnn_model import CNNModel
-    from config import EXPRESSIONS_7
+    from adcorre.models import weights_io
+    from adcorre.models.cnn_model import CNNModel
+    from adcorre.config import EXPRESSIONS_7
 
     model = CNNModel().get_model("tiny", num_classes=7, weights=None, input_size=input_size,
                                  num_embeddings=2, embedding_size=8)
     return weights_io.save_model(model, os.path.join(folder, "tiny.h5"), labels=EXPRESSIONS_7,
                                  arch="tiny")
-
-
-def load_cli_module():
-    """The project's test.py (TestModels and the CLI) as a module, loaded by path: the name
-    `test` is also a package of the standard library."""
-    spec = importlib.util.spec_from_file_location("adcorre_test_py",
-                                                  os.path.join(REPO_ROOT, "test.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

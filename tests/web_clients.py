@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import requests
 
-import face_crops
+from adcorre.inference import face_crops
 from helpers import grace_hopper_path
 
 

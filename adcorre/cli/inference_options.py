@@ -1,0 +1,204 @@
+"""The options of `python test.py`, parsed before TensorFlow loads.
+
+`parse_args` answers `--help` at once and rejects a bad value (a margin out of range, a port
+that is not one, an option without its task, a model file or dataset folder that is not
+there...) with one usage error and exit status 2, before the seconds TensorFlow takes to import;
+`adcorre.cli.test.main` then loads the model.
+
+Example (the parser alone; `parse_args` also checks that the files named exist):
+>>> args = build_parser().parse_args(["--weights", "m.h5", "--image", "a.jpg", "--margin", "0.3"])
+>>> args.image, args.margin, args.detector
+(['a.jpg'], 0.3, 'haar')
+"""
+
+import argparse
+import os
+
+from adcorre import config
+from adcorre.cli.common import positive_int
+from adcorre.inference import face_crops
+
+
+def parse_args(argv=None, prog="test.py"):
+    """Parses `argv` (default `sys.argv[1:]`); a bad value exits with status 2 and one line.
+
+    A model file or dataset folder that is not there is such a value too: it is reported here,
+    naming its flag, before TensorFlow loads.
+
+    Args:
+        argv: the options, as strings.
+        prog: the command's name in usage and error lines.
+
+    Returns:
+        An `argparse.Namespace`.
+    """
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    check_media_arguments(parser, args)
+    check_paths(parser, args)
+    return args
+
+
+def check_paths(parser, args):
+    """A `--weights` file or a `--dataset`'s folder that is not there: one usage error."""
+    if not os.path.isfile(args.weights):
+        what = "a folder, not a file" if os.path.isdir(args.weights) else "not found"
+        parser.error(f"argument --weights: {args.weights!r}: {what}; expected a Keras .h5 / "
+                     ".keras model file or a PyTorch .pth checkpoint")
+    if args.dataset and args.dataset != config.DatasetName.synth:
+        from adcorre.data.dataset_readers import find_data_dir  # pandas: only when it is needed
+        from adcorre.errors import DatasetNotFoundError
+
+        try:
+            find_data_dir(args.dataset, args.data_dir, setting="--data-dir")
+        except DatasetNotFoundError as error:
+            parser.error(str(error))
+
+
+def _parse_range(text):
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. -1,1), got {text!r}") from None
+    return lo, hi
+
+
+def _parse_margin(text):
+    try:
+        return face_crops.check_margin(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def parse_labels(text):
+    if text is None or text.lower() in config.LABEL_PRESETS:
+        return text
+    return [name.strip() for name in text.split(",")]
+
+
+def build_parser(prog="test.py"):
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        usage=f"{'python ' if prog.endswith('.py') else ''}{prog} --weights W (--image P [P ...] "
+              "| --dataset D | --export FORMAT | --video V | --webcam [I] | --serve) [options]",
+        description="Recognise facial expressions with an Ad-Corre (or other Keras) model.")
+    parser.add_argument("--weights", required=True,
+                        help=".h5 / .keras model file, or an ARM PyTorch checkpoint (.pth)")
+    task = parser.add_mutually_exclusive_group(required=True)
+    task.add_argument("--image", nargs="+", help="picture(s) or folder(s) of pictures")
+    task.add_argument("--dataset", help="evaluate on a dataset: " + ", ".join(
+        config.DatasetName.all))
+    task.add_argument("--export", choices=config.EXPORT_FORMATS, help="write the model for serving")
+    parser.add_argument("--data-dir", help="dataset folder (default: ./data/<dataset>)")
+    parser.add_argument("--split", default="test", help="dataset split (default: test)")
+    parser.add_argument("--plot-cm", help="write the normalised confusion matrix to this PNG")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--out", help="export destination (default: next to the weights); "
+                                      "never a folder or file the export did not write")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="with --export: replace an earlier export of another model at "
+                             "--out (an earlier export of the same model is replaced anyway)")
+    parser.add_argument("--labels", help="label names, comma separated, or a preset: " + ", ".join(
+        config.LABEL_PRESETS))
+    parser.add_argument("--input-range", type=_parse_range, help="LO,HI the model takes; write --input-range=-1,1 when LO is negative")
+    parser.add_argument("--input-size", type=int, help="for files that do not fix it")
+    parser.add_argument("--detector", default="haar", choices=("haar", "mtcnn", "none"))
+    parser.add_argument("--no-align", action="store_true", help="crop the box without levelling")
+    parser.add_argument("--margin", type=_parse_margin, default=face_crops.DEFAULT_MARGIN,
+                        help="context on each side of the face, a fraction of its width: 0 to "
+                             f"{face_crops.MAX_MARGIN:g} (default {face_crops.DEFAULT_MARGIN:g})")
+    parser.add_argument("--cpu", action="store_true", help="do not use a GPU")
+    parser.add_argument("--json", action="store_true",
+                        help="print results as JSON (--image: JSON lines, one object per "
+                             "picture as each is done)")
+    _add_serve_arguments(parser, task)
+    _add_media_arguments(parser, task)
+    return parser
+
+
+def _add_serve_arguments(parser, task):
+    task.add_argument("--serve", action="store_true",
+                      help="start the web app and HTTP API (see --host, --port)")
+    serving = parser.add_argument_group(
+        "web app and HTTP API (with --serve)",
+        "GET / is the page; POST /api/recognize takes a picture in the multipart field "
+        "'image' and answers JSON (docs/usage.md: Web app and HTTP API).")
+    serving.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this computer only). Any other "
+             "address, e.g. 0.0.0.0, lets everyone who can reach this machine use the model "
+             "and see its name and labels: your explicit choice")
+    serving.add_argument("--port", type=_parse_port, default=8000,
+                         help="TCP port (default 8000; 0 takes a free one)")
+    serving.add_argument(
+        "--max-upload-mb", type=_parse_megabytes, default=config.MAX_UPLOAD_BYTES / 1e6,
+        help=f"largest picture upload in MB (default {config.MAX_UPLOAD_BYTES / 1e6:g}); "
+             "bigger ones are refused with HTTP 413")
+
+
+def _parse_port(text):
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0..65535 (0: any free one), got {text!r}")
+    return port
+
+
+def _parse_megabytes(text):
+    try:
+        megabytes = float(text)
+    except ValueError:
+        megabytes = 0.0
+    if not megabytes > 0 or megabytes == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of MB, got {text!r}")
+    return megabytes
+
+
+def _add_media_arguments(parser, task):
+    task.add_argument("--video", help="recognise every face of every frame of a video file")
+    task.add_argument("--webcam", type=int, nargs="?", const=0, metavar="INDEX",
+                      help="live recognition from a camera (default 0) in a window; q quits")
+    media = parser.add_argument_group(
+        "videos, webcams, folders and explanations",
+        "Rows: one per face per frame (or picture): frame, time_s (or path), face, x, y, w, h, "
+        "label, one probability per class (docs/usage.md: Videos, webcams, folders, Grad-CAM and the "
+        "embedding map).")
+    media.add_argument("--csv", help="write the rows to this CSV (with --video, --webcam, or "
+                                     "--image: one row per face per picture, errors included)")
+    media.add_argument("--plot", help="with --video / --webcam: PNG of each class's probability "
+                                      "over time (largest face)")
+    media.add_argument("--annotate", help="with --video: write the video with boxes and labels "
+                                          "(.mp4, .avi, .mkv or .mov)")
+    media.add_argument("--every", type=positive_int, default=1,
+                       help="with --video: analyse every N-th frame (default 1)")
+    media.add_argument("--detect-every", type=positive_int, default=1,
+                       help="with --video: run the face detector on every N-th analysed frame "
+                            "and reuse its faces between (faster; default 1 = detect on each)")
+    media.add_argument("--explain", help="with one --image: PNG of the face crop and the "
+                                         "Grad-CAM of the predicted class")
+    media.add_argument("--embedding-plot", help="with --dataset: PNG of the t-SNE of the "
+                                                "embedding heads by true class (instead of "
+                                                "the evaluation)")
+    media.add_argument("--max-samples", type=positive_int, default=1000,
+                       help="with --embedding-plot: at most this many pictures (default 1000, "
+                            "a random sample)")
+
+
+def check_media_arguments(parser, args):
+    """Options of this group used without the task they belong to: one usage error."""
+    stream = args.video is not None or args.webcam is not None
+    needs = [("--plot", args.plot, stream, "--video or --webcam"),
+             ("--annotate", args.annotate, args.video, "--video"),
+             ("--every", args.every != 1, args.video, "--video"),
+             ("--detect-every", args.detect_every != 1, args.video, "--video"),
+             ("--csv", args.csv, stream or args.image, "--video, --webcam or --image"),
+             ("--explain", args.explain, args.image, "--image"),
+             ("--embedding-plot", args.embedding_plot, args.dataset, "--dataset"),
+             ("--max-samples", args.max_samples != 1000, args.embedding_plot, "--embedding-plot")]
+    for option, given, task, expected in needs:
+        if given and not task:
+            parser.error(f"{option} goes with {expected}")
+    if args.explain and (args.csv or len(args.image) != 1 or os.path.isdir(args.image[0])):
+        parser.error("--explain takes exactly one picture (--image PICTURE), without --csv")

@@ -1,0 +1,57 @@
+"""The `adcorre` command (and `python -m adcorre`): one subcommand per job.
+
+    adcorre train [options]        train (no options: the CPU demo on SynthFER)
+    adcorre test --weights W ...   recognise, evaluate, export, videos, webcams, the web app
+    adcorre convert SOURCE DEST    a model file of any kind into this project's .h5 / .keras
+    adcorre synth [options]        write SynthFER in a real dataset's layout, or a preview
+
+`adcorre train` takes exactly the options of `python train.py`, `adcorre test` those of
+`python test.py`; each subcommand's `--help` answers at once (nothing heavy is imported before
+its options are read).
+"""
+
+import importlib
+import sys
+
+# name -> (the module whose `main(argv, prog)` runs it, one line for the overview).
+COMMANDS = {
+    "train": ("adcorre.cli.train", "train a model; no options: the CPU demo (tiny arch, SynthFER)"),
+    "test": ("adcorre.cli.test", "recognise pictures, videos, a webcam; evaluate; export; serve"),
+    "convert": ("adcorre.cli.convert", "convert a model file (.pth, official .h5, Keras) into "
+                                       "this project's .h5 / .keras"),
+    "synth": ("adcorre.cli.synth", "write SynthFER in a real dataset's layout, or a preview"),
+}
+
+
+def usage():
+    """The overview `adcorre`, `adcorre --help` and a wrong subcommand print."""
+    width = max(map(len, COMMANDS))
+    lines = ["usage: adcorre <command> [options]   (adcorre <command> --help: its options)", "",
+             "Facial expression recognition with Ad-Corre and ARM (Keras 3 / TensorFlow).", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}  {about}" for name, (_, about) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    """Runs `adcorre` on `argv` (default `sys.argv[1:]`); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from adcorre import __version__
+
+        print(f"adcorre {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"{usage()}\nadcorre: error: unknown command {name!r}; expected one of "
+              f"{', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return module.main(rest, prog=f"adcorre {name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""`adcorre synth`: writes a SynthFER dataset in one of the real datasets' layouts, or a preview.
+
+Example:
+    adcorre synth --layout rafdb --out data/synth_rafdb --n 2000
+    adcorre synth --preview docs/synthfer_preview.png
+"""
+
+import argparse
+import sys
+
+from adcorre.cli.common import positive_int, run_task
+from adcorre.data import synth_faces
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
+def build_parser(prog="adcorre synth"):
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Write the SynthFER dataset (faces drawn with the 7 expressions) "
+                               "in a real dataset's layout, or a preview sheet.")
+    parser.add_argument("--layout", default="rafdb", choices=synth_faces.LAYOUTS,
+                        help="the on-disk format to write (default: rafdb)")
+    parser.add_argument("--out", help="output folder for --layout")
+    parser.add_argument("--n", type=positive_int, default=2000,
+                        help="number of faces (default: 2000)")
+    parser.add_argument("--image-size", type=positive_int, default=112,
+                        help="side in pixels, at least 24 (default: 112)")
+    parser.add_argument("--seed", type=int, default=0, help="default: 0")
+    parser.add_argument("--test-fraction", type=_fraction, default=0.2,
+                        help="share of the faces in the test split (default: 0.2)")
+    parser.add_argument("--original", action="store_true",
+                        help="RAF-DB: write Image/original/ instead of Image/aligned/")
+    parser.add_argument("--preview", help="write a contact sheet PNG here")
+    parser.add_argument("--per-class", type=positive_int, default=8,
+                        help="examples per class in --preview (default: 8)")
+    return parser
+
+
+def _synth(args):
+    import cv2
+
+    if args.preview:
+        sheet = synth_faces.contact_sheet(args.per_class, args.image_size, args.seed)
+        if not cv2.imwrite(args.preview, sheet[..., ::-1]):
+            raise OSError(f"Could not write {args.preview!r} (expected a writable .png path).")
+        print(f"preview: {args.preview}")
+    if args.out:
+        synth_faces.write_dataset(args.out, layout=args.layout, n=args.n,
+                                  image_size=args.image_size, seed=args.seed,
+                                  test_fraction=args.test_fraction, aligned=not args.original)
+        print(f"wrote {args.n} SynthFER faces as {args.layout} to {args.out}")
+    return 0
+
+
+def main(argv=None, prog="adcorre synth"):
+    """Runs `adcorre synth` on `argv`; returns the exit status."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if not args.out and not args.preview:
+        parser.error("give --out DIR (with --layout) and/or --preview FILE.png")
+    return run_task(_synth, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""`adcorre test` / `python test.py`: recognise, evaluate, export, videos, webcams, the web app.
+
+The options are read and checked (`inference_options`), and a missing model file reported, before
+TensorFlow loads; then one `TestModels` does the task. Exit status 0, 2 for a bad option or input
+(one line naming it), 1 when some pictures of `--image` could not be read or the disk failed.
+
+    python test.py --weights W --image PICTURE_OR_FOLDER [--image ...]
+    python test.py --weights W --dataset rafdb --data-dir D [--split test] [--plot-cm cm.png]
+    python test.py --weights W --export saved_model|tflite|onnx [--out PATH] [--overwrite]
+    python test.py --weights W --serve [--host 127.0.0.1] [--port 8000]    # web app + JSON API
+    python test.py --weights W --video clip.mp4 [--csv rows.csv] [--plot p.png] [--annotate a.mp4]
+    python test.py --weights W --webcam [0] [--csv rows.csv]               # live, in a window
+    python test.py --weights W --image folder/ --csv rows.csv              # one row per face
+    python test.py --weights W --image face.jpg --explain gradcam.png
+    python test.py --weights W --dataset D --embedding-plot tsne.png [--max-samples 1000]
+Foreign classifiers take `--labels fer2013 --input-range=-1,1` (see trained_models/README.md).
+"""
+
+import json
+import os
+import sys
+import time
+import warnings
+
+from adcorre import config
+from adcorre.cli import inference_options
+from adcorre.cli.common import exit_status, run_task
+from adcorre.errors import PictureError, one_line
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def _picture_paths(sources):
+    paths = []
+    for source in sources:
+        if os.path.isdir(source):
+            found = sorted(
+                os.path.join(source, name) for name in os.listdir(source)
+                if name.lower().endswith(config.IMAGE_EXTENSIONS)
+            )
+            if not found:
+                raise PictureError(
+                    f"No pictures in folder {source!r} (expected files ending in "
+                    f"{', '.join(config.IMAGE_EXTENSIONS)}).")
+            paths.extend(found)
+        else:
+            paths.append(source)
+    return paths
+
+
+def _print_pictures(tester, paths, as_json):
+    """One line per picture as it is done (label, probability, box, or the error that picture
+    met); the others go on after a bad one. With `as_json` each line is one JSON object
+    (JSON lines). Returns how many failed."""
+    failures = 0
+    width = min(60, max(len("picture"), *(len(path) for path in paths)))
+    if not as_json:
+        print(f"{'picture':<{width}}  {'label':<9} {'prob':>5}  box", flush=True)
+    for path in paths:
+        try:
+            row = {"picture": path, **tester.recognize_fer(path)}
+        except Exception as error:  # noqa: BLE001  (a bug of ours is re-raised in _picture_error)
+            failures += 1
+            row = {"picture": path, "error": _picture_error(error)}
+        print(json.dumps(row) if as_json else _picture_line(row, width), flush=True)
+    return failures
+
+
+def _picture_error(error):
+    """One picture's error as one line; OpenCV's own errors are that picture's too (named by
+    their type). Anything else is a bug of ours: raised again."""
+    import cv2
+
+    if exit_status(error) is not None:
+        return one_line(error)
+    if isinstance(error, cv2.error):
+        return f"{type(error).__name__}: {one_line(error)}"
+    raise error
+
+
+def _picture_line(row, width):
+    name = row["picture"] if len(row["picture"]) <= width else "..." + row["picture"][-width + 3:]
+    if "error" in row:
+        return f"{name:<{width}}  error: {row['error']}"
+    probability = row["probabilities"][row["label"]]
+    box = "none (whole picture)" if row["box"] is None else ",".join(map(str, row["box"]))
+    return f"{name:<{width}}  {row['label']:<9} {probability:5.3f}  {box}"
+
+
+def _print_summary(summary):
+    print(f"{summary['dataset']} {summary['split']}: {summary['num_samples']} images, "
+          f"accuracy {summary['accuracy']:.4f}, mean class accuracy "
+          f"{summary['mean_class_accuracy']:.4f} (skipped: {summary['skipped_images']} unreadable, "
+          f"{summary['skipped_labels']} of classes the model lacks)")
+    from adcorre.reports import format_report
+
+    print(format_report(summary))
+
+
+def _serve(tester, args):
+    """Serves until Ctrl+C; the model is already loaded, once, in `tester`."""
+    from adcorre.serve import server
+
+    web = server.RecognitionServer(tester, args.host, args.port,
+                                   max_upload_bytes=int(args.max_upload_mb * 1e6))
+    where = "" if args.host == "127.0.0.1" else f" (listening on {args.host})"
+    print(f"Serving {os.path.basename(args.weights)} at {web.url}{where}; "
+          f"API: POST {web.url}api/recognize. Ctrl+C stops.", flush=True)
+    try:
+        web.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        web.close()
+    return 0
+
+
+# ---------------------------------------------- videos, webcams, folders to CSV; explanations
+
+
+def _is_media_task(args):
+    return bool(args.video or args.webcam is not None or args.explain or args.embedding_plot
+                or (args.image and args.csv))
+
+
+def _run_media_task(tester, args):
+    """Runs the task; warnings (a video broken in the middle) print as one line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if args.explain:
+                return _explain(tester, args)
+            if args.embedding_plot:
+                return _embedding_plot(tester, args)
+            if args.image:
+                return _pictures_to_csv(tester, args)
+            return _video_or_webcam(tester, args)
+        finally:
+            for warning in caught:
+                print(f"warning: {warning.message}", file=sys.stderr)
+
+
+def _video_or_webcam(tester, args):
+    start = time.perf_counter()
+    if args.video is not None:
+        rows = tester.recognize_video(args.video, args.csv, args.every, annotate_path=args.annotate,
+                                      detect_every=args.detect_every, progress=sys.stderr.isatty())
+        source = args.video
+    else:
+        from adcorre.inference import media_analysis
+
+        capture = media_analysis.open_webcam(args.webcam)
+        rows = media_analysis.recognize_stream(tester, capture, media_analysis.show_in_window(),
+                                               csv_path=args.csv)
+        source = f"camera {args.webcam}"
+    seconds = time.perf_counter() - start
+    frames = rows["frame"].nunique()
+    summary = (f"{source}: {frames} frames analysed in {seconds:.1f} s "
+               f"({frames / max(seconds, 1e-9):.1f} frames/s), {len(rows)} rows, "
+               f"{int(rows['x'].notna().sum())} with a face")
+    if args.plot and len(rows):
+        from adcorre.reports import plot_timeline
+
+        plot_timeline(rows, tester.exps, args.plot, title=os.path.basename(source))
+    if args.csv is None:  # the rows go to stdout, the summary to stderr
+        rows.to_csv(sys.stdout, index=False)
+        print(summary, file=sys.stderr)
+    else:
+        print(summary + f"; rows written to {args.csv}")
+    written = ((args.plot if len(rows) else None, "plot"), (args.annotate, "annotated video"))
+    for option, what in written:
+        if option:
+            print(f"{what} written to {option}")
+    return 0
+
+
+def _pictures_to_csv(tester, args):
+    paths = _picture_paths(args.image)
+    rows = tester.recognize_pictures(paths, args.csv)
+    failed = int((rows["error"] != "").sum())
+    print(f"{len(paths)} pictures, {len(rows)} rows ({failed} pictures could not be read) "
+          f"written to {args.csv}")
+    return 1 if failed else 0
+
+
+def _explain(tester, args):
+    result = tester.explain(args.image[0], args.explain)
+    probability = result["probabilities"][result["label"]]
+    print(f"{args.image[0]}: {result['label']} {probability:.3f}; Grad-CAM on layer "
+          f"{result['layer']} written to {args.explain}")
+    return 0
+
+
+def _embedding_plot(tester, args):
+    result = tester.embedding_map(args.dataset, args.embedding_plot, args.data_dir, args.split,
+                                  max_samples=args.max_samples, batch_size=args.batch_size)
+    print(f"t-SNE of the embeddings of {result['num_samples']} of {result['num_available']} "
+          f"{args.dataset} {args.split} pictures ({len(result['points'])} maps) written to "
+          f"{args.embedding_plot}")
+    return 0
+
+
+def _run(args):
+    """Does what `args` (`inference_options.parse_args`) ask; the exit status."""
+    from adcorre import runtime  # TensorFlow loads here, once the options are known to be right
+    from adcorre.inference.test_models import TestModels
+
+    runtime.announce_device(use_gpu=not args.cpu)
+    tester = TestModels(
+        args.weights, GPU=not args.cpu, labels=inference_options.parse_labels(args.labels),
+        input_range=args.input_range, input_size=args.input_size,
+        detector=None if args.detector == "none" else args.detector,
+        align=not args.no_align, margin=args.margin, verbose=False)
+    if (args.image or args.video or args.webcam is not None or args.serve) and tester.drawn_faces_note():
+        print(tester.drawn_faces_note(), file=sys.stderr)
+    if args.serve:
+        return _serve(tester, args)
+    if _is_media_task(args):
+        return _run_media_task(tester, args)
+    if args.image:
+        failures = _print_pictures(tester, _picture_paths(args.image), args.json)
+        return 1 if failures else 0
+    if args.dataset:
+        summary = tester.evaluate(args.dataset, args.data_dir, args.split,
+                                  batch_size=args.batch_size, plot_cm=args.plot_cm)
+        if args.json:
+            print(json.dumps({**summary, "confusion_matrix": summary["confusion_matrix"].tolist()},
+                             indent=1))
+        else:
+            _print_summary(summary)
+        if args.plot_cm:
+            print(f"confusion matrix written to {args.plot_cm}")
+        return 0
+    suffix = {"saved_model": "_saved_model", "tflite": ".tflite", "onnx": ".onnx"}[args.export]
+    out = args.out or os.path.splitext(args.weights)[0] + suffix
+    tester.export(out, args.export, overwrite=args.overwrite)
+    print(f"{args.export} written to {out} (labels and input range in {out.rstrip('/')}.json)")
+    return 0
+
+
+def main(argv=None, prog="test.py"):
+    """Runs `adcorre test` on `argv` (default: `sys.argv[1:]`); returns the exit status.
+
+    Args:
+        argv: the options, as strings.
+        prog: the command's name in usage and error lines.
+    """
+    return run_task(_run, inference_options.parse_args(argv, prog=prog))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

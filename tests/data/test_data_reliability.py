@@ -1,0 +1,87 @@
+"""Careless or hostile input in datasets: FIFOs, PNG bombs, label files that are not text: nothing is lost, no traceback (each written to fail
+before its fix).
+"""
+
+import os
+import struct
+import threading
+import zlib
+
+import pytest
+
+from adcorre.data import dataset_readers
+from adcorre.data import pictures
+from adcorre.data import synth_faces
+
+
+# ------------------------------------------------------ three inputs the issue does not name
+
+
+def test_a_fifo_among_a_datasets_images_is_skipped_not_waited_on(tmp_path):
+    data = synth_faces.write_dataset(str(tmp_path / "raf"), layout="rafdb", n=10, image_size=32)
+    fifo = os.path.join(data, "Image", "aligned", "train_00002_aligned.jpg")
+    os.remove(fifo)
+    os.mkfifo(fifo)
+    frame = dataset_readers.read_split("rafdb", data, "train")
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(
+        out=pictures.validate_images(frame, warn=False)), daemon=True)
+    worker.start()
+    worker.join(30)
+    if worker.is_alive():  # opening the FIFO blocks; a writer that opens and closes frees it
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(10)
+        pytest.fail("the header check waited on a FIFO")
+    good, skipped = result["out"]
+    assert skipped == [(fifo, "not a regular file")] and len(good) == len(frame) - 1
+    with pytest.raises(pictures.ImageDecodeError, match="not a regular file"):
+        pictures.read_picture(fifo)
+
+
+def _chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(
+        ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def test_png_bomb_behind_a_text_chunk_pil_refuses_is_still_refused(tmp_path):
+    from PIL import Image
+
+    # 12000 x 12000 black grey pixels after a zTXt chunk that unpacks to 4 MB: PIL will not
+    # open the file at all, OpenCV would decode all 144 MP of it.
+    compressor = zlib.compressobj(9)
+    pixels = b"".join(compressor.compress(bytes(12001)) for _ in range(12000)) + compressor.flush()
+    data = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 12000, 12000, 8, 0, 0, 0, 0))
+            + _chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(bytes(4 << 20), 9))
+            + _chunk(b"IDAT", pixels) + _chunk(b"IEND", b""))
+    assert len(data) < 500_000
+    path = tmp_path / "bomb.png"
+    path.write_bytes(data)
+    with pytest.raises(ValueError):  # the premise
+        Image.open(str(path))
+    for source in (str(path), data):
+        with pytest.raises(pictures.PictureError, match="12000 x 12000 PNG"):
+            pictures.read_picture(source)
+
+
+@pytest.mark.parametrize("layout, name", [
+    ("rafdb", "EmoLabel/list_patition_label.txt"),
+    ("affectnet", "training.csv"),
+    ("fer2013", "fer2013.csv"),
+])
+def test_label_file_that_is_not_utf8_text_names_the_file(layout, name, tmp_path):
+    data = synth_faces.write_dataset(str(tmp_path / layout), layout=layout, n=12, image_size=32)
+    path = os.path.join(data, *name.split("/"))
+    with open(path, "wb") as handle:  # e.g. a photo saved under the label file's name
+        handle.write(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
+    with pytest.raises(dataset_readers.DatasetFormatError, match="not UTF-8 text") as raised:
+        dataset_readers.read_split(layout, data, "train")
+    assert path in str(raised.value)
+
+
+def test_csv_with_an_overlong_field_names_the_file_and_line(tmp_path):
+    data = synth_faces.write_dataset(str(tmp_path / "fer"), layout="fer2013", n=12)
+    path = os.path.join(data, "fer2013.csv")
+    with open(path, "a") as handle:
+        handle.write('0,"' + "1 " * 100_000 + '",Training\n')
+    with pytest.raises(dataset_readers.DatasetFormatError, match="line 14.*cannot be read as CSV"):
+        dataset_readers.read_split("fer2013", data, "train")
