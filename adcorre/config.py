@@ -149,6 +149,9 @@ MIXED_PRECISION = ("auto", "bfloat16", "float16", "none")
 ARM_AFFINITY_MODES = ("moving", "batch", "sample")
 # Where FD, MD and ED see the batch under tf.distribute: all replicas' samples, or each its own.
 ADCORRE_BATCHES = ("global", "local")
+# RAF-DB's faces `rafdb_images=` trains on: Image/aligned/ when present, the aligned ones, or
+# the original photos cropped by their box files.
+RAFDB_IMAGES = ("auto", "aligned", "original")
 # The splits `test_split=` scores each epoch on (`public_private_test`: FER-2013 / FERPlus only).
 TEST_SPLITS = ("test", "val", "public_private_test")
 # "adam": Keras' Adam (Ad-Corre's official code ran Keras 2's); "torch_adam": torch.optim.Adam's
@@ -213,6 +216,10 @@ class LearningConfig:
     data_dir: str = None
     synth_train_size: int = SYNTH_SPLIT_SIZES["train"]
     synth_test_size: int = SYNTH_SPLIT_SIZES["test"]
+    # RAF-DB's faces (RAFDB_IMAGES): "auto" the aligned ones when Image/aligned/ is there, else
+    # the original photos; "original": the photos cropped by their box files, as the official
+    # config names them (RafDBConf.orig_image_path, orig_bounding_box).
+    rafdb_images: str = "auto"
     # The network.
     arch: str = "xcp"
     weights: object = "imagenet"  # "imagenet", None (from scratch) or a weight file
@@ -306,6 +313,12 @@ class LearningConfig:
         if self.loss_arithmetic not in LOSS_ARITHMETICS:
             raise SettingError(f"Unknown loss_arithmetic {self.loss_arithmetic!r}; expected one of "
                              f"{LOSS_ARITHMETICS}.")
+        if self.rafdb_images not in RAFDB_IMAGES:
+            raise SettingError(f"rafdb_images must be one of {RAFDB_IMAGES}, got "
+                               f"{self.rafdb_images!r}.")
+        if self.rafdb_images != "auto" and self.dataset_name != DatasetName.rafdb:
+            raise SettingError(f"rafdb_images={self.rafdb_images!r} is for dataset_name='rafdb', "
+                               f"not {self.dataset_name!r}.")
         if self.test_split not in TEST_SPLITS:
             raise SettingError(f"test_split must be one of {TEST_SPLITS} (the split each epoch is "
                                f"scored on), got {self.test_split!r}.")

@@ -26,6 +26,7 @@ from adcorre.config import (
     LOSS_ARITHMETICS,
     LR_SCHEDULES,
     MIXED_PRECISION,
+    RAFDB_IMAGES,
     RECIPE_DATASET_SETTINGS,
     RECIPES,
     SETTING_MINIMUMS,
@@ -198,6 +199,11 @@ def build_parser(prog="train.py"):
                       help="the official API's dataset type: for AffectNet, train and eval keep "
                            "its 8 classes (Contempt too), train_7, eval_7 and test the 7 basic "
                            "ones; the other datasets have 7 (default: train)")
+    data.add_argument("--rafdb-images", default="auto", choices=RAFDB_IMAGES,
+                      help="RAF-DB's faces: aligned (Image/aligned/), original (the photos of "
+                           "Image/original/ cropped by their box files, Annotation/boundingbox/ "
+                           "or boundingbox/, as the official config names them); auto "
+                           "(default): aligned when that folder is there")
     data.add_argument("--test-split", default=None, choices=TEST_SPLITS,
                       help="the split each epoch is scored on; public_private_test: FER-2013 / "
                            "FERPlus PublicTest + PrivateTest (the official Ad-Corre test set), "
@@ -327,6 +333,9 @@ def parse_args(argv=None, prog="train.py"):
             find_data_dir(args.dataset, args.data_dir, setting="--data-dir")
         except DatasetNotFoundError as error:
             parser.error(str(error))
+    if args.rafdb_images != "auto" and args.dataset != DatasetName.rafdb:
+        parser.error(f"argument --rafdb-images: {args.rafdb_images} is for --dataset rafdb, "
+                     f"not {args.dataset}")
     weights = args.weights
     if weights not in (None, "imagenet") and weights.lower() != "none" and not os.path.isfile(weights):
         parser.error(f"argument --weights: no such file {weights!r}; expected imagenet, none or "
@@ -357,6 +366,8 @@ def training_arguments(args):
         settings["use_adcorre"] = False
     if args.mrr is not None:
         settings["mrr"] = args.mrr
+    if args.rafdb_images != "auto":
+        settings["rafdb_images"] = args.rafdb_images
     if args.test_split is not None:
         settings["test_split"] = args.test_split
     if args.val_fraction is not None:

@@ -610,7 +610,7 @@ def _read_synth(split, n=None, image_size=112, seed=0, class_prior=None):
     return _frame(list(images), labels, dict(source="synth", seed=seed, image_size=image_size))
 
 
-def validation_split(frame, fraction, seed=0, setting="val_fraction="):
+def validation_split(frame, fraction, seed=0, setting="val_fraction"):
     """Carves a stratified, seeded validation split out of a (training) frame.
 
     Each class present gives `round(fraction x its count)` of its rows (halves round up), drawn
@@ -641,7 +641,8 @@ def validation_split(frame, fraction, seed=0, setting="val_fraction="):
     (6, [0, 1])
     """
     if not 0.0 < float(fraction) < 1.0:
-        raise SettingError(f"{setting} must be between 0 and 1, got {fraction!r}.")
+        raise SettingError(f"The validation share ({setting}) must be between 0 and 1, got "
+                           f"{fraction!r}.")
     labels = frame["label"].to_numpy(np.int64)
     rng = np.random.default_rng([int(seed), 0x7A1])  # a stream of its own: not the epoch orders'
     held_out, short = [], []
@@ -656,8 +657,8 @@ def validation_split(frame, fraction, seed=0, setting="val_fraction="):
         held_out.append(rng.choice(rows, count, replace=False))
     if short:
         raise SettingError(
-            f"{setting}{fraction:g} leaves a class without a validation face or without a "
-            f"training face: {'; '.join(short)}. Every class needs both; choose a fraction "
+            f"A validation share of {fraction:g} ({setting}) leaves a class without a "
+            f"validation face or without a training face: {'; '.join(short)}. Every class needs both; choose a fraction "
             "that gives each class at least one face on each side.")
     val_rows = np.sort(np.concatenate(held_out))
     is_val = np.zeros(len(labels), bool)

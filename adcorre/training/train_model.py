@@ -71,6 +71,9 @@ class TrainModel:
         dataset_name: one of `config.DatasetName.all`; `"synth"` generates SynthFER in memory.
         ds_type: `config.DatasetType`; for AffectNet `train` means 8 classes, `train_7` 7.
         data_dir: the dataset's root folder as it ships (default `config.default_data_dir`).
+        rafdb_images: RAF-DB's faces: `"auto"` (Image/aligned/ when it is there, else the
+            original photos), `"aligned"`, or `"original"`: the photos cropped by their box
+            files (`Annotation/boundingbox/` or `boundingbox/`), as the official config names.
         weights: `"imagenet"` (backbone only), `None` (from scratch) or a weight file path.
         lr: initial Adam learning rate.
         lr_schedule: `"inverse_time"` (Ad-Corre: `lr / (1 + lr_decay * t)` after t optimizer
@@ -129,6 +132,7 @@ class TrainModel:
     def __init__(self, dataset_name=DatasetName.synth, ds_type=DatasetType.train, data_dir=None,
                  weights=FROM_RECIPE, lr=FROM_RECIPE, epochs=FROM_RECIPE, batch_size=FROM_RECIPE,
                  input_size=FROM_RECIPE, save_dir=None, ce_weight=FROM_RECIPE,
+                 rafdb_images="auto",
                  use_adcorre=FROM_RECIPE, num_embeddings=FROM_RECIPE, embedding_size=FROM_RECIPE,
                  adcorre_batch=FROM_RECIPE, lr_decay_every=FROM_RECIPE,
                  lr_decay_factor=FROM_RECIPE, lr_schedule=FROM_RECIPE, lr_decay=FROM_RECIPE,
@@ -179,6 +183,8 @@ class TrainModel:
             options = {"n": size, "image_size": min(config.input_size, 224), "seed": config.seed}
         elif config.dataset_name == DatasetName.affectnet:
             options = {"num_classes": config.num_classes}
+        elif config.dataset_name == DatasetName.rafdb and config.rafdb_images != "auto":
+            options = {"aligned": config.rafdb_images == "aligned"}
         data_dir = config.data_dir
         if data_dir is None and config.dataset_name != DatasetName.synth:
             data_dir = default_data_dir(config.dataset_name)

@@ -294,6 +294,10 @@ class EpochEnd(keras.callbacks.Callback):
                 f"{' ...' if len(names) > 5 else ''}.", BadImageWarning, stacklevel=2)
         return np.asarray(probabilities)[first], all_labels[rows]
 
+    def _score_test_split(self):
+        """`_score` of the split each epoch is scored on."""
+        return self._score(self.test_dataset, self.test_labels, self.test_split)
+
     def _summary(self, dataset, labels, what):
         probabilities, labels = self._score(dataset, labels, what)
         return classification_summary(labels, np.argmax(probabilities, axis=-1), len(self.names))
@@ -306,7 +310,7 @@ class EpochEnd(keras.callbacks.Callback):
         for name, value in zip(self.names, omega):
             logs[f"omega_{name.lower()}"] = float(value)
 
-        summary = self._summary(self.test_dataset, self.test_labels, f"{self.test_split} split")
+        summary = self._summary(self.test_dataset, self.test_labels, self.test_split)
         logs["test_accuracy"] = summary["accuracy"]
         logs["test_mean_class_accuracy"] = summary["mean_class_accuracy"]
         scores = {"test_accuracy": summary["accuracy"],
