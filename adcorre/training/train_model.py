@@ -132,17 +132,16 @@ class TrainModel:
     def __init__(self, dataset_name=DatasetName.synth, ds_type=DatasetType.train, data_dir=None,
                  weights=FROM_RECIPE, lr=FROM_RECIPE, epochs=FROM_RECIPE, batch_size=FROM_RECIPE,
                  input_size=FROM_RECIPE, save_dir=None, ce_weight=FROM_RECIPE,
-                 rafdb_images="auto",
                  use_adcorre=FROM_RECIPE, num_embeddings=FROM_RECIPE, embedding_size=FROM_RECIPE,
                  adcorre_batch=FROM_RECIPE, lr_decay_every=FROM_RECIPE,
                  lr_decay_factor=FROM_RECIPE, lr_schedule=FROM_RECIPE, lr_decay=FROM_RECIPE,
                  optimizer=FROM_RECIPE, weight_decay=FROM_RECIPE,
                  loss_arithmetic=FROM_RECIPE, attention_window=FROM_RECIPE,
-                 mrr=FROM_RECIPE, test_split=FROM_RECIPE, val_fraction=None,
-                 mixed_precision="auto",
+                 mrr=FROM_RECIPE, mixed_precision="auto",
                  jit_compile="auto", seed=0, synth_train_size=FROM_RECIPE,
                  synth_test_size=FROM_RECIPE, backup_every=200, keep_all=False,
-                 steps_per_epoch=None, augmentation=FROM_RECIPE, verbose="auto", recipe=None):
+                 steps_per_epoch=None, augmentation=FROM_RECIPE, verbose="auto", recipe=None,
+                 rafdb_images="auto", test_split=FROM_RECIPE, val_fraction=None):
         # Every argument but `self` and `recipe` is a LearningConfig field (`lr` is spelled
         # `learning_rate` there); those left to the recipe are not passed on.
         arguments = dict(locals())
@@ -185,10 +184,13 @@ class TrainModel:
             options = {"num_classes": config.num_classes}
         elif config.dataset_name == DatasetName.rafdb and config.rafdb_images != "auto":
             options = {"aligned": config.rafdb_images == "aligned"}
-        data_dir = config.data_dir
-        if data_dir is None and config.dataset_name != DatasetName.synth:
-            data_dir = default_data_dir(config.dataset_name)
-        return dataset_readers.read_split(config.dataset_name, data_dir, split, **options)
+        return dataset_readers.read_split(config.dataset_name, self._data_dir(), split, **options)
+
+    def _data_dir(self):
+        config = self.config
+        if config.data_dir is None and config.dataset_name != DatasetName.synth:
+            return default_data_dir(config.dataset_name)
+        return config.data_dir
 
     def _prepare(self, frame, split, skipped_before=0):
         """A frame's usable rows, ready for every epoch's pipeline.
@@ -203,7 +205,7 @@ class TrainModel:
         frame, skipped = input_pipeline.usable_rows(frame, mode="decode")
         if len(frame) == 0:
             raise DatasetFormatError(
-                f"The {split!r} split of {config.dataset_name!r} at {config.data_dir!r} has no "
+                f"The {split!r} split of {config.dataset_name!r} at {self._data_dir()!r} has no "
                 f"usable images ({len(skipped) + skipped_before} skipped).")
         return _Split(input_pipeline.prepare_rows(frame, config.input_size, validate="none"),
                       len(skipped) + skipped_before)

@@ -12,6 +12,7 @@ import pytest
 
 from adcorre.config import EXPRESSIONS_7
 from adcorre.data import synth_faces
+from adcorre.data.dataset_readers import BadBoxWarning
 from adcorre.errors import ResumeError, SettingError
 from helpers import run_python
 
@@ -89,7 +90,7 @@ def test_validation_split_is_carved_from_train_never_from_test(raf_original):
     from adcorre.training.train_model import TrainModel
 
     model = TrainModel(dataset_name="rafdb", data_dir=raf_original, val_fraction=0.2, **_TINY)
-    with pytest.warns(UserWarning, match="1 of 240 RAF-DB train photos that have no box file"):
+    with pytest.warns(BadBoxWarning, match="1 of 240 RAF-DB train photos that have no box file"):
         train, val, test = model._read_splits()
     train_items, val_items, test_items = (set(s.rows.items) for s in (train, val, test))
     assert len(train_items) + len(val_items) == 239 and len(test_items) == 60
@@ -142,9 +143,11 @@ def test_a_resume_with_another_fraction_is_refused(validated_run, tmp_path, raf_
     shutil.copytree(save_dir, copy)
     settings = dict(dataset_name="rafdb", data_dir=raf_original, epochs=4, save_dir=str(copy),
                     **_TINY)
-    with pytest.raises(ResumeError, match=r"--val-fraction 0.2 \(now 0.3\)"):
+    with pytest.warns(BadBoxWarning), pytest.raises(ResumeError,
+                                                    match=r"--val-fraction 0.2 \(now 0.3\)"):
         TrainModel(**settings, val_fraction=0.3).train(arch="tiny")
-    with pytest.raises(ResumeError, match=r"--val-fraction 0.2 \(now none\)"):
+    with pytest.warns(BadBoxWarning), pytest.raises(ResumeError,
+                                                    match=r"--val-fraction 0.2 \(now none\)"):
         TrainModel(**settings).train(arch="tiny")
 
 
@@ -152,8 +155,9 @@ def test_a_fraction_leaving_a_class_empty_stops_before_training(raf_original, tm
     from adcorre.training.train_model import TrainModel
 
     save_dir = tmp_path / "run"
-    with pytest.raises(SettingError, match=r"share of 0.001 \(--val-fraction, val_fraction=\) "
-                                           r"leaves a class without a validation face"):
+    with pytest.warns(BadBoxWarning), pytest.raises(
+            SettingError, match=r"share of 0.001 \(--val-fraction, val_fraction=\) leaves a "
+                                r"class without a validation face"):
         TrainModel(dataset_name="rafdb", data_dir=raf_original, val_fraction=0.001,
                    save_dir=str(save_dir), **_TINY).train(arch="tiny")
     assert not save_dir.exists()  # refused before anything was written
@@ -224,3 +228,29 @@ def test_rafdb_images_picks_the_aligned_faces_or_the_boxed_photos(tmp_path):
                      env=CPU_ONLY, timeout=120)
     assert run.returncode == 2 and "argument --rafdb-images: original is for --dataset rafdb" \
         in run.stderr
+
+
+def test_log_csv_rows_appended_to_an_older_log_keep_its_columns(tmp_path):
+    """A run resumed from an earlier version's folder: its log.csv has no test_split column,
+    and the new rows line up with the header already there."""
+    from adcorre.training.trainer import _CSVLogger
+
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,accuracy,test_accuracy\n1,0.5,0.25\n")
+    logger = _CSVLogger(str(path), append=True, test_split="public_private_test")
+    logger.on_train_begin()
+    logger.on_epoch_end(1, {"accuracy": 0.75, "test_accuracy": 0.5, "val_accuracy": 0.4})
+    logger.on_train_end()
+    with open(path) as handle:
+        rows = list(csv.reader(handle))
+    assert rows == [["epoch", "accuracy", "test_accuracy"], ["1", "0.5", "0.25"],
+                    ["2", "0.75", "0.5"]]
+    fresh = tmp_path / "fresh.csv"
+    logger = _CSVLogger(str(fresh), append=True, test_split="public_private_test")
+    logger.on_train_begin()
+    logger.on_epoch_end(0, {"accuracy": 0.75, "test_accuracy": 0.5})
+    logger.on_train_end()
+    with open(fresh) as handle:
+        assert list(csv.DictReader(handle)) == [
+            {"epoch": "1", "accuracy": "0.75", "test_accuracy": "0.5",
+             "test_split": "public_private_test"}]
