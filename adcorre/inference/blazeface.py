@@ -8,11 +8,13 @@ model files are MediaPipe's, Apache-2.0) as package data: nothing is downloaded 
 Only the files are used (the package's own Python does not import under NumPy 2); LiteRT
 (`ai_edge_litert`) runs them where it is installed, TensorFlow's `tf.lite.Interpreter` otherwise.
 
-One 128 px look sees faces down to a sixth of the picture. Smaller faces are found by looking
-again at overlapping square tiles, each level a fraction of the size of the one before, down to
-the tile in which the smallest face sought (`min_face`, 40 px) fills 15 %; a tile overlaps its
-neighbours by the largest face the coarser level may miss, so every face lies whole in some tile.
-Detections of all tiles are merged by MediaPipe's weighted non-maximum suppression.
+One 128 px look sees faces down to about 15 % of the picture's longer side. Smaller faces are
+found by looking again at overlapping square tiles, each level a fraction of the size of the one
+before, down to the tile in which the smallest face sought (`min_face`, 40 px) fills 15 %; a
+tile overlaps its neighbours by the largest face the coarser level may miss, so every face lies
+whole in some tile. Detections of all tiles are merged by MediaPipe's weighted non-maximum
+suppression; a doubtful one (score under 0.8) is kept only if a second look, framed on it at the
+model's best scale, finds it again.
 
 Example (grace_hopper.jpg, a portrait, ships with matplotlib):
 >>> import cv2
@@ -40,13 +42,21 @@ INPUT_SIZE = 128
 # cells of 16 px with 6 (MediaPipe's face_detection_short_range_common.pbtxt).
 ANCHOR_LAYOUT = ((8, 2), (16, 6))
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")
+# MediaPipe's own threshold is 0.5; over the many looks of the tiles 0.55 halves the false
+# alarms on the group pictures of bench/bench_detectors.py (5 -> 2) for one face of 120 (0.6:
+# 8 faces fewer).
 MIN_SCORE = 0.55
 NMS_IOU = 0.3
 # A detection this much inside a stronger, larger one is a part of that face (see
 # `drop_face_parts`).
 PART_SHARE = 0.3
-# A tile answers for faces up to this many times the smallest its coarser level finds.
-LARGEST_FACE_SLACK = 2.0
+# Detections scoring under this are looked at again, framed to fill this fraction of the look.
+CONFIRM_BELOW = 0.8
+CONFIRM_FRACTION = 0.4
+# A tile answers for faces up to this many times the smallest its coarser level finds (its
+# overlap holds faces up to 1.1 times that); a wider one there is a false alarm the coarser
+# look did not make (the astronaut's shoulder patch in bench_video.py's clip: 1.6 times).
+LARGEST_FACE_SLACK = 1.3
 # Faces the model finds, as fractions of its input side (measured on the sample portraits:
 # a face of 12-15 % is found, 10 % rarely; 90 % still is).
 SMALLEST_FRACTION = 0.15
@@ -68,13 +78,16 @@ def model_path():
     return path
 
 
-def _interpreter(path, threads):
-    """A LiteRT interpreter of `path`: LiteRT's own where installed, else TensorFlow's."""
+def _interpreter(path, threads, runtime_name=None):
+    """A LiteRT interpreter of `path`: `runtime_name` `"litert"` (the `ai-edge-litert`
+    package) or `"tensorflow"` (`tf.lite.Interpreter`); None takes LiteRT's where installed."""
     # Here, not at the top: the commands import this module (through face_crops) while they
     # read their options, before TensorFlow loads.
     from adcorre import runtime
 
-    if importlib.util.find_spec("ai_edge_litert") is not None:
+    if runtime_name is None:
+        runtime_name = "litert" if importlib.util.find_spec("ai_edge_litert") else "tensorflow"
+    if runtime_name == "litert":
         from ai_edge_litert.interpreter import Interpreter
     else:
         import tensorflow as tf
@@ -151,12 +164,15 @@ class BlazeFace:
         min_face: the smallest face width (picture pixels) searched for.
         min_score: detections below this confidence are dropped.
         threads: interpreter threads (one is fastest for 128 px inputs on a busy machine).
+        runtime_name: `"litert"` or `"tensorflow"` (see `_interpreter`); None: LiteRT's own
+            where `ai-edge-litert` is installed, TensorFlow's otherwise.
     """
 
-    def __init__(self, min_face=DEFAULT_MIN_FACE, min_score=MIN_SCORE, threads=1):
+    def __init__(self, min_face=DEFAULT_MIN_FACE, min_score=MIN_SCORE, threads=1,
+                 runtime_name=None):
         self.min_face = min_face
         self.min_score = min_score
-        self._interpreter = _interpreter(model_path(), threads)
+        self._interpreter = _interpreter(model_path(), threads, runtime_name)
         details = self._interpreter.get_input_details()[0]
         self._input = details["index"]
         # Two outputs: 16 regressors per anchor (box, 6 keypoints) and 1 score.
@@ -190,7 +206,30 @@ class BlazeFace:
             return []
         merged = weighted_nms(np.concatenate(scores), np.concatenate(boxes),
                               np.concatenate(points))
-        return drop_face_parts(merged)
+        return [found for found in drop_face_parts(merged) if self._confirmed(picture, *found)]
+
+    def _confirmed(self, picture, score, box, points):
+        """True for a sure detection; a doubtful one is looked at again, framed so that it
+        fills `CONFIRM_FRACTION` of the look (the model's best scale), and kept if the model
+        sees a face there again. A pattern that looked like a face to one tile at one scale
+        (a name tag, a button) rarely does twice."""
+        if score >= CONFIRM_BELOW:
+            return True
+        width = box[2] - box[0]
+        side = max(1, int(round(width / CONFIRM_FRACTION)))
+        x0 = int(round((box[0] + box[2]) / 2 - side / 2))
+        y0 = int(round((box[1] + box[3]) / 2 - side / 2))
+        square = np.zeros((side, side, 3), np.uint8)
+        top, left = max(0, y0), max(0, x0)
+        bottom = min(picture.shape[0], y0 + side)
+        right = min(picture.shape[1], x0 + side)
+        square[top - y0:bottom - y0, left - x0:right - x0] = picture[top:bottom, left:right]
+        found = self._look(square, side)
+        if found is None:
+            return False
+        # The same face: a box overlapping the doubtful one by half or more.
+        expected = np.array([box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0])
+        return bool((_overlaps(found[1], expected) >= 0.5).any())
 
     def _look(self, tile, side):
         """One model call on a tile padded to a `side` square; tile pixels, or None."""
@@ -254,6 +293,17 @@ def drop_face_parts(detections, share=PART_SHARE):
     return kept
 
 
+def _overlaps(boxes, box):
+    """Intersection over union of each row of `boxes` with `box` (x0, y0, x1, y1)."""
+    left = np.maximum(boxes[:, 0], box[0])
+    top = np.maximum(boxes[:, 1], box[1])
+    right = np.minimum(boxes[:, 2], box[2])
+    bottom = np.minimum(boxes[:, 3], box[3])
+    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(areas + (box[2] - box[0]) * (box[3] - box[1]) - inter, 1e-9)
+
+
 def weighted_nms(scores, boxes, points, iou=NMS_IOU):
     """MediaPipe's weighted non-maximum suppression: each cluster of boxes overlapping the
     best remaining one by more than `iou` becomes one detection, its box and points the
@@ -269,7 +319,8 @@ def weighted_nms(scores, boxes, points, iou=NMS_IOU):
     [(0.9, [0.4, 0.0, 10.4, 10.0]), (0.8, [50.0, 50.0, 60.0, 60.0])]
     """
     order = np.argsort(-scores)
-    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    areas = (np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
+             * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
     taken = np.zeros(len(scores), bool)
     merged = []
     for best in order:

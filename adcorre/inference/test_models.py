@@ -10,7 +10,7 @@ Example (needs a trained model file and a picture with a face):
 ```python
 tester = TestModels(h5_address="trained_models/RafDB_8696.h5")
 tester.recognize_fer("img.jpg")          # prints e.g. "Happy", returns
-# {'label': 'Happy', 'probabilities': {'Neutral': 0.02, 'Happy': 0.91, ...}, 'box': (169, 143, 197, 197)}
+# {'label': 'Happy', 'probabilities': {'Neutral': 0.02, ...}, 'box': (168, 142, 199, 199)}
 tester.recognize_batch(["a.jpg", "b.jpg"])  # [[{...}, {...}], [{...}]]: every face of each
 ```
 """
@@ -79,7 +79,8 @@ class TestModels:
     __test__ = False  # a class named Test* is not a pytest test class
 
     def __init__(self, h5_address, GPU=True, labels=None, input_range=None, input_size=None,
-                 detector=face_crops.DEFAULT_DETECTOR, align=True, margin=face_crops.DEFAULT_MARGIN, verbose=True):
+                 detector=face_crops.DEFAULT_DETECTOR, align=True,
+                 margin=face_crops.DEFAULT_MARGIN, verbose=True):
         margin = face_crops.check_margin(margin)  # before the model loads: a typo fails fast
         configure_devices(GPU)
         self.model, self.info = weights_io.load_model(
@@ -153,6 +154,13 @@ class TestModels:
 
         Raises:
             The error of the first picture that cannot be read (as `recognize_faces` would).
+
+        Example:
+
+        ```python
+        tester.recognize_batch(["group.jpg", "portrait.jpg", "empty.jpg"])
+        # [[{face 1}, {face 2}, ...], [{the portrait's face}], []]
+        ```
         """
         results = []
         for _, boxes, outcome in self.recognize_each(pictures, whole=whole, batch_size=batch_size):
@@ -283,7 +291,8 @@ class TestModels:
         """
         return media_analysis.recognize_video(self, video_path, csv_path, every, **options)
 
-    def recognize_pictures(self, paths, csv_path=None, batch_size=media_analysis.DEFAULT_BATCH_SIZE):
+    def recognize_pictures(self, paths, csv_path=None,
+                           batch_size=media_analysis.DEFAULT_BATCH_SIZE):
         """One row per face per picture (`path`, face columns, probabilities, `error`); the
         crops of several pictures share one model call."""
         return media_analysis.recognize_pictures(self, paths, csv_path, batch_size)

@@ -111,6 +111,16 @@ def test_twenty_faces_in_a_group_picture(detector):
     assert widths == sorted(widths, reverse=True)
 
 
+def test_one_face_in_each_frame_of_the_video_clip(detector):
+    # The clip of tests and bench_video.py: the astronaut's name tag (score 0.56, dropped by the
+    # second look) and her shoulder patch (0.6-0.7, wider than its tile answers for) were taken
+    # for faces before; every face frame holds one face, every empty frame none.
+    skimage_data_path("astronaut.png")
+    frames = sample_faces.face_frames(20, size=(640, 480), empty_every=10)
+    counts = [len(detector.detect(frame)) for frame in frames]
+    assert counts == [0 if index % 10 == 0 else 1 for index in range(20)]
+
+
 def test_faces_from_forty_pixels_to_the_whole_picture(detector, portraits):
     portrait = portraits[0]
     rng = np.random.default_rng(0)
@@ -122,6 +132,19 @@ def test_faces_from_forty_pixels_to_the_whole_picture(detector, portraits):
     # The face filling the whole picture.
     crop = face_crops.crop_face(portrait.image, detector.detect(portrait.image)[0], 150, margin=0)
     assert len(detector.detect(crop)) == 1
+
+
+def test_litert_and_tensorflows_interpreter_find_the_same_faces(portraits):
+    # CI has TensorFlow's interpreter only; LiteRT's package is taken where installed.
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        pytest.skip("ai-edge-litert is not installed (optional: TensorFlow's interpreter runs)")
+    picture = sample_faces.group_picture((640, 480), count=5, seed=2)[0]
+    found = [blazeface.BlazeFace(runtime_name=name).detect(picture)
+             for name in ("litert", "tensorflow")]
+    assert len(found[0]) == len(found[1]) >= 4
+    for (score_a, box_a, points_a), (score_b, box_b, points_b) in zip(*found):
+        assert abs(score_a - score_b) < 1e-3 and np.allclose(box_a, box_b, atol=0.5)
+        assert np.allclose(points_a, points_b, atol=0.5)
 
 
 def test_every_face_size_lies_whole_in_a_tile_that_answers_for_it():
@@ -165,6 +188,19 @@ def test_pictures_too_small_for_a_face_have_none(detector, shape):
 def test_a_picture_the_detector_cannot_take_is_one_picture_error(detector, bad):
     with pytest.raises(PictureError, match="expected"):
         detector.detect(bad)
+
+
+@pytest.mark.parametrize("method", face_crops.DETECTORS)
+def test_every_detector_answers_bad_pictures_alike(method):
+    if method == "mtcnn":
+        pytest.importorskip("mtcnn")
+    detector = face_crops.FaceDetector(method)
+    for shape in ((1, 1, 3), (5000, 1, 3), (1, 5000), (12, 12, 4)):
+        assert detector.detect(np.full(shape, 90, np.uint8)) == []
+    # Haar's OpenCV raised its own cv2.error on these before; now every detector says the same.
+    for bad in (np.zeros((8, 8, 3), np.int64), np.zeros((8, 8, 2), np.uint8)):
+        with pytest.raises(PictureError, match="expected"):
+            detector.detect(bad)
 
 
 def test_recognize_fer_falls_back_to_the_whole_picture_of_a_strip(tiny_file):
