@@ -48,6 +48,8 @@ START_UP_NOISE = (
     "Unable to register cuFFT factory",
     "Unable to register cuBLAS factory",
     "computation placer already registered",
+    # LiteRT's interpreter (the BlazeFace face detector), on every construction.
+    "Created TensorFlow Lite XNNPACK delegate",
 )
 
 _state = {"loaded": False, "tensorflow": False, "quieting": False, "announced": False,
@@ -95,6 +97,13 @@ def _start_up_noise_removed():
         os.dup2(saved, 2)  # closes the pipe's last write end: the reader sees its end and stops
         reader.join()
         os.close(saved)
+
+
+def start_up_noise_removed():
+    """A context manager: `START_UP_NOISE` lines written to file descriptor 2 inside it are
+    removed, everything else passes (nothing is removed when the user set their own
+    `TF_CPP_MIN_LOG_LEVEL`). For the noise of a library loaded later (LiteRT's interpreter)."""
+    return _start_up_noise_removed()
 
 
 def quiet_keras():

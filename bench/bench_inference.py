@@ -1,12 +1,16 @@
 """Latency of `TestModels.recognize_fer` and throughput of Xception prediction.
 
 Measures, on matplotlib's grace_hopper.jpg:
-- recognize_fer end to end, and its two parts (Haar detection + eye alignment; the model call
-  including input conversion), p50 / p95 over repeated calls after a warm-up, for the `tiny`
-  arch and for `xcp` (Xception, the paper's model), both at 224 px with random weights;
+- recognize_fer end to end, and its two parts (detection + alignment; the model call including
+  input conversion), p50 / p95 over repeated calls after a warm-up, for the `tiny` arch and for
+  `xcp` (Xception, the paper's model), both at 224 px with random weights, with the default
+  detector (BlazeFace) and with Haar; beside them the model's own `predict_on_batch` on the
+  same crop, already converted, and the ratio of the whole path to it (goal for `xcp`: at
+  most 1.3x). The variants take turns call by call, so load changes touch all alike;
+- the face detectors alone on the same picture;
 - Xception predict throughput at 224 px in graph mode (`model.predict`), batch 1 to 32.
 
-Run: `python bench/bench_inference.py [--repeats 20] [--threads 2]` (about 2 minutes on 2 cores).
+Run: `python bench/bench_inference.py [--repeats 20] [--threads 2]` (about 3 minutes on 2 cores).
 """
 
 import argparse
@@ -49,17 +53,36 @@ def percentiles(values):
     return np.percentile(values, 50), np.percentile(values, 95)
 
 
-def bench_recognize(tester, picture, repeats):
-    for _ in range(3):  # traces the predict function, warms caches
-        tester.recognize_fer(picture)
-    total, detection, model = [], [], []
+def bench_recognize(tester, detectors, picture, repeats):
+    """p50 / p95 of recognize_fer per detector (total, detection, model) and of the model's
+    own `predict_on_batch` on the crop, calls interleaved."""
+    import keras
+
+    from adcorre.inference import face_crops
+
+    image = face_crops.read_picture(picture)
+    crop = {}
+    for name, detector in detectors.items():
+        tester.detector = detector
+        _, crops, _ = tester._largest_face(image)
+        crop[name] = tester.to_model_input(crops)
+        for _ in range(3):  # traces the predict function, warms caches
+            tester.recognize_fer(picture)
+            tester.model.predict_on_batch(crop[name])
+    times = {name: ([], [], [], []) for name in detectors}
     for _ in range(repeats):
-        start = time.perf_counter()
-        tester.recognize_fer(picture)
-        total.append(time.perf_counter() - start)
-        detection.append(tester.timings["detection"])
-        model.append(tester.timings["model"])
-    return percentiles(total), percentiles(detection), percentiles(model)
+        for name, detector in detectors.items():
+            tester.detector = detector
+            total, detection, model, alone = times[name]
+            start = time.perf_counter()
+            tester.recognize_fer(picture)
+            total.append(time.perf_counter() - start)
+            detection.append(tester.timings["detection"])
+            model.append(tester.timings["model"])
+            start = time.perf_counter()
+            keras.ops.convert_to_numpy(tester.model.predict_on_batch(crop[name])[0])
+            alone.append(time.perf_counter() - start)
+    return {name: [percentiles(values) for values in lists] for name, lists in times.items()}
 
 
 def bench_detector(method, picture, repeats):
@@ -107,21 +130,28 @@ def main(argv=None):
           f"load average {os.getloadavg()[0]:.1f} (other work on the machine slows every number)\n")
 
     images = np.random.default_rng(0).uniform(size=(64, 224, 224, 3)).astype("float32")
+    from adcorre.inference import face_crops
+
+    detectors = {name: face_crops.FaceDetector(name) for name in ("blazeface", "haar")}
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for arch in ("tiny", "xcp"):
             tester = random_tester(arch, folder)
-            rows.append((arch, *bench_recognize(tester, picture, args.repeats)))
-        print("recognize_fer latency (ms), 224 px input")
-        print(f"{'arch':<6} {'total p50':>10} {'total p95':>10} {'detect p50':>11} {'detect p95':>11} "
-              f"{'model p50':>10} {'model p95':>10}")
-        for arch, total, detection, model_time in rows:
-            print(f"{arch:<6} {total[0]:10.1f} {total[1]:10.1f} {detection[0]:11.1f} "
-                  f"{detection[1]:11.1f} {model_time[0]:10.1f} {model_time[1]:10.1f}")
+            for name, parts in bench_recognize(tester, detectors, picture, args.repeats).items():
+                rows.append((arch, name, *parts))
+        print("recognize_fer latency (ms), 224 px input; 'predict' is the model's own "
+              "predict_on_batch on the converted crop")
+        print("| arch | detector | total p50 / p95 | detection + alignment p50 / p95 | "
+              "model p50 / p95 | predict p50 / p95 | total / predict (p50) |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        for arch, name, total, detection, model_time, alone in rows:
+            print(f"| {arch} | {name} | {total[0]:.1f} / {total[1]:.1f} | {detection[0]:.1f} / "
+                  f"{detection[1]:.1f} | {model_time[0]:.1f} / {model_time[1]:.1f} | "
+                  f"{alone[0]:.1f} / {alone[1]:.1f} | {total[0] / alone[0]:.2f}x |")
 
         print("\nface detection alone (ms), same picture")
         print(f"{'detector':<9} {'p50':>7} {'p95':>7}")
-        for method in ("haar", "mtcnn"):
+        for method in ("blazeface", "haar", "mtcnn"):
             print(f"{method:<9} " + bench_detector(method, picture, args.repeats))
 
         print("\nXception (xcp) predict throughput at 224 px, graph mode "

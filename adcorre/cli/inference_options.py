@@ -8,7 +8,7 @@ there...) with one usage error and exit status 2, before the seconds TensorFlow 
 Example (the parser alone; `parse_args` also checks that the files named exist):
 >>> args = build_parser().parse_args(["--weights", "m.h5", "--image", "a.jpg", "--margin", "0.3"])
 >>> args.image, args.margin, args.detector
-(['a.jpg'], 0.3, 'haar')
+(['a.jpg'], 0.3, 'blazeface')
 """
 
 import argparse
@@ -92,7 +92,8 @@ def build_parser(prog="test.py"):
     parser.add_argument("--data-dir", help="dataset folder (default: ./data/<dataset>)")
     parser.add_argument("--split", default="test", help="dataset split (default: test)")
     parser.add_argument("--plot-cm", help="write the normalised confusion matrix to this PNG")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32,
+                        help="pictures (--dataset) or face crops (--image) per model call")
     parser.add_argument("--out", help="export destination (default: next to the weights); "
                                       "never a folder or file the export did not write")
     parser.add_argument("--overwrite", action="store_true",
@@ -102,7 +103,11 @@ def build_parser(prog="test.py"):
         config.LABEL_PRESETS))
     parser.add_argument("--input-range", type=_parse_range, help="LO,HI the model takes; write --input-range=-1,1 when LO is negative")
     parser.add_argument("--input-size", type=int, help="for files that do not fix it")
-    parser.add_argument("--detector", default="haar", choices=("haar", "mtcnn", "none"))
+    parser.add_argument("--detector", default=face_crops.DEFAULT_DETECTOR,
+                        choices=(*face_crops.DETECTORS, "none"),
+                        help=f"face detector (default {face_crops.DEFAULT_DETECTOR}: BlazeFace, "
+                             "fast, with eye keypoints; haar: OpenCV's cascades; mtcnn: needs "
+                             "the mtcnn package; none: classify whole pictures)")
     parser.add_argument("--no-align", action="store_true", help="crop the box without levelling")
     parser.add_argument("--margin", type=_parse_margin, default=face_crops.DEFAULT_MARGIN,
                         help="context on each side of the face, a fraction of its width: 0 to "

@@ -49,20 +49,22 @@ def _picture_paths(sources):
     return paths
 
 
-def _print_pictures(tester, paths, as_json):
-    """One line per picture as it is done (label, probability, box, or the error that picture
-    met); the others go on after a bad one. With `as_json` each line is one JSON object
-    (JSON lines). Returns how many failed."""
+def _print_pictures(tester, paths, as_json, batch_size):
+    """One line per picture (label, probability, box, or the error that picture met), printed
+    a batch at a time: the crops of `batch_size` pictures share one model call, and a bad
+    picture does not stop the others. With `as_json` each line is one JSON object (JSON
+    lines). Returns how many failed."""
     failures = 0
     width = min(60, max(len("picture"), *(len(path) for path in paths)))
     if not as_json:
         print(f"{'picture':<{width}}  {'label':<9} {'prob':>5}  box", flush=True)
-    for path in paths:
-        try:
-            row = {"picture": path, **tester.recognize_fer(path)}
-        except Exception as error:  # noqa: BLE001  (a bug of ours is re-raised in _picture_error)
+    for path, boxes, outcome in tester.recognize_each(paths, largest_only=True,
+                                                      batch_size=batch_size):
+        if boxes is None:
             failures += 1
-            row = {"picture": path, "error": _picture_error(error)}
+            row = {"picture": path, "error": _picture_error(outcome)}
+        else:
+            row = {"picture": path, **outcome[0]}
         print(json.dumps(row) if as_json else _picture_line(row, width), flush=True)
     return failures
 
@@ -177,7 +179,7 @@ def _video_or_webcam(tester, args):
 
 def _pictures_to_csv(tester, args):
     paths = _picture_paths(args.image)
-    rows = tester.recognize_pictures(paths, args.csv)
+    rows = tester.recognize_pictures(paths, args.csv, batch_size=args.batch_size)
     failed = int((rows["error"] != "").sum())
     print(f"{len(paths)} pictures, {len(rows)} rows ({failed} pictures could not be read) "
           f"written to {args.csv}")
@@ -219,7 +221,8 @@ def _run(args):
     if _is_media_task(args):
         return _run_media_task(tester, args)
     if args.image:
-        failures = _print_pictures(tester, _picture_paths(args.image), args.json)
+        failures = _print_pictures(tester, _picture_paths(args.image), args.json,
+                                   args.batch_size)
         return 1 if failures else 0
     if args.dataset:
         summary = tester.evaluate(args.dataset, args.data_dir, args.split,

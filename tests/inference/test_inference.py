@@ -40,7 +40,9 @@ def astronaut():
 
 @pytest.fixture(scope="module")
 def detector():
-    return face_crops.FaceDetector()
+    """Haar's detector: these tests check its own face and eye pass (BlazeFace, the default,
+    has its own tests in test_face_detectors.py)."""
+    return face_crops.FaceDetector("haar")
 
 
 # ----------------------------------------------------------------------- detection and alignment
@@ -88,11 +90,11 @@ def test_opencv_without_haar_cascades_gets_a_clear_message(monkeypatch):
     # OpenCV 5 wheels have no CascadeClassifier.
     monkeypatch.delattr(cv2, "CascadeClassifier")
     with pytest.raises(ImportError, match="has no Haar cascades.*opencv-python-headless<5"):
-        face_crops.FaceDetector()
+        face_crops.FaceDetector("haar")
 
 
 def test_unknown_detector_is_refused():
-    with pytest.raises(ValueError, match="'haar' or 'mtcnn'"):
+    with pytest.raises(ValueError, match="'blazeface', 'haar', 'mtcnn'"):
         face_crops.FaceDetector("dlib")
 
 

@@ -74,14 +74,17 @@ def test_cli_streams_a_folder_and_goes_on_after_bad_pictures(tiny_file, tmp_path
     (tmp_path / "d_broken.jpg").write_bytes(b"\xff\xd8\xff" + bytes(20))
     shutil.copy(grace_hopper_path(), tmp_path / "e_grace.jpg")
     printed_before = []
-    recognize = TestModels.recognize_fer
+    read = pictures.read_picture
 
-    def spy(self, path):  # what had been printed when each picture's turn came
+    def spy(source, *args):  # what had been printed when each picture's turn came
         printed_before.append(capsys.readouterr().out)
-        return recognize(self, path)
+        return read(source, *args)
 
-    monkeypatch.setattr(TestModels, "recognize_fer", spy)
-    assert test_cli.main(["--weights", tiny_file, "--image", str(tmp_path)]) == 1
+    monkeypatch.setattr(pictures, "read_picture", spy)
+    # One face crop per model call: each line is out before the next picture is read (the
+    # default batches the crops of several pictures, and prints a batch at a time).
+    assert test_cli.main(["--weights", tiny_file, "--image", str(tmp_path),
+                          "--batch-size", "1"]) == 1
     out = "".join(printed_before) + capsys.readouterr().out
     lines = out.strip().splitlines()
     assert len(lines) == 6 and lines[0].split()[:4] == ["picture", "label", "prob", "box"]
@@ -93,17 +96,18 @@ def test_cli_streams_a_folder_and_goes_on_after_bad_pictures(tiny_file, tmp_path
     assert "d_broken.jpg" in lines[4] and "error: " in lines[4] and "Traceback" not in out
     assert lines[5].split()[1] in EXPRESSIONS_7
 
-    # JSON lines: one object per picture, errors included.
-    monkeypatch.setattr(TestModels, "recognize_fer", recognize)
+    # JSON lines: one object per picture, errors included (the default batch size).
+    monkeypatch.setattr(pictures, "read_picture", read)
     assert test_cli.main(["--weights", tiny_file, "--image", str(tmp_path), "--json"]) == 1
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [os.path.basename(r["picture"]) for r in rows] == sorted(os.listdir(tmp_path))
     assert ["error" in r for r in rows] == [False, False, False, True, False]
 
 
+@pytest.mark.parametrize("method", ["blazeface", "haar"])
 @pytest.mark.parametrize("shape", [(1, 5000), (5000, 1)])
-def test_detector_finds_nothing_in_a_strip_instead_of_crashing(shape):
-    assert face_crops.FaceDetector().detect(np.full(shape + (3,), 90, np.uint8)) == []
+def test_detector_finds_nothing_in_a_strip_instead_of_crashing(shape, method):
+    assert face_crops.FaceDetector(method).detect(np.full(shape + (3,), 90, np.uint8)) == []
 
 
 @pytest.mark.parametrize("margin", ["-0.5", "-1", "1e6", "nan", "x"])

@@ -110,7 +110,7 @@ def test_model_and_health(web, model_file):
     response = requests.get(web.url + "api/model", timeout=30)
     assert response.json() == {
         "name": "tiny.h5", "kind": "project", "arch": "tiny", "labels": list(EXPRESSIONS_7),
-        "input_size": [32, 32], "channels": 3, "input_range": [0.0, 1.0], "detector": "haar",
+        "input_size": [32, 32], "channels": 3, "input_range": [0.0, 1.0], "detector": "blazeface",
     }
     # The file name only: where the user keeps files is not told to whoever can reach the port.
     assert os.path.dirname(model_file) not in response.text
