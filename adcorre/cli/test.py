@@ -53,16 +53,19 @@ def _print_pictures(tester, paths, as_json):
     """One line per picture as it is done (label, probability, box, or the error that picture
     met); the others go on after a bad one. With `as_json` each line is one JSON object
     (JSON lines). Returns how many failed."""
+    from adcorre.data.pictures import printable_path
+
     failures = 0
-    width = min(60, max(len("picture"), *(len(path) for path in paths)))
+    names = [printable_path(path) for path in paths]  # a name that is not UTF-8 prints escaped
+    width = min(60, max(len("picture"), *(len(name) for name in names)))
     if not as_json:
         print(f"{'picture':<{width}}  {'label':<9} {'prob':>5}  box", flush=True)
-    for path in paths:
+    for path, name in zip(paths, names):
         try:
-            row = {"picture": path, **tester.recognize_fer(path)}
+            row = {"picture": name, **tester.recognize_fer(path)}
         except Exception as error:  # noqa: BLE001  (a bug of ours is re-raised in _picture_error)
             failures += 1
-            row = {"picture": path, "error": _picture_error(error)}
+            row = {"picture": name, "error": _picture_error(error)}
         print(json.dumps(row) if as_json else _picture_line(row, width), flush=True)
     return failures
 

@@ -206,9 +206,10 @@ def _source_bytes(source):
     """`(data, name)` of a path or encoded bytes; a folder, a FIFO or a device is refused unread."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), "image bytes"
-    name = os.fspath(source)
+    path = os.fspath(source)
+    name = printable_path(path)
     try:
-        mode = os.stat(name).st_mode
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise FileNotFoundError(f"Image not found: {name}.") from None
     except OSError as error:  # a symlink loop, a path too long, no permission...
@@ -221,7 +222,7 @@ def _source_bytes(source):
         raise ImageDecodeError(f"{name} is not a regular file (a FIFO, socket or device); "
                                "expected a JPEG, PNG, BMP or GIF file.")
     try:
-        with open(name, "rb") as f:
+        with open(path, "rb") as f:
             return f.read(), name
     except OSError as error:
         raise ImageDecodeError(f"{name}: cannot be read ({error.strerror or error}); expected "
@@ -313,7 +314,19 @@ def describe_image(item):
         return f"array{item.shape}"
     if isinstance(item, (bytes, bytearray)):
         return f"<{len(item)} bytes>"
-    return os.fspath(item)
+    return printable_path(item)
+
+
+def printable_path(path):
+    """`path` as text any UTF-8 output takes: a file name whose bytes are not UTF-8 (a Latin-1
+    é on Linux) shows them escaped, `caf\\xe9.jpg`, where Python's own string would stop a
+    UTF-8 writer ("surrogates not allowed").
+
+    Example:
+    >>> printable_path(os.fsdecode(b"caf\\xe9.jpg")), printable_path("café.jpg")
+    ('caf\\\\xe9.jpg', 'café.jpg')
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 # ------------------------------------------------------------------ pictures people hand in

@@ -134,11 +134,14 @@ def recognize_pictures(tester, paths, csv_path=None, batch_size=DEFAULT_BATCH_SI
 
     def readable():
         for path in paths:
+            # A name that is not UTF-8 (a Latin-1 é on Linux) is written as its bytes show it:
+            # the CSV is UTF-8 text, and the file itself is read all the same.
+            name = pictures.printable_path(path)
             try:
-                yield path, pictures.read_picture(path), True
+                yield name, pictures.read_picture(path), True
             except (OSError, ValueError, cv2.error) as error:  # reading errors name the file
-                errors[path] = str(error)
-                yield path, None, False
+                errors[name] = str(error)
+                yield name, None, False
 
     rows = []
     for path, _, boxes, probabilities in _recognised(tester, readable(), batch_size, 1, {}):

@@ -126,3 +126,35 @@ def test_a_lying_jpeg_in_a_dataset_is_skipped_and_counted(tmp_path):
         good, skipped = pictures.validate_images(frame)
     assert len(good) == len(frame) - 1
     assert skipped == [(frame["image"][1], skipped[0][1])] and "65500 x 65500" in skipped[0][1]
+
+
+# ------------------------------------------------------------ file names that are not UTF-8
+
+
+def _latin1_name(folder, source):
+    """Copies `source` to a file named café.jpg in Latin-1 bytes (b"caf\\xe9.jpg"): Python sees a
+    str with a surrogate, which a UTF-8 writer or a TensorFlow string refuses."""
+    target = os.path.join(os.fsencode(folder), b"caf\xe9.jpg")
+    with open(source, "rb") as handle, open(target, "wb") as out:
+        out.write(handle.read())
+    return os.fsdecode(target)
+
+
+def test_a_folder_dataset_with_a_latin1_file_name_is_read(tmp_path):
+    """Training on such a folder stopped with TensorFlow's "Error converting unicode string"."""
+    from adcorre.data import input_pipeline
+
+    root = synth_faces.write_dataset(str(tmp_path / "folder"), layout="folder", n=14,
+                                     image_size=32, test_fraction=0.5, seed=4)
+    frame = dataset_readers.read_split("folder", root, "train")
+    first = frame["image"][0]
+    odd = _latin1_name(os.path.dirname(first), first)
+    os.remove(first)
+    frame = dataset_readers.read_split("folder", root, "train")
+    assert odd in list(frame["image"])
+    good, skipped = pictures.validate_images(frame)
+    assert skipped == [] and len(good) == len(frame)
+    batches = list(input_pipeline.make_dataset(frame, input_size=32, batch_size=len(frame)))
+    images, labels = batches[0]
+    assert images.shape == (len(frame), 32, 32, 3) and labels.shape == (len(frame),)
+    assert pictures.describe_image(odd).endswith("caf\\xe9.jpg")
