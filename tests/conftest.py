@@ -44,9 +44,13 @@ def tester(tiny_file):
 # ------------------------------------------------ tests write only under temporary folders
 
 
+# What a test run itself may leave in the checkout: pytest's and Python's caches, the venv.
+_RUN_LEFTOVERS = (".pytest_cache", ".venv", ".ruff_cache")
+
+
 def _checkout_changes():
     """What `git status` lists in the checkout (untracked files included), or None outside git.
-    Ignored paths (.venv, caches, runs/ by .gitignore too) are listed, so a test that writes a
+    Ignored paths (runs/ and model files by .gitignore) are listed too, so a test that writes a
     run folder into the checkout is seen even though git would not commit it."""
     import subprocess
 
@@ -54,12 +58,14 @@ def _checkout_changes():
 
     try:
         listed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all",
-                                 "--ignored=matching", "--", ".", ":!.venv", ":!.pytest_cache",
-                                 ":(exclude,glob)**/__pycache__/**"],
+                                 "--ignored=matching"],
                                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
-    return set(listed.stdout.splitlines()) if listed.returncode == 0 else None
+    if listed.returncode != 0:
+        return None
+    return {line for line in listed.stdout.splitlines()
+            if not line[3:].startswith(_RUN_LEFTOVERS) and "__pycache__" not in line}
 
 
 def pytest_sessionstart(session):

@@ -26,9 +26,12 @@ from adcorre.config import (
     LOSS_ARITHMETICS,
     LR_SCHEDULES,
     MIXED_PRECISION,
+    RAFDB_IMAGES,
+    RECIPE_DATASET_SETTINGS,
     RECIPES,
     SETTING_MINIMUMS,
     SYNTH_SPLIT_SIZES,
+    TEST_SPLITS,
     DatasetName,
     DatasetType,
     LearningConfig,
@@ -59,14 +62,16 @@ def _setting(field, why=""):
     return parse
 
 
-def _number(minimum, inclusive, why=""):
-    """An argparse type: a finite number above (or, `inclusive`, at least) `minimum`."""
+def _number(minimum, inclusive, why="", maximum=math.inf):
+    """An argparse type: a finite number above (or, `inclusive`, at least) `minimum` and below
+    `maximum`."""
     def parse(text):
         try:
             value = float(text)
         except ValueError:
             value = math.nan
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+        if (not math.isfinite(value) or value < minimum or (value == minimum and not inclusive)
+                or value >= maximum):
             bound = f"{'>=' if inclusive else '>'} {minimum:g}"
             raise argparse.ArgumentTypeError(f"expected a number {bound}{why}, got {text!r}")
         return value
@@ -152,6 +157,19 @@ def _data_dir_default():
     return f"{where} ($FER_DATA_ROOT/<dataset> when FER_DATA_ROOT is set)"
 
 
+def per_dataset(field, show=_shown):
+    """Where a recipe sets `field` for one dataset (`config.RECIPE_DATASET_SETTINGS`), as help text.
+
+    Example:
+    >>> per_dataset("test_split")
+    'the adcorre recipe on fer2013: public_private_test'
+    """
+    found = [f"the {recipe} recipe on {dataset}: {show(settings[field])}"
+             for recipe, datasets in RECIPE_DATASET_SETTINGS.items()
+             for dataset, settings in datasets.items() if field in settings]
+    return "; ".join(found) or "no recipe sets it per dataset"
+
+
 def _recipes_where(field, value):
     return [name for name in RECIPES if getattr(LearningConfig.from_recipe(name), field) == value]
 
@@ -181,6 +199,22 @@ def build_parser(prog="train.py"):
                       help="the official API's dataset type: for AffectNet, train and eval keep "
                            "its 8 classes (Contempt too), train_7, eval_7 and test the 7 basic "
                            "ones; the other datasets have 7 (default: train)")
+    data.add_argument("--rafdb-images", default="auto", choices=RAFDB_IMAGES,
+                      help="RAF-DB's faces: aligned (Image/aligned/), original (the photos of "
+                           "Image/original/ cropped by their box files, Annotation/boundingbox/ "
+                           "or boundingbox/, as the official config names them); auto "
+                           "(default): aligned when that folder is there")
+    data.add_argument("--test-split", default=None, choices=TEST_SPLITS,
+                      help="the split each epoch is scored on; public_private_test: FER-2013 / "
+                           "FERPlus PublicTest + PrivateTest (the official Ad-Corre test set), "
+                           f"val: their PublicTest; default: test ({per_dataset('test_split')})")
+    data.add_argument("--val-fraction", type=_number(0, inclusive=False,
+                                                     why=" and < 1", maximum=1),
+                      default=None,
+                      help="hold out this share of the training split (stratified, seeded by "
+                           "--seed) as a validation split that selects the best epoch, whose "
+                           "test accuracy is then reported; default: none, the best epoch is the "
+                           "one with the best test accuracy (an optimistic figure)")
     data.add_argument("--synth-train-size", type=_setting("synth_train_size"), default=None,
                       help=f"SynthFER faces drawn for training "
                            f"(default: {SYNTH_SPLIT_SIZES['train']})")
@@ -244,9 +278,10 @@ def build_parser(prog="train.py"):
     recipe.add_argument("--adcorre-batch", default=None, choices=ADCORRE_BATCHES,
                         help="FD, MD, ED over the all-gathered global batch or each replica's "
                              f"own (several devices only); {recipe_default('adcorre_batch')}")
-    recipe.add_argument("--mrr", action="store_true",
-                        help="minimal random resampling of the training split each epoch (ARM); "
-                             f"{recipe_default('mrr')}")
+    recipe.add_argument("--mrr", action=argparse.BooleanOptionalAction, default=None,
+                        help="class-balanced sampling: minimal random resampling (ARM) tops "
+                             "every class up to the largest one each epoch; --no-mrr turns it "
+                             f"off; {recipe_default('mrr')} ({per_dataset('mrr')})")
     recipe.add_argument("--augment", default="auto", choices=("auto", "on", "off"),
                         help="training augmentation (on: flip, small rotation / zoom / "
                              "shift, colour jitter, random erasing; 'arm': ARM's flip or noise "
@@ -298,6 +333,9 @@ def parse_args(argv=None, prog="train.py"):
             find_data_dir(args.dataset, args.data_dir, setting="--data-dir")
         except DatasetNotFoundError as error:
             parser.error(str(error))
+    if args.rafdb_images != "auto" and args.dataset != DatasetName.rafdb:
+        parser.error(f"argument --rafdb-images: {args.rafdb_images} is for --dataset rafdb, "
+                     f"not {args.dataset}")
     weights = args.weights
     if weights not in (None, "imagenet") and weights.lower() != "none" and not os.path.isfile(weights):
         parser.error(f"argument --weights: no such file {weights!r}; expected imagenet, none or "
@@ -326,8 +364,14 @@ def training_arguments(args):
     settings = {name: value for name, value in chosen.items() if value is not None}
     if args.ce_only:
         settings["use_adcorre"] = False
-    if args.mrr:
-        settings["mrr"] = True
+    if args.mrr is not None:
+        settings["mrr"] = args.mrr
+    if args.rafdb_images != "auto":
+        settings["rafdb_images"] = args.rafdb_images
+    if args.test_split is not None:
+        settings["test_split"] = args.test_split
+    if args.val_fraction is not None:
+        settings["val_fraction"] = args.val_fraction
     if args.augment != "auto":
         settings["augmentation"] = None if args.augment == "on" else False
     settings.update(

@@ -3,13 +3,14 @@
 `read_split(dataset_name, data_dir, split)` reads the layout each dataset ships in
 (docs/DESIGN.md, "On-disk formats") into a DataFrame with an `image` column (a file
 path, or a uint8 array for the CSV datasets and SynthFER) and a `label` column
-(canonical index, see `config`). Extra columns: `box` (AffectNet face box
-`(x, y, w, h)`), `valence`, `arousal` (AffectNet), `usage` (FER-2013 / FERPlus).
-`frame.attrs` records the dataset, split, class count, source file and the rows
-dropped by the dataset's rules.
+(canonical index, see `config`). Extra columns: `box` (the face box `(x, y, w, h)` of
+AffectNet and of RAF-DB's original photos), `valence`, `arousal` (AffectNet), `usage`
+(FER-2013 / FERPlus). `frame.attrs` records the dataset, split, class count, source file
+and the rows dropped by the dataset's rules.
 
-Only label files are read here: images are opened later, by `pictures` (one picture)
-or `input_pipeline` (tf.data). Reading needs neither TensorFlow nor OpenCV.
+Only label files are read here (and, for RAF-DB's original photos, each photo's header,
+to check its face box lies inside it): images are decoded later, by `pictures` (one
+picture) or `input_pipeline` (tf.data). Reading needs neither TensorFlow nor OpenCV.
 
 A missing label file, wrong columns, a malformed line or a label out of range raise
 one `DatasetNotFoundError` (a `FileNotFoundError`) or `DatasetFormatError` (a
@@ -23,16 +24,22 @@ Example:
 
 import contextlib
 import csv
+import math
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
 
 from adcorre import config
 from adcorre.config import IMAGE_EXTENSIONS
+from adcorre.data.pictures import BadImageWarning, picture_size
 from adcorre.errors import DatasetFormatError, DatasetNotFoundError, SettingError
 
-SPLITS = ("train", "val", "test")
+# `public_private_test`: FER-2013's PublicTest + PrivateTest, the official Ad-Corre test set.
+SPLITS = ("train", "val", "test", "public_private_test")
+# The datasets that have a `public_private_test` split.
+PUBLIC_PRIVATE_DATASETS = (config.DatasetName.fer2013, config.DatasetName.ferplus)
 
 
 # --------------------------------------------------------------------------------------
@@ -57,11 +64,13 @@ def _split_name(split):
     lower = lower[:-2] if forced else lower
     aliases = {"train": "train", "training": "train",
                "val": "val", "valid": "val", "validation": "val", "eval": "val",
-               "publictest": "val", "test": "test", "privatetest": "test"}
+               "publictest": "val", "test": "test", "privatetest": "test",
+               "public_private_test": "public_private_test"}
     if lower not in aliases:
         raise SettingError(
-            f"Unknown split {split!r}: use 'train', 'val' or 'test' (or a config.DatasetType: "
-            f"{', '.join(config.DatasetType.all)})."
+            f"Unknown split {split!r}: use 'train', 'val' or 'test' ('public_private_test' for "
+            f"FER-2013 and FERPlus), or a config.DatasetType: "
+            f"{', '.join(config.DatasetType.all)}."
         )
     return aliases[lower], forced
 
@@ -157,8 +166,9 @@ _RAFDB_EXPECTED = ("lines '<train|test>_NNNNN.jpg <code 1-7>' in EmoLabel/list_p
 
 
 def _read_rafdb(data_dir, split, aligned=None):
-    if split == "val":
-        raise SettingError("RAF-DB has no validation split: use split='train' or 'test'.")
+    if split not in ("train", "test"):
+        raise SettingError(f"RAF-DB has no {'validation' if split == 'val' else split} split: "
+                           "use split='train' or 'test'.")
     label_file = os.path.join(data_dir, "EmoLabel", "list_patition_label.txt")
     _require_file(label_file, "RAF-DB label file", _RAFDB_EXPECTED)
     aligned_dir = os.path.join(data_dir, "Image", "aligned")
@@ -170,6 +180,7 @@ def _read_rafdb(data_dir, split, aligned=None):
         raise DatasetNotFoundError(
             f"RAF-DB image folder not found: {image_dir}. Expected Image/aligned/NAME_aligned.jpg "
             f"or Image/original/NAME.jpg under {data_dir}.")
+    box_dir = None if aligned else _rafdb_box_dir(data_dir)
     images, labels, listed = [], [], 0
     # Universal newlines: CRLF is fine.
     with open(label_file, encoding="utf-8-sig") as f, _text_file_errors(label_file, _RAFDB_EXPECTED):
@@ -195,7 +206,137 @@ def _read_rafdb(data_dir, split, aligned=None):
     if not images:
         raise _format_error(label_file, None, f"it lists {listed} images and none of the "
                             f"{split} split (names starting with '{split}_')", _RAFDB_EXPECTED)
-    return _frame(images, labels, dict(source=label_file, image_dir=image_dir))
+    attrs = dict(source=label_file, image_dir=image_dir)
+    if aligned:
+        return _frame(images, labels, attrs)
+    boxes, skipped = _rafdb_boxes(images, box_dir, split)
+    keep = [i for i, box in enumerate(boxes) if box is not None]
+    if not keep:
+        raise DatasetFormatError(
+            f"None of the {len(images)} RAF-DB {split} photos in {image_dir} has a usable box "
+            f"file in {box_dir} ({len(skipped)} skipped, first: {skipped[0][1]}). Expected "
+            f"NAME_boundingbox.txt per photo: {_RAFDB_BOX_EXPECTED}.")
+    attrs.update(box_dir=box_dir, box_skipped=skipped)
+    return _frame([images[i] for i in keep], [labels[i] for i in keep], attrs,
+                  box=pd.Series([boxes[i] for i in keep], dtype=object))
+
+
+# Where the face boxes of RAF-DB's original photos are looked for, in this order: the archive's
+# own place (basic/Annotation/boundingbox/), then the flat copy the official Ad-Corre config
+# names (RafDBConf.orig_bounding_box = <RAF-DB>/boundingbox/).
+RAFDB_BOX_DIRS = (os.path.join("Annotation", "boundingbox"), "boundingbox")
+_RAFDB_BOX_EXPECTED = ("four numbers 'x1 y1 x2 y2' (separated by spaces, tabs, newlines or "
+                       "commas; integers or decimals): the face's top-left and bottom-right "
+                       "corners in pixels, x1 < x2 and y1 < y2, inside the photo")
+# Bad box files named one line each, up to this many; the rest are counted in one more line.
+_BOX_LINES = 10
+
+
+class BadBoxWarning(BadImageWarning):
+    """RAF-DB original photos were skipped: their box file is missing or unusable."""
+
+
+def _rafdb_box_dir(data_dir):
+    for relative in RAFDB_BOX_DIRS:
+        if os.path.isdir(os.path.join(data_dir, relative)):
+            return os.path.join(data_dir, relative)
+    raise DatasetNotFoundError(
+        f"RAF-DB face boxes not found: the original photos (Image/original/) are cropped by "
+        f"their box, and neither {' nor '.join(os.path.join(data_dir, d) for d in RAFDB_BOX_DIRS)}"
+        f" exists. Expected NAME_boundingbox.txt per photo holding {_RAFDB_BOX_EXPECTED}; or use "
+        "the aligned faces (Image/aligned/, aligned=True).")
+
+
+def rafdb_box(box_path, photo_size=None):
+    """A RAF-DB box file's face box as `(x, y, w, h)` in whole pixels, or the reason it is unusable.
+
+    The file holds `x1 y1 x2 y2`, the face's top-left and bottom-right corners in pixels (RAF-DB's
+    `Annotation/boundingbox/NAME_boundingbox.txt`). Corners are rounded to the nearest pixel
+    (`x = round(x1)`, `w = round(x2) - x`), so integer corners read back exactly.
+
+    Args:
+        box_path: the box file.
+        photo_size: `(width, height)` of its photo, to check the box lies inside; None skips that.
+
+    Returns:
+        `(box, None)` or `(None, reason)`; the reason says what is wrong (empty, not four
+        numbers, x2 <= x1, outside the photo...).
+
+    Example:
+    >>> with open("train_00001_boundingbox.txt", "w") as f:
+    ...     _ = f.write("12.00 30.00 112.00 150.00")
+    >>> rafdb_box("train_00001_boundingbox.txt", photo_size=(200, 180))
+    ((12, 30, 100, 120), None)
+    """
+    try:
+        with open(box_path, encoding="utf-8-sig") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None, "missing"
+    except (OSError, UnicodeDecodeError) as error:
+        return None, f"cannot be read as text ({getattr(error, 'strerror', None) or error})"
+    fields = text.replace(",", " ").split()
+    if not fields:
+        return None, "empty"
+    try:
+        numbers = [float(v) for v in fields]
+    except ValueError:
+        numbers = None
+    if numbers is None or len(numbers) != 4 or not all(map(math.isfinite, numbers)):
+        shown = text.strip()
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return None, f"holds {shown!r}, not four numbers"
+    x1, y1, x2, y2 = numbers
+    if x2 <= x1 or y2 <= y1:
+        which = "x2 <= x1" if x2 <= x1 else "y2 <= y1"
+        return None, f"{which} ({x1:g} {y1:g} {x2:g} {y2:g})"
+    left, top, right, bottom = (math.floor(v + 0.5) for v in numbers)
+    if right <= left or bottom <= top:
+        return None, f"a box under one pixel ({x1:g} {y1:g} {x2:g} {y2:g})"
+    if photo_size is not None:
+        width, height = photo_size
+        if left < 0 or top < 0 or right > width or bottom > height:
+            return None, (f"the box {x1:g} {y1:g} {x2:g} {y2:g} is outside the {width}x{height} "
+                          "photo")
+    return (left, top, right - left, bottom - top), None
+
+
+def _rafdb_boxes(images, box_dir, split):
+    """Each photo's box (None where it has none), and `[(photo, reason)]` of the skipped ones.
+
+    A missing box file is counted and named in one warning for the split; an unusable one
+    gets a line of its own (up to `_BOX_LINES`), naming the file and what is wrong.
+    """
+    boxes, missing, bad = [], [], []
+    for image in images:
+        stem = os.path.splitext(os.path.basename(image))[0]
+        box_path = os.path.join(box_dir, f"{stem}_boundingbox.txt")
+        if not os.path.isfile(box_path):
+            boxes.append(None)
+            missing.append(image)
+            continue
+        # A photo that cannot be read keeps its box unchecked: the image checks skip and
+        # count it as missing or unreadable.
+        box, reason = rafdb_box(box_path, picture_size(image))
+        boxes.append(box)
+        if reason is not None:
+            bad.append((image, box_path, reason))
+    if missing:
+        shown = ", ".join(os.path.basename(p) for p in missing[:5])
+        warnings.warn(
+            f"Skipped {len(missing)} of {len(images)} RAF-DB {split} photos that have no box "
+            f"file in {box_dir} (NAME_boundingbox.txt): {shown}{' ...' if len(missing) > 5 else ''}.",
+            BadBoxWarning, stacklevel=4)
+    for image, box_path, reason in bad[:_BOX_LINES]:
+        warnings.warn(f"{box_path}: {reason}; expected {_RAFDB_BOX_EXPECTED}. Skipped its photo "
+                      f"{os.path.basename(image)}.", BadBoxWarning, stacklevel=4)
+    if len(bad) > _BOX_LINES:
+        warnings.warn(f"... and {len(bad) - _BOX_LINES} more bad box files in {box_dir}; their "
+                      "photos were skipped too (frame.attrs['box_skipped'] lists every one).",
+                      BadBoxWarning, stacklevel=4)
+    skipped = ([(image, "no box file") for image in missing]
+               + [(image, f"bad box file {box_path}: {reason}") for image, box_path, reason in bad])
+    return boxes, skipped
 
 
 _AFFECTNET_REQUIRED = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
@@ -241,7 +382,11 @@ def _read_affectnet(data_dir, split, num_classes=None, forced=None):
 _FER_EXPECTED = ("fer2013.csv with header emotion,pixels,Usage; emotion 0..6 (0 Angry, 1 Disgust, "
                  "2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral), pixels = 48x48 space-separated "
                  "grey values 0..255, Usage Training/PublicTest/PrivateTest")
-_FER_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+# The Usage values of each split; the official Ad-Corre test set is PublicTest + PrivateTest
+# (its config.py: "both public&private test"), 7,178 faces of the real FER-2013.
+_FER_USAGE = {"train": ("Training",), "val": ("PublicTest",), "test": ("PrivateTest",),
+              "public_private_test": ("PublicTest", "PrivateTest")}
+_FER_USAGES = ("Training", "PublicTest", "PrivateTest")
 _FER_SIDE = 48
 
 
@@ -264,22 +409,23 @@ def _read_fer_rows(data_dir):
 
 def _in_split(usage, split, path, line, expected):
     """Whether a FER-2013 / FERPlus row's Usage is `split`'s; an unknown Usage is a format error."""
-    if usage not in _FER_USAGE.values():
+    if usage not in _FER_USAGES:
         raise _format_error(path, line, f"unknown Usage {usage!r}", expected)
-    return usage == _FER_USAGE[split]
+    return usage in _FER_USAGE[split]
 
 
 def _read_fer2013(data_dir, split):
     path, rows, lines = _read_fer_rows(data_dir)
-    usage = _FER_USAGE[split]
-    images, labels = [], []
+    images, labels, usages = [], [], []
     for (emotion, pixels, row_usage), line in zip(rows, lines):
         code = _int_field(emotion, path, line, "emotion", 0, 6, _FER_EXPECTED)
         if not _in_split(row_usage, split, path, line, _FER_EXPECTED):
             continue
         images.append(_parse_pixels(pixels, path, line))
         labels.append(config.FER2013_TO_CANONICAL[code])
-    return _frame(images, labels, dict(source=path, usage=usage), usage=usage)
+        usages.append(row_usage)
+    return _frame(images, labels, dict(source=path, usage="+".join(_FER_USAGE[split])),
+                  usage=usages)
 
 
 _FERPLUS_EXPECTED = ("fer2013new.csv (row-aligned with fer2013.csv) with header Usage,Image name,"
@@ -342,8 +488,7 @@ def _read_ferplus(data_dir, split, num_classes=None, forced=None, strict_majorit
     if len(rows) != len(fer_rows):
         raise _format_error(path, None, f"{len(rows)} rows but {fer_path} has {len(fer_rows)}",
                             _FERPLUS_EXPECTED)
-    usage = _FER_USAGE[split]
-    images, labels, dropped = [], [], {}
+    images, labels, usages, dropped = [], [], [], {}
     for row, line, fer_row, fer_line in zip(rows, lines, fer_rows, fer_lines):
         if not _in_split(row[0], split, path, line, _FERPLUS_EXPECTED):
             continue
@@ -358,8 +503,9 @@ def _read_ferplus(data_dir, split, num_classes=None, forced=None, strict_majorit
             continue
         images.append(_parse_pixels(fer_row[1], fer_path, fer_line))
         labels.append(label)
-    return _frame(images, labels, dict(source=path, usage=usage, num_classes=num_classes,
-                                       dropped=dropped), usage=usage)
+        usages.append(row[0])
+    return _frame(images, labels, dict(source=path, usage="+".join(_FER_USAGE[split]),
+                                       num_classes=num_classes, dropped=dropped), usage=usages)
 
 
 _PREPROCESSED_EXPECTED = ("SPLIT/images/NAME.jpg with SPLIT/annotations/NAME_exp.npy holding one "
@@ -464,6 +610,68 @@ def _read_synth(split, n=None, image_size=112, seed=0, class_prior=None):
     return _frame(list(images), labels, dict(source="synth", seed=seed, image_size=image_size))
 
 
+def validation_split(frame, fraction, seed=0, setting="val_fraction"):
+    """Carves a stratified, seeded validation split out of a (training) frame.
+
+    Each class present gives `round(fraction x its count)` of its rows (halves round up), drawn
+    at random under `seed`; the rest stay for training, in their original order. The split is
+    made from the listing, before any image is opened, so the same dataset, fraction and seed
+    always hold out the same faces.
+
+    Args:
+        frame: a `read_split` frame (the training split; never the test split).
+        fraction: the share held out, 0 < fraction < 1.
+        seed: the draw's seed (a run's `seed`).
+        setting: how the caller names the setting in the message (`--val-fraction` for the CLI).
+
+    Returns:
+        `(train, val)`: two frames (index reset) whose rows partition `frame`'s;
+        `val.attrs["split"]` is "val_from_train", and both record `val_fraction` and the rows'
+        positions in `frame` (`attrs["rows"]`).
+
+    Raises:
+        SettingError: the fraction leaves a class without a validation face or without a
+            training face (the message names the class, its count and the setting).
+
+    Example:
+    >>> frame = pd.DataFrame({"image": [f"{i}.jpg" for i in range(8)],
+    ...                       "label": [0, 0, 0, 0, 1, 1, 1, 1]})
+    >>> train, val = validation_split(frame, 0.25, seed=0)
+    >>> len(train), sorted(val["label"])
+    (6, [0, 1])
+    """
+    if not 0.0 < float(fraction) < 1.0:
+        raise SettingError(f"The validation share ({setting}) must be between 0 and 1, got "
+                           f"{fraction!r}.")
+    labels = frame["label"].to_numpy(np.int64)
+    rng = np.random.default_rng([int(seed), 0x7A1])  # a stream of its own: not the epoch orders'
+    held_out, short = [], []
+    names = config.EXPRESSIONS_8
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        count = int(math.floor(fraction * len(rows) + 0.5))
+        if count == 0 or count == len(rows):
+            short.append(f"{names[label] if label < len(names) else label} ({len(rows)} faces: "
+                         f"{count} for validation, {len(rows) - count} for training)")
+            continue
+        held_out.append(rng.choice(rows, count, replace=False))
+    if short:
+        raise SettingError(
+            f"A validation share of {fraction:g} ({setting}) leaves a class without a "
+            f"validation face or without a training face: {'; '.join(short)}. Every class needs both; choose a fraction "
+            "that gives each class at least one face on each side.")
+    val_rows = np.sort(np.concatenate(held_out))
+    is_val = np.zeros(len(labels), bool)
+    is_val[val_rows] = True
+    train_rows = np.flatnonzero(~is_val)
+    parts = []
+    for rows, name in ((train_rows, frame.attrs.get("split", "train")), (val_rows, "val_from_train")):
+        part = frame.iloc[rows].reset_index(drop=True)
+        part.attrs = dict(frame.attrs, split=name, val_fraction=float(fraction), rows=rows)
+        parts.append(part)
+    return tuple(parts)
+
+
 def find_data_dir(dataset_name, data_dir=None, setting="data_dir="):
     """The folder a dataset is read from: `data_dir`, or `config.default_data_dir`'s.
 
@@ -499,12 +707,19 @@ def read_split(dataset_name, data_dir=None, split="train", **kwargs):
         split: "train", "val" or "test", or a `config.DatasetType` value
             ("train", "train_7", "eval", "eval_7", "test"). `eval` means val.
             RAF-DB has train/test only. FER-2013 and FERPlus: train =
-            Training, val = PublicTest, test = PrivateTest. AffectNet: train =
-            training.csv, val and test = validation.csv (its test set is not
-            public).
+            Training, val = PublicTest, test = PrivateTest (the split most
+            papers report), and "public_private_test" = PublicTest +
+            PrivateTest in file order (the official Ad-Corre test set, 7,178
+            faces). AffectNet: train = training.csv, val and test =
+            validation.csv (its test set is not public).
         **kwargs: per dataset:
             - rafdb: `aligned=None` (True: Image/aligned, False:
-              Image/original, None: aligned if present).
+              Image/original, None: aligned if present). The original photos
+              get a `box` column read from `NAME_boundingbox.txt` (x1 y1 x2 y2)
+              in `Annotation/boundingbox/` or `boundingbox/` (`rafdb_box`); a
+              photo whose box file is missing or unusable is skipped (one
+              `BadBoxWarning` for the missing ones, one line per bad file) and
+              listed in `frame.attrs["box_skipped"]`.
             - affectnet, ferplus: `num_classes=7` (8 keeps Contempt). Splits
               ending in `_7` force 7. AffectNet drops expressions 8-10 (and 7
               with 7 classes); the counts are in `frame.attrs["dropped"]`.
@@ -516,8 +731,9 @@ def read_split(dataset_name, data_dir=None, split="train", **kwargs):
     Returns:
         A DataFrame with columns `image` (path str, or uint8 array: (48, 48)
         grey for FER-2013/FERPlus, (s, s, 3) RGB for synth) and `label`
-        (canonical int), plus `box` (AffectNet: (x, y, w, h) or None),
-        `valence`, `arousal` (AffectNet) and `usage` (FER CSVs).
+        (canonical int), plus `box` (AffectNet: (x, y, w, h) or None; RAF-DB
+        original photos: (x, y, w, h)), `valence`, `arousal` (AffectNet) and
+        `usage` (FER CSVs: each row's Usage).
 
     Raises:
         DatasetNotFoundError: the label file or image folder is missing.
@@ -535,6 +751,10 @@ def read_split(dataset_name, data_dir=None, split="train", **kwargs):
     if name not in config.DatasetName.all:
         raise SettingError(f"Unknown dataset {dataset_name!r}: use one of {config.DatasetName.all}.")
     canonical, forced = _split_name(split)
+    if canonical == "public_private_test" and name not in PUBLIC_PRIVATE_DATASETS:
+        raise SettingError(
+            f"The split 'public_private_test' (FER-2013's PublicTest + PrivateTest) exists for "
+            f"{' and '.join(PUBLIC_PRIVATE_DATASETS)} only; {name} has 'train', 'val' and 'test'.")
     if name == config.DatasetName.synth:
         frame = _read_synth(canonical, **kwargs)
     else:

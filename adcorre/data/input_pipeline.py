@@ -47,11 +47,12 @@ IMAGENET_MEAN_RGB = config.IMAGENET_MEAN_RGB
 class Augmentation:
     """Training augmentation, applied at the model's input size.
 
-    The defaults follow the FER practice ARM trains with: horizontal flip,
-    a small random rotation / scale / shift (on half the images), colour
-    jitter, and random erasing
-    (p 0.5, 2-25 % of the area, aspect 0.3-3.3, filled with the ImageNet mean
-    colour as torchvision's `RandomErasing` does after normalisation).
+    The defaults are common FER practice: horizontal flip, a small random
+    rotation / scale / shift (on half the images), colour jitter, and random
+    erasing (p 0.5, 2-25 % of the area, aspect 0.3-3.3, filled with the
+    ImageNet mean colour as torchvision's `RandomErasing` does after
+    normalisation). ARM trains with less: a flip or Gaussian noise, then
+    erasing of 2-10 % (`AUGMENTATIONS["arm"]`).
 
     `noise` adds Gaussian noise of `noise_std` (0-255 units) to the decoded picture before
     anything else, clipped and truncated back to uint8 as ARM's `add_gaussian_noise` does. It is

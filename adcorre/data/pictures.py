@@ -308,6 +308,25 @@ def warn_skipped(skipped, total, stacklevel=3):
                   f"{listed}{more}.", BadImageWarning, stacklevel=stacklevel)
 
 
+def picture_size(path):
+    """`(width, height)` of a picture file from its header alone, or None if it cannot be read.
+
+    Only the first bytes are read (PIL opens lazily), so checking a dataset's face boxes
+    against its photos costs no decoding. The size is the stored one: EXIF orientation is not
+    applied, as the training pipeline's decoder does not apply it either.
+
+    Example:
+    >>> picture_size("no_such_file.jpg") is None
+    True
+    """
+    with _pil_without_pixel_limit() as Image:
+        try:
+            with Image.open(os.fspath(path)) as picture:
+                return tuple(int(v) for v in picture.size)
+        except Exception:  # missing, unreadable, not a picture: validate_images says which
+            return None
+
+
 def describe_image(item):
     """How a frame's `image` entry is named in messages: its path, or its kind and size."""
     if isinstance(item, np.ndarray):

@@ -827,8 +827,10 @@ def write_dataset(out_dir, layout="rafdb", n=1000, image_size=112, seed=0, test_
     against `generate`'s.
 
     Layouts (see docs/DESIGN.md for the formats):
-    - `"rafdb"`: `EmoLabel/list_patition_label.txt` + `Image/aligned/*_aligned.jpg`
-      (`Image/original/*.jpg` with `aligned=False`).
+    - `"rafdb"`: `EmoLabel/list_patition_label.txt` + `Image/aligned/*_aligned.jpg`;
+      with `aligned=False`, `Image/original/*.jpg`: each face pasted into a larger,
+      non-square photo, its box in `Annotation/boundingbox/NAME_boundingbox.txt`
+      (`x1 y1 x2 y2`, the face's corners in pixels, as RAF-DB ships them).
     - `"affectnet"`: `training.csv` (train) / `validation.csv` (test) +
       `Manually_Annotated_Images/<dir>/<hash>.jpg`; each face is pasted into a
       larger photo and its box written to `face_*`. Each CSV also gets extra
@@ -853,7 +855,8 @@ def write_dataset(out_dir, layout="rafdb", n=1000, image_size=112, seed=0, test_
         image_size: side of the faces in pixels (not used by the FER layouts).
         seed: seed for `generate`.
         test_fraction: fraction of the faces put in the test split.
-        aligned: RAF-DB only: write `Image/aligned/` (True) or `Image/original/`.
+        aligned: RAF-DB only: write `Image/aligned/` (True) or `Image/original/` with
+            the box files (False).
         class_prior: passed to `generate`.
 
     Returns:
@@ -884,16 +887,42 @@ def write_dataset(out_dir, layout="rafdb", n=1000, image_size=112, seed=0, test_
     return out_dir
 
 
-def _write_rafdb(out_dir, splits, aligned, **_):
+def _photo_around(face, rng):
+    """`face` pasted at a random place into a larger, non-square photo of smooth colours.
+
+    Returns:
+        `(photo, (x, y))`: uint8 RGB and the face's top-left corner in it.
+    """
+    side = face.shape[0]
+    width, height = (int(side * rng.uniform(1.25, 1.8)) for _ in range(2))
+    photo = cv2.resize(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), (width, height),
+                       interpolation=cv2.INTER_CUBIC)
+    x, y = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
+    photo[y:y + side, x:x + side] = face
+    return photo, (x, y)
+
+
+def _write_rafdb(out_dir, splits, aligned, seed, **_):
     to_code = _inverse(config.RAFDB_TO_CANONICAL)
     sub = "aligned" if aligned else "original"
+    rng = np.random.default_rng((int(seed), 223))  # the photos around the faces
     lines = []
     for split, width in (("train", 5), ("test", 4)):
         for i, (image, label) in enumerate(zip(*splits[split])):
             name = f"{split}_{i + 1:0{width}d}"
             lines.append(f"{name}.jpg {to_code[int(label)]}\n")
-            file_name = f"{name}_aligned.jpg" if aligned else f"{name}.jpg"
-            _save(os.path.join(out_dir, "Image", sub, file_name), image)
+            if aligned:
+                _save(os.path.join(out_dir, "Image", sub, f"{name}_aligned.jpg"), image)
+                continue
+            # An original photo: the face somewhere in a larger picture, and its box as RAF-DB
+            # ships it (Annotation/boundingbox/NAME_boundingbox.txt: x1 y1 x2 y2 in pixels).
+            photo, (x, y) = _photo_around(image, rng)
+            _save(os.path.join(out_dir, "Image", sub, f"{name}.jpg"), photo)
+            side = image.shape[0]
+            box_dir = os.path.join(out_dir, "Annotation", "boundingbox")
+            os.makedirs(box_dir, exist_ok=True)
+            with open(os.path.join(box_dir, f"{name}_boundingbox.txt"), "w") as f:
+                f.write(f"{x:.2f} {y:.2f} {x + side:.2f} {y + side:.2f}\n")
     os.makedirs(os.path.join(out_dir, "EmoLabel"), exist_ok=True)
     with open(os.path.join(out_dir, "EmoLabel", "list_patition_label.txt"), "w") as f:
         f.writelines(lines)

@@ -14,6 +14,7 @@ tester.recognize_fer("img.jpg")          # prints e.g. "Happy", returns
 ```
 """
 
+import contextlib
 import os
 import sys
 import time
@@ -307,24 +308,35 @@ class TestModels:
 
     # -------------------------------------------------------------------------------- evaluation
 
-    def evaluate(self, dataset_name, data_dir=None, split="test", batch_size=32, plot_cm=None,
-                 **read_kwargs):
+    def evaluate(self, dataset_name, data_dir=None, split="test", batch_size=None, plot_cm=None,
+                 protocol="per_picture", **read_kwargs):
         """Accuracy and per-class scores on a dataset split (its images are already face crops).
 
         Args:
             dataset_name: a `config.DatasetName` (e.g. `"rafdb"`).
             data_dir: the dataset folder (default `config.default_data_dir`).
-            split: `"train"`, `"val"` or `"test"`.
-            batch_size: images per prediction batch.
+            split: `"train"`, `"val"` or `"test"` (`"public_private_test"` for FER-2013 and
+                FERPlus: PublicTest + PrivateTest, the official Ad-Corre test set).
+            batch_size: images per prediction batch (default 32; 64 with `protocol="arm"`).
             plot_cm: a `.png` path for the row-normalised confusion matrix.
+            protocol: `"per_picture"` (default): each picture's prediction is its own, whatever
+                the batch. `"arm"`: ARM's authors' test loop (src/test_raf-db.py,
+                train_raf-db.py): the split in file order, in batches of `batch_size` (their 64;
+                the last one smaller), every ARM layer using the mean affinity map of its
+                batch; models without ARM layers score as per picture.
             **read_kwargs: passed to `dataset_readers.read_split` (e.g. `num_classes=7`).
 
         Returns:
             dict: `accuracy`, `mean_class_accuracy` (mean recall over the classes present),
             `per_class` ({label: {precision, recall, f1, support}}), `confusion_matrix` (int
             array, rows true, columns predicted, in `labels` order), `labels`, `num_samples`,
-            `skipped_images` (unreadable) and `skipped_labels` (classes the model lacks).
+            `protocol`, `skipped_images` (unreadable) and `skipped_labels` (classes the model
+            lacks).
         """
+        if protocol not in EVALUATION_PROTOCOLS:
+            raise SettingError(f"protocol must be one of {EVALUATION_PROTOCOLS}, got {protocol!r}.")
+        if batch_size is None:
+            batch_size = ARM_TEST_BATCH if protocol == "arm" else 32
         to_model = self._canonical_to_model_index()
         frame = dataset_readers.read_split(dataset_name, data_dir, split, **read_kwargs)
         known = frame["label"].isin(list(to_model))
@@ -348,10 +360,13 @@ class TestModels:
         dataset = input_pipeline.make_dataset(frame, input_size=height, batch_size=batch_size,
                                               validate="none", return_index=True)
         truth, predicted, scored = [], [], np.zeros(len(frame), bool)
-        for images, labels, rows in dataset:
-            predicted.append(np.argmax(self.predict(images.numpy()), axis=-1))
-            truth.append([to_model[int(label)] for label in labels.numpy()])
-            scored[rows.numpy()] = True
+        # ARM's protocol: each batch's mean affinity map (the model's traced function follows).
+        with (weights_io.arm_affinity(self.model, "batch") if protocol == "arm"
+              else contextlib.nullcontext()):
+            for images, labels, rows in dataset:
+                predicted.append(np.argmax(self.predict(images.numpy()), axis=-1))
+                truth.append([to_model[int(label)] for label in labels.numpy()])
+                scored[rows.numpy()] = True
         skipped += [(pictures.describe_image(frame["image"][i]), "could not be decoded")
                     for i in np.flatnonzero(~scored)]
         pictures.warn_skipped(skipped, listed)
@@ -361,7 +376,7 @@ class TestModels:
         truth, predicted = np.concatenate(truth), np.concatenate(predicted)
         summary = classification_report(truth, predicted, self.exps)
         summary.update(dataset=dataset_name, split=split, skipped_labels=skipped_labels,
-                       skipped_images=len(skipped))
+                       skipped_images=len(skipped), protocol=protocol)
         if plot_cm:
             plot_confusion_matrix(summary["confusion_matrix"], self.exps, plot_cm,
                                   title=f"{dataset_name} {split}: accuracy {summary['accuracy']:.4f}")
@@ -404,6 +419,12 @@ class TestModels:
         """
         return export.export_model(self.model, self.info, path, format=format,
                                    overwrite=overwrite, labels=self.exps)
+
+
+# `evaluate(protocol=...)`: each picture on its own, or ARM's authors' test loop; and their
+# test batch (test_raf-db.py `-b`, train_raf-db.py `--val_batch_size`).
+EVALUATION_PROTOCOLS = ("per_picture", "arm")
+ARM_TEST_BATCH = 64
 
 
 def _softmax(logits):

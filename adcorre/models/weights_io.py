@@ -440,9 +440,55 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
 def _set_arm_affinity(model, mode):
     """Sets every ARM layer's inference affinity; the model must not have run yet (a traced
     function keeps the mode it was traced with)."""
-    for layer in model._flatten_layers(include_self=False):
-        if isinstance(layer, arm.AmendRepresentation):
-            layer.affinity = mode
+    for layer in arm_layers(model):
+        layer.affinity = mode
+
+
+def arm_layers(model):
+    """The `arm.AmendRepresentation` layers of a Keras model (none for other models).
+
+    Example:
+    >>> arm_layers(object())
+    []
+    """
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is None:  # not a Keras model (an export run by another runtime)
+        return []
+    return [layer for layer in flatten(include_self=False)
+            if isinstance(layer, arm.AmendRepresentation)]
+
+
+@contextlib.contextmanager
+def arm_affinity(model, mode):
+    """Runs the block with every ARM layer of `model` using the inference affinity `mode`.
+
+    The model's traced predict function is dropped on the way in and out, so predictions in
+    the block follow `mode` and those after it the layers' own modes again. ARM's authors
+    score their test set with `"batch"`: each batch's mean map (src/test_raf-db.py).
+
+    Args:
+        model: a Keras model (one without ARM layers is left as it is).
+        mode: one of `arm.AFFINITY_MODES`.
+
+    Example:
+    >>> with arm_affinity(object(), "batch"):
+    ...     pass
+    """
+    if mode not in arm.AFFINITY_MODES:
+        raise SettingError(f"arm affinity must be one of {arm.AFFINITY_MODES}, got {mode!r}.")
+    layers = arm_layers(model)
+    saved = [layer.affinity for layer in layers]
+    for layer in layers:
+        layer.affinity = mode
+    if layers:
+        model.predict_function = None
+    try:
+        yield model
+    finally:
+        for layer, previous in zip(layers, saved):
+            layer.affinity = previous
+        if layers:
+            model.predict_function = None
 
 
 def _override(info, labels, input_range):

@@ -17,8 +17,10 @@ samples labelled y_i and k embedding matrices E_l of shape (n, d):
 `AdCorreLoss(arithmetic="official")` computes FD, MD and ED as the official custom_loss.py
 does instead (docs/reproduction.md, "Where this differs"): FD with no attention weights (omega = 1/2 for
 every class), MD over all C classes (an absent class's mean is the batch mean) divided by
-k C^2, ED divided by k^2. With every class in the batch that makes the paper's MD and ED
-k/(k-1) = 7/6 times the official ones.
+k C^2, ED divided by k^2. With every class in the batch that makes the paper's MD
+C/(C-1) times the official one (its C(C-1) class pairs against the official C^2 entries:
+7/6 with 7 classes, 8/7 with 8), and the paper's ED k/(k-1) times the official one (7/6 at
+k = 7 heads).
 
 COR is Pearson correlation over the d features, computed with a stabilised standard
 deviation sqrt(var + epsilon): a constant vector then has correlation 0 with everything

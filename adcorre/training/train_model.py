@@ -71,6 +71,9 @@ class TrainModel:
         dataset_name: one of `config.DatasetName.all`; `"synth"` generates SynthFER in memory.
         ds_type: `config.DatasetType`; for AffectNet `train` means 8 classes, `train_7` 7.
         data_dir: the dataset's root folder as it ships (default `config.default_data_dir`).
+        rafdb_images: RAF-DB's faces: `"auto"` (Image/aligned/ when it is there, else the
+            original photos), `"aligned"`, or `"original"`: the photos cropped by their box
+            files (`Annotation/boundingbox/` or `boundingbox/`), as the official config names.
         weights: `"imagenet"` (backbone only), `None` (from scratch) or a weight file path.
         lr: initial Adam learning rate.
         lr_schedule: `"inverse_time"` (Ad-Corre: `lr / (1 + lr_decay * t)` after t optimizer
@@ -91,7 +94,16 @@ class TrainModel:
             training predictions (rounded up to whole batches; the official code keeps 1000).
         num_embeddings, embedding_size: k and d of the heads.
         adcorre_batch: `"global"` (default) or `"local"`, see `trainer.AdCorreTrainer`.
-        mrr: minimal random resampling of the training set each epoch (ARM).
+        mrr: class-balanced sampling: minimal random resampling (ARM) tops every class of the
+            training split up to the largest one each epoch, each re-draw augmented afresh (the
+            `adcorre` recipe turns it on for AffectNet; `config.RECIPE_DATASET_SETTINGS`).
+        test_split: the split each epoch is scored on: `"test"`, `"val"` or, for FER-2013 and
+            FERPlus, `"public_private_test"` (PublicTest + PrivateTest, the official Ad-Corre
+            test set, which the `adcorre` recipe scores FER-2013 on).
+        val_fraction: `None` keeps the epoch with the best test accuracy (an optimistic
+            figure); F in (0, 1) carves a stratified, seeded validation split of F out of the
+            training split (`dataset_readers.validation_split`, never out of the test split),
+            and the epoch with the best validation accuracy is kept, its test accuracy reported.
         mixed_precision: `"auto"` (bf16 on a GPU, none on a CPU), `"bfloat16"`, `"float16"`, `"none"`.
         jit_compile: `"auto"` (XLA on a GPU, graph mode on a CPU) or a bool.
         seed: makes data order, augmentation and initialisation repeatable.
@@ -128,7 +140,8 @@ class TrainModel:
                  mrr=FROM_RECIPE, mixed_precision="auto",
                  jit_compile="auto", seed=0, synth_train_size=FROM_RECIPE,
                  synth_test_size=FROM_RECIPE, backup_every=200, keep_all=False,
-                 steps_per_epoch=None, augmentation=FROM_RECIPE, verbose="auto", recipe=None):
+                 steps_per_epoch=None, augmentation=FROM_RECIPE, verbose="auto", recipe=None,
+                 rafdb_images="auto", test_split=FROM_RECIPE, val_fraction=None):
         # Every argument but `self` and `recipe` is a LearningConfig field (`lr` is spelled
         # `learning_rate` there); those left to the recipe are not passed on.
         arguments = dict(locals())
@@ -160,6 +173,7 @@ class TrainModel:
 
     # -- data -----------------------------------------------------------------------------
     def _read(self, split):
+        """The `read_split` frame of `split` (SynthFER drawn at the model's input size)."""
         config = self.config
         options = {}
         if config.dataset_name == DatasetName.synth:
@@ -168,19 +182,57 @@ class TrainModel:
             options = {"n": size, "image_size": min(config.input_size, 224), "seed": config.seed}
         elif config.dataset_name == DatasetName.affectnet:
             options = {"num_classes": config.num_classes}
-        data_dir = config.data_dir
-        if data_dir is None and config.dataset_name != DatasetName.synth:
-            data_dir = default_data_dir(config.dataset_name)
-        frame = dataset_readers.read_split(config.dataset_name, data_dir, split, **options)
+        elif config.dataset_name == DatasetName.rafdb and config.rafdb_images != "auto":
+            options = {"aligned": config.rafdb_images == "aligned"}
+        return dataset_readers.read_split(config.dataset_name, self._data_dir(), split, **options)
+
+    def _data_dir(self):
+        config = self.config
+        if config.data_dir is None and config.dataset_name != DatasetName.synth:
+            return default_data_dir(config.dataset_name)
+        return config.data_dir
+
+    def _prepare(self, frame, split, skipped_before=0):
+        """A frame's usable rows, ready for every epoch's pipeline.
+
+        `skipped_before` counts the rows the reader already left out (RAF-DB photos without a
+        usable box), so the run reports every face it could not use.
+        """
+        config = self.config
         # Checked once here, decoded by the pipeline's own decoder (one warning naming the
         # first bad files), so every epoch's pipeline is built from readable rows only,
         # batches keep their size and test predictions line up with their labels.
         frame, skipped = input_pipeline.usable_rows(frame, mode="decode")
         if len(frame) == 0:
-            raise DatasetFormatError(f"The {split!r} split of {config.dataset_name!r} at {data_dir!r} has "
-                             f"no usable images ({len(skipped)} skipped).")
+            raise DatasetFormatError(
+                f"The {split!r} split of {config.dataset_name!r} at {self._data_dir()!r} has no "
+                f"usable images ({len(skipped) + skipped_before} skipped).")
         return _Split(input_pipeline.prepare_rows(frame, config.input_size, validate="none"),
-                      len(skipped))
+                      len(skipped) + skipped_before)
+
+    def _read_splits(self):
+        """`(train, validation or None, test)`: the validation split carved out of train."""
+        config = self.config
+        train = self._read("train")
+        val = None
+        if config.val_fraction:
+            # From the listing, before any image is opened: the same faces whatever decodes.
+            train, val = dataset_readers.validation_split(
+                train, config.val_fraction, config.seed, setting="--val-fraction, val_fraction=")
+            val = self._prepare(val, "validation")
+        train = self._prepare(train, "train", len(train.attrs.get("box_skipped", ())))
+        test = self._read(config.test_split)
+        test = self._prepare(test, config.test_split, len(test.attrs.get("box_skipped", ())))
+        return train, val, test
+
+    def _scoring_dataset(self, split):
+        """Every image of a split in batches, each carrying its rows (`return_index`)."""
+        config = self.config
+        # Rows travel with the images, so predictions meet their own labels even if an image
+        # stops decoding mid-run; a length Keras knows.
+        return input_pipeline.make_dataset(
+            split.rows, input_size=config.input_size, batch_size=config.batch_size,
+            return_index=True, num_batches=-(-len(split.labels) // config.batch_size))
 
     def _training_dataset(self, train, epoch, skip_batches, steps):
         """Epoch `epoch`'s batches from `skip_batches` on, `steps` full batches in all."""
@@ -203,7 +255,10 @@ class TrainModel:
                 "num_classes": config.num_classes, "num_embeddings": config.num_embeddings,
                 "embedding_size": config.embedding_size, "optimizer": config.optimizer,
                 "attention_window": config.attention_window, "train_images": len(train.labels),
-                "train_split": hashlib.sha256(listing.encode("utf-8", "replace")).hexdigest()[:16]}
+                "train_split": hashlib.sha256(listing.encode("utf-8", "replace")).hexdigest()[:16],
+                # Not where the run stands, but what its best epoch was chosen on: a history
+                # scored on another split, or chosen another way, cannot be continued.
+                "test_split": config.test_split, "val_fraction": config.val_fraction}
 
     @staticmethod
     def _check_resume(save_dir, position, settings):
@@ -220,6 +275,8 @@ class TrainModel:
         changed = [name for name in settings if name in saved and saved[name] != settings[name]]
         if "train_split" in changed:  # the split changed: its size and steps follow from that
             changed = [n for n in changed if n not in ("train_images", "steps_per_epoch")]
+        if "val_fraction" in changed:  # another validation share: another training split
+            changed = [n for n in changed if n != "train_split"]
         if not changed:
             return
         said = []
@@ -229,7 +286,7 @@ class TrainModel:
                 said.append(f"another training split ({saved.get('train_images')} images, now "
                             f"{settings.get('train_images')}; {flag})")
             else:
-                said.append(f"{flag} {saved[name]} (now {settings[name]})")
+                said.append(f"{flag} {_shown(saved[name])} (now {_shown(settings[name])})")
         raise ResumeError(
             f"Cannot resume {save_dir}: its backup (epoch {int(position['epoch']) + 1}, batch "
             f"{position['batch']}) was made with {'; '.join(said)}, and that moves where the "
@@ -306,7 +363,8 @@ class TrainModel:
             weight_path: optional weight file to start from (same arch and heads).
 
         Returns:
-            Path of the `.h5` with the best test accuracy.
+            Path of the best epoch's `.h5`: the best test accuracy, or with `val_fraction` the
+            best validation accuracy.
         """
         config = self.config
         arch = arch or config.arch
@@ -319,7 +377,7 @@ class TrainModel:
             "runs", f"{config.dataset_name}_{arch}_{time.strftime('%Y%m%d-%H%M%S')}")
         names = label_names(config.num_classes)
 
-        train, test = self._read("train"), self._read("test")
+        train, val, test = self._read_splits()
         steps = len(input_pipeline.epoch_order(train.labels, config.seed, 0, mrr=config.mrr))
         steps //= config.batch_size
         if config.steps_per_epoch:
@@ -327,11 +385,7 @@ class TrainModel:
         if steps < 1:
             raise SettingError(f"The training split has {len(train.labels)} images, fewer than one "
                              f"batch of {config.batch_size}.")
-        # Rows travel with the images, so predictions meet their own labels even if an image
-        # stops decoding mid-run; a length Keras knows.
-        test_dataset = input_pipeline.make_dataset(
-            test.rows, input_size=config.input_size, batch_size=config.batch_size,
-            return_index=True, num_batches=-(-len(test.labels) // config.batch_size))
+        test_dataset = self._scoring_dataset(test)
         backup = ResumableBackup(os.path.join(save_dir, "backup"), every_steps=config.backup_every,
                                  chief=chief, settings=self._position_settings(arch, train, steps))
         self._check_resume(save_dir, backup.saved_position(), backup.settings)
@@ -347,9 +401,14 @@ class TrainModel:
                     state = json.load(handle)
         # Without a backup this is a new run (a folder holding a finished run without its
         # backup was refused above, so no history is mixed into another's).
+        skipped = {"train": train.skipped, "test": test.skipped}
+        if val is not None:
+            skipped["validation"] = val.skipped
         state.update(dataset=config.dataset_name, arch=arch, labels=list(names),
                      input_size=config.input_size, steps_per_epoch=steps,
-                     skipped_images={"train": train.skipped, "test": test.skipped})
+                     test_split=config.test_split, val_fraction=config.val_fraction,
+                     selected_by="validation" if val is not None else "test",
+                     skipped_images=skipped)
         if chief:
             # Made only now, when nothing above refused the run: a refusal leaves no folder.
             os.makedirs(save_dir, exist_ok=True)
@@ -359,19 +418,29 @@ class TrainModel:
                                      "steps_per_epoch": steps,
                                      "ce_weight": config.cross_entropy_weight})
 
+        validation = None if val is None else (self._scoring_dataset(val), val.labels)
         callbacks = [
             EpochEnd(state, test_dataset, test.labels, save_dir, config.dataset_name, names, arch,
-                     keep_all=config.keep_all, chief=chief),
+                     keep_all=config.keep_all, chief=chief, test_split=config.test_split,
+                     validation=validation),
             backup,
-            _CSVLogger(os.path.join(save_dir, "log.csv"), append=True),
+            _CSVLogger(os.path.join(save_dir, "log.csv"), append=True,
+                       test_split=config.test_split),
             _TensorBoard(os.path.join(save_dir, "tensorboard"), update_freq="epoch"),
             keras.callbacks.TerminateOnNaN(),
             _TotalEpochsProgbar(config.epochs),
         ]
         verbose = config.verbose if config.verbose != "auto" else (1 if sys.stdout.isatty() else 2)
         replicas = strategy.num_replicas_in_sync
+        if val is None:
+            selection = ("the best epoch is the one with the best test accuracy, an optimistic "
+                         "figure (--val-fraction F selects on validation)")
+        else:
+            selection = (f"the best epoch is selected by validation ({len(val.labels)} faces, "
+                         f"{config.val_fraction:g} of the training split)")
         print(f"Training {arch} on {config.dataset_name} (recipe {config.recipe}): "
-              f"{len(train.labels)} train / {len(test.labels)} test images, {steps} steps of "
+              f"{len(train.labels)} train / {len(test.labels)} test images (split "
+              f"{config.test_split}); {selection}; {steps} steps of "
               f"{config.batch_size} per epoch, {config.epochs} epochs, {config.optimizer} "
               f"{config.learning_rate:g} with {config.lr_schedule} decay"
               f"{f' and L2 {config.weight_decay:g}' if config.weight_decay else ''}, strategy "
@@ -394,9 +463,24 @@ class TrainModel:
         if chief:
             # The backup of the last epoch end stays: it is what `epochs` > those done
             # continues from (weights, optimizer state, attention map).
-            print(f"Best model: {best} (test accuracy {state.get('best_accuracy', 0):.4f}, "
-                  f"epoch {state.get('best_epoch')}). Logs: {save_dir}")
+            print(f"Best model: {best} ({_best_model_note(state, config.test_split)}). "
+                  f"Logs: {save_dir}")
         return best
+
+
+def _best_model_note(state, test_split):
+    """What the Best model line says of the best epoch: its test accuracy, on which split, and
+    how it was chosen (ending with `epoch N`)."""
+    accuracy = f"test accuracy {state.get('best_accuracy', 0):.4f} on {test_split}"
+    if "best_val_accuracy" in state:
+        how = f"selected by validation (accuracy {state['best_val_accuracy']:.4f})"
+    else:
+        how = "selected by that test accuracy, an optimistic figure"
+    return f"{accuracy}, {how}, epoch {state.get('best_epoch')}"
+
+
+def _shown(value):
+    return "none" if value is None else value
 
 
 # The flag that sets each of `TrainModel._position_settings`, for the message refusing a resume.
@@ -405,5 +489,6 @@ _RESUME_FLAGS = {
     "seed": "--seed", "mrr": "--mrr", "input_size": "--input-size", "num_classes": "--ds-type",
     "num_embeddings": "--num-embeddings", "embedding_size": "--embedding-size",
     "optimizer": "--recipe", "attention_window": "--attention-window",
-    "train_split": "--dataset / --data-dir",
+    "train_split": "--dataset / --data-dir", "test_split": "--test-split",
+    "val_fraction": "--val-fraction",
 }

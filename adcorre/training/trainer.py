@@ -243,17 +243,26 @@ class EpochEnd(keras.callbacks.Callback):
     """Refreshes the attention map, evaluates, saves `<dataset>_<epoch>_AC_<acc>.h5`, keeps the best.
 
     It runs before Keras' logging callbacks, so the values it adds to `logs`
-    (`test_accuracy`, `test_mean_class_accuracy`, `omega_<class>`, `attention_samples`: how
-    many training predictions the new omega rests on, and `learning_rate`: the rate of the
-    epoch's last step) reach the CSV log and TensorBoard.
+    (`test_accuracy`, `test_mean_class_accuracy`: on the split `test_split` names;
+    `val_accuracy`, `val_mean_class_accuracy` with a validation split; `omega_<class>`,
+    `attention_samples`: how many training predictions the new omega rests on, and
+    `learning_rate`: the rate of the epoch's last step) reach the CSV log and TensorBoard.
+
+    The best epoch is the one with the best test accuracy (optimistic: chosen on the faces
+    it is reported on) or, given `validation`, the best validation accuracy; `trainer_state`
+    records its path, epoch, test accuracy (`best_accuracy`) and validation accuracy
+    (`best_val_accuracy`).
     """
 
     def __init__(self, trainer_state, test_dataset, test_labels, save_dir, dataset_name,
-                 names, arch, keep_all=False, chief=True):
+                 names, arch, keep_all=False, chief=True, test_split="test", validation=None):
         super().__init__()
         self.state = trainer_state
         self.test_dataset = test_dataset
         self.test_labels = np.asarray(test_labels)
+        self.test_split = test_split
+        # (dataset, labels) of the validation split, scored as the test split is.
+        self.validation = None if validation is None else (validation[0], np.asarray(validation[1]))
         self.save_dir = save_dir
         self.dataset_name = dataset_name
         self.names = tuple(names)
@@ -262,8 +271,8 @@ class EpochEnd(keras.callbacks.Callback):
         self.chief = chief
         self._row_model = None
 
-    def _score_test_split(self):
-        """The test split's class probabilities and the labels of the images they belong to.
+    def _score(self, dataset, all_labels, what):
+        """A split's class probabilities and the labels of the images they belong to.
 
         A dataset of `(images, labels, rows)` (`input_pipeline.make_dataset(return_index=True)`)
         may leave out an image that fails to decode, or repeat one (its spares), so each
@@ -272,18 +281,26 @@ class EpochEnd(keras.callbacks.Callback):
         """
         if self._row_model is None:
             self._row_model = _passing_rows_through(self.model.network)
-        inputs = self.test_dataset.map(lambda images, labels, rows: ((images, rows),))
+        inputs = dataset.map(lambda images, labels, rows: ((images, rows),))
         probabilities, rows = self._row_model.predict(inputs, verbose=0)
         rows, first = np.unique(np.asarray(rows).astype(np.int64), return_index=True)
-        missing = sorted(set(range(len(self.test_labels))) - set(rows.tolist()))
+        missing = sorted(set(range(len(all_labels))) - set(rows.tolist()))
         if missing:
-            images = getattr(self.test_dataset, "images", None)
+            images = getattr(dataset, "images", None)
             names = [str(images[i]) if images is not None else f"row {i}" for i in missing]
             warnings.warn(
-                f"{len(missing)} of {len(self.test_labels)} test images could not be decoded "
+                f"{len(missing)} of {len(all_labels)} {what} images could not be decoded "
                 f"this epoch and were not scored: {', '.join(names[:5])}"
                 f"{' ...' if len(names) > 5 else ''}.", BadImageWarning, stacklevel=2)
-        return np.asarray(probabilities)[first], self.test_labels[rows]
+        return np.asarray(probabilities)[first], all_labels[rows]
+
+    def _score_test_split(self):
+        """`_score` of the split each epoch is scored on."""
+        return self._score(self.test_dataset, self.test_labels, self.test_split)
+
+    def _summary(self, dataset, labels, what):
+        probabilities, labels = self._score(dataset, labels, what)
+        return classification_summary(labels, np.argmax(probabilities, axis=-1), len(self.names))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -293,34 +310,48 @@ class EpochEnd(keras.callbacks.Callback):
         for name, value in zip(self.names, omega):
             logs[f"omega_{name.lower()}"] = float(value)
 
-        probabilities, labels = self._score_test_split()
-        summary = classification_summary(labels, np.argmax(probabilities, axis=-1),
-                                         len(self.names))
+        summary = self._summary(self.test_dataset, self.test_labels, self.test_split)
         logs["test_accuracy"] = summary["accuracy"]
         logs["test_mean_class_accuracy"] = summary["mean_class_accuracy"]
+        scores = {"test_accuracy": summary["accuracy"],
+                  "test_mean_class_accuracy": summary["mean_class_accuracy"],
+                  "test_split": self.test_split}
         # Keras counts epochs from 0; everything a user reads (this line, file names, log.csv,
         # training_state.json, TensorBoard) counts from 1, as the progress bar does.
         number = epoch + 1
-        print(f"\nepoch {number}: test accuracy {summary['accuracy']:.4f}, mean class accuracy "
-              f"{summary['mean_class_accuracy']:.4f}, omega [{', '.join(f'{v:.3f}' for v in omega)}]")
+        line = (f"\nepoch {number}: test accuracy {summary['accuracy']:.4f} on {self.test_split}, "
+                f"mean class accuracy {summary['mean_class_accuracy']:.4f}")
+        if self.validation is not None:
+            val = self._summary(*self.validation, "validation")
+            logs["val_accuracy"] = scores["val_accuracy"] = val["accuracy"]
+            logs["val_mean_class_accuracy"] = val["mean_class_accuracy"]
+            scores["val_mean_class_accuracy"] = val["mean_class_accuracy"]
+            line += (f"; validation accuracy {val['accuracy']:.4f}, mean class accuracy "
+                     f"{val['mean_class_accuracy']:.4f}")
+        print(f"{line}; omega [{', '.join(f'{v:.3f}' for v in omega)}]")
         if not self.chief:
             return
         stem = f"{self.dataset_name}_{number}_AC_{summary['accuracy']:.4f}"
         path = os.path.join(self.save_dir, stem + ".h5")
         weights_io.save_model(
             self.model.network, path, labels=self.names, input_range=(0.0, 1.0), arch=self.arch,
-            extra={"epoch": number, "dataset": self.dataset_name,
-                   "test_accuracy": summary["accuracy"],
-                   "test_mean_class_accuracy": summary["mean_class_accuracy"]},
+            extra={"epoch": number, "dataset": self.dataset_name, **scores},
         )
         atomic_files.write_text(os.path.join(self.save_dir, stem + ".txt"),
                                 format_confusion_matrix(summary["confusion_matrix"], self.names) + "\n")
         plot_confusion_matrix(summary["confusion_matrix"], self.names,
                               os.path.join(self.save_dir, stem + ".png"),
-                              title=f"{self.dataset_name} epoch {number} acc {summary['accuracy']:.4f}")
+                              title=f"{self.dataset_name} {self.test_split} epoch {number} acc "
+                                    f"{summary['accuracy']:.4f}")
         previous_best = self.state.get("best_path")
-        if summary["accuracy"] > self.state.get("best_accuracy", -1.0):
+        if self.validation is not None:
+            better = scores["val_accuracy"] > self.state.get("best_val_accuracy", -1.0)
+        else:
+            better = summary["accuracy"] > self.state.get("best_accuracy", -1.0)
+        if better:
             self.state.update(best_accuracy=summary["accuracy"], best_path=path, best_epoch=number)
+            if self.validation is not None:
+                self.state["best_val_accuracy"] = scores["val_accuracy"]
         if not self.keep_all:
             # Keep the best file and the latest one; earlier non-best epochs go.
             for old in (self.state.get("latest_path"), previous_best):
@@ -350,13 +381,31 @@ def _passing_rows_through(network):
 
 class _CSVLogger(keras.callbacks.CSVLogger):
     """Keras' CSV log without the empty `val_*` columns it adds when `fit` validates nothing
-    (this trainer evaluates the test split itself, logged as `test_*`), its `epoch` column
-    counted from 1 like the epoch files (Keras writes its 0-based index)."""
+    (this trainer evaluates its splits itself, logged as `test_*` and, with a validation split,
+    `val_*`), its `epoch` column counted from 1 like the epoch files (Keras writes its 0-based
+    index), and a `test_split` column naming the split `test_*` was scored on.
+
+    Appending to a log that already has a header keeps that header's columns, so the rows of a
+    resumed run line up with the earlier ones.
+    """
+
+    def __init__(self, filename, separator=",", append=False, test_split="test"):
+        super().__init__(filename, separator=separator, append=append)
+        self.test_split = test_split
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.keys is None and logs:
-            self.keys = sorted(logs)
+        logs = {**(logs or {}), "test_split": self.test_split}
+        if self.keys is None:
+            self.keys = self._existing_columns() or sorted(logs)
         super().on_epoch_end(epoch + 1, logs)
+
+    def _existing_columns(self):
+        if not (self.append and os.path.exists(self.filename)):
+            return None
+        with open(self.filename, newline="", encoding="utf-8") as handle:
+            header = handle.readline().strip()
+        columns = header.split(self.sep) if header else []
+        return [c for c in columns if c != "epoch"] or None
 
 
 class _TensorBoard(keras.callbacks.TensorBoard):

@@ -331,6 +331,20 @@ def test_paper_terms_are_constant_multiples_of_the_official_ones(k):
     assert abs(ratio - 7 / 6) > 0.05
 
 
+@pytest.mark.parametrize("num_classes", [7, 8])
+def test_paper_md_is_c_over_c_minus_1_times_the_official(num_classes):
+    """The MD ratio follows the class count C (C(C-1) pairs against C^2 entries), not k."""
+    labels, embeddings, _ = random_batch(6, k=4, num_classes=num_classes)
+    paper = AdCorreLoss(num_classes=num_classes)
+    official = AdCorreLoss(num_classes=num_classes, arithmetic="official")
+    ratio = num_classes / (num_classes - 1)  # 7/6 or 8/7
+    np.testing.assert_allclose(numpy_of(paper.mean_discriminator(embeddings, labels)),
+                               ratio * official_md(embeddings, labels, num_classes), rtol=1e-5)
+    np.testing.assert_allclose(numpy_of(paper.mean_discriminator(embeddings, labels)),
+                               ratio * numpy_of(official.mean_discriminator(embeddings, labels)),
+                               rtol=1e-5)
+
+
 def test_bad_arithmetic_is_named():
     with pytest.raises(ValueError, match="arithmetic must be one of"):
         AdCorreLoss(arithmetic="keras2")
