@@ -40,6 +40,7 @@ Example (a small untrained model, saved and read back):
 
 import contextlib
 import dataclasses
+import io
 import json
 import os
 import tempfile
@@ -225,17 +226,47 @@ def save_model(model, path, *, labels, input_range=(0.0, 1.0), arch=None, extra=
         "extra": extra or {},
     }
     encoded = json.dumps(metadata)  # fails here, before anything is written, if extra is not JSON
-    with atomic_files.atomic_path(path) as temporary:
-        if suffix == ".h5":
-            with _quiet_absl():  # .h5 is chosen on purpose; Keras' "legacy format" note each epoch is noise
-                model.save(temporary, include_optimizer=include_optimizer)
-            with h5py.File(temporary, "a") as file:
-                file.attrs[METADATA_ATTRIBUTE] = encoded
-        else:
-            model.save(temporary)
-            with zipfile.ZipFile(temporary, "a") as archive:
-                archive.writestr(METADATA_MEMBER, encoded)
+    if suffix == ".h5":
+        atomic_files.write_bytes(path, _h5_model_bytes(model, encoded, include_optimizer))
+        return path
+    with atomic_files.atomic_path(path) as temporary:  # a zip: Python's own writes
+        model.save(temporary)
+        with zipfile.ZipFile(temporary, "a") as archive:
+            archive.writestr(METADATA_MEMBER, encoded)
     return path
+
+
+# HDF5 files are built in memory and written to disk in one plain write. HDF5 writing straight to
+# a disk that fills mid-file fails with a RuntimeError, leaves its objects unclosable ("Exception
+# ignored" tracebacks) and crashed the process at exit (segmentation fault); a plain write fails
+# with one OSError and `atomic_files` removes what it had written.
+
+
+def _h5_model_bytes(model, encoded_metadata, include_optimizer):
+    """The `.h5` file `model.save` would write (Keras' HDF5 format), with our metadata, as bytes."""
+    from keras.src.legacy.saving import legacy_h5_format
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as file:
+        with _quiet_absl():  # .h5 is chosen on purpose; Keras' "legacy format" note each epoch is noise
+            legacy_h5_format.save_model_to_hdf5(model, file, include_optimizer=include_optimizer)
+        file.attrs[METADATA_ATTRIBUTE] = encoded_metadata
+    return buffer.getvalue()
+
+
+def weights_bytes(model):
+    """The `.weights.h5` file `model.save_weights` would write, as bytes (see above: built in
+    memory, so a full disk fails one plain write); `model.load_weights` reads it back."""
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    try:
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
+                               visited_saveables=set())
+    finally:
+        store.close()
+    return buffer.getvalue()
 
 
 @contextlib.contextmanager
