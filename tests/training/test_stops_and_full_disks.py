@@ -15,7 +15,7 @@ import signal
 import numpy as np
 import pytest
 
-from helpers import run_python
+from helpers import run_python, tiny_trainer
 
 CPU_ONLY = {"CUDA_VISIBLE_DEVICES": ""}
 # 3 epochs of 4 batches of 16 SynthFER faces at 32 px; a backup every 2 batches.
@@ -116,27 +116,12 @@ def test_a_full_disk_is_one_line_and_status_1_wherever_it_strikes(limit, backup_
     assert _left_behind(save_dir) == []
 
 
-def _trainer():
-    import keras
-
-    from adcorre.models.cnn_model import CNNModel
-    from adcorre.training.trainer import AdCorreTrainer
-
-    keras.utils.set_random_seed(0)
-    model = AdCorreTrainer(CNNModel().get_model("tiny", weights=None, input_size=32,
-                                                num_embeddings=2, embedding_size=8))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    model(np.zeros((1, 32, 32, 3), "float32"))
-    model.optimizer.build(model.trainable_variables)
-    return model
-
-
 def test_a_resumed_epochs_loss_and_accuracy_count_all_its_batches(tmp_path):
     """They covered only the batches run after the resume; the backup now carries the running
     means, and `batches_counted` says how many batches a row covers."""
     from adcorre.training.trainer import ResumableBackup, _epoch_metrics
 
-    source = _trainer()
+    source = tiny_trainer()
     labels = np.array([0, 1, 1, 2, 3, 3])
     source.accuracy_tracker.update_state(labels, np.eye(7)[[0, 1, 2, 2, 3, 4]])  # 4 of 6 right
     for tracker, value in zip(source.term_trackers, (1.5, 0.25, 0.5, 0.75)):
@@ -146,7 +131,7 @@ def test_a_resumed_epochs_loss_and_accuracy_count_all_its_batches(tmp_path):
     backup._save(1, 30)
     saved = {m.name: float(m.result()) for m in _epoch_metrics(source)}
 
-    resumed = _trainer()
+    resumed = tiny_trainer()
     restorer = ResumableBackup(str(tmp_path / "backup"), chief=True)
     restorer.set_model(resumed)
     assert restorer.load(resumed) == (1, 30)
