@@ -48,6 +48,13 @@ def atomic_path(path):
             os.remove(temporary)
 
 
+def write_bytes(path, data):
+    """Writes `data` to `path` atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+
+
 def write_text(path, text):
     """Writes `text` (UTF-8) to `path` atomically."""
     with atomic_path(path) as temporary:

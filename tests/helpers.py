@@ -111,3 +111,21 @@ def save_tiny_model(folder, input_size=32):
                                  num_embeddings=2, embedding_size=8)
     return weights_io.save_model(model, os.path.join(folder, "tiny.h5"), labels=EXPRESSIONS_7,
                                  arch="tiny")
+
+
+def tiny_trainer():
+    """An `AdCorreTrainer` on an untrained `tiny` (32 px, 2 heads of 8), compiled with Adam and
+    every variable built (optimizer slots too), seeded: what a backup saves and loads."""
+    import keras
+    import numpy as np
+
+    from adcorre.models.cnn_model import CNNModel
+    from adcorre.training.trainer import AdCorreTrainer
+
+    keras.utils.set_random_seed(0)
+    model = AdCorreTrainer(CNNModel().get_model("tiny", weights=None, input_size=32,
+                                                num_embeddings=2, embedding_size=8))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model(np.zeros((1, 32, 32, 3), "float32"))
+    model.optimizer.build(model.trainable_variables)
+    return model

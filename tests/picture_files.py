@@ -7,6 +7,7 @@ writers produce valid files of any size from a few MB of bytes:
   a DC difference of 0 and no AC coefficient, so with one-symbol Huffman tables each block costs
   two 0 bits and the scan is a run of zero bytes.
 - `write_grey_png`: a PNG of black rows, compressed as a stream.
+- `write_lying_jpeg`: a small complete JPEG whose header claims a huge size.
 """
 
 import struct
@@ -57,4 +58,19 @@ def write_grey_png(path, width, height):
         data += compressor.flush()
         handle.write(chunk(b"IDAT", data))
         handle.write(chunk(b"IEND", b""))
+    return path
+
+
+def write_lying_jpeg(path, width=65500, height=65500):
+    """A small, complete 16 x 16 JPEG (end marker included) whose frame header claims `width` x
+    `height`: what a forged or truncated file looks like to a lenient decoder."""
+    import cv2
+    import numpy as np
+
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8)
+    data = bytearray(cv2.imencode(".jpg", pixels)[1].tobytes())
+    frame = data.index(b"\xff\xc0")
+    data[frame + 5:frame + 9] = struct.pack(">HH", height, width)
+    with open(path, "wb") as handle:
+        handle.write(bytes(data))
     return path

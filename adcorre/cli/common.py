@@ -5,6 +5,8 @@ on stderr and an exit status: an `adcorre.errors.AdCorreError` (a setting, a dat
 a weight file, a missing optional package) and a path that is not there (or is in the way)
 exit 2, fix the input and run again; the disk or memory failing under a run set up right (full,
 read-only, no permission) exits 1. Anything else is a bug of ours and keeps its traceback.
+Ctrl+C (and SIGTERM, which training turns into the same stop) is one `stopped: ...` line and the
+exit status 128 + the signal's number (130, 143).
 
 Example:
 >>> from adcorre.errors import SettingError
@@ -20,6 +22,8 @@ This module imports `errors` only.
 """
 
 import argparse
+import gc
+import signal
 import sys
 
 from adcorre.errors import AdCorreError, one_line
@@ -63,12 +67,21 @@ def run_task(task, *args, stopped="", **kwargs):
     """
     try:
         return task(*args, **kwargs)
+    except KeyboardInterrupt as stop:  # Ctrl+C, or SIGTERM where the task turns it into one
+        number = getattr(stop, "signal_number", signal.SIGINT)
+        said = one_line(stop) or "interrupted (Ctrl+C)"
+        print(f"stopped: {said}", file=sys.stderr, flush=True)
+        return 128 + int(number)
     except Exception as error:  # noqa: BLE001  (re-raised below unless it is the user's)
         status = exit_status(error)
         if status is None:
             raise
         print(f"error: {stopped if status == 1 else ''}{one_line(error)}", file=sys.stderr,
               flush=True)
+        # The traceback holds the failed writer's objects (h5py's among them): let them go
+        # now, while their libraries are still there, not at interpreter exit.
+        del error
+        gc.collect()
         return status
 
 

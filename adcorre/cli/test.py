@@ -54,17 +54,20 @@ def _print_pictures(tester, paths, as_json, batch_size):
     a batch at a time: the crops of `batch_size` pictures share one model call, and a bad
     picture does not stop the others. With `as_json` each line is one JSON object (JSON
     lines). Returns how many failed."""
+    from adcorre.data.pictures import printable_path
+
     failures = 0
-    width = min(60, max(len("picture"), *(len(path) for path in paths)))
+    names = [printable_path(path) for path in paths]  # a name that is not UTF-8 prints escaped
+    width = min(60, max(len("picture"), *(len(name) for name in names)))
     if not as_json:
         print(f"{'picture':<{width}}  {'label':<9} {'prob':>5}  box", flush=True)
-    for path, boxes, outcome in tester.recognize_each(paths, largest_only=True,
-                                                      batch_size=batch_size):
+    outcomes = tester.recognize_each(paths, largest_only=True, batch_size=batch_size)
+    for name, (_, boxes, outcome) in zip(names, outcomes):
         if boxes is None:
             failures += 1
-            row = {"picture": path, "error": _picture_error(outcome)}
+            row = {"picture": name, "error": _picture_error(outcome)}
         else:
-            row = {"picture": path, **outcome[0]}
+            row = {"picture": name, **outcome[0]}
         print(json.dumps(row) if as_json else _picture_line(row, width), flush=True)
     return failures
 

@@ -468,7 +468,10 @@ def _array_loader(block, boxes):
 def _file_loader(items, boxes):
     """index -> uint8 image (cropped to its box), decoding a file (or encoded bytes)."""
     is_bytes = isinstance(items[0], (bytes, bytearray))
-    sources_t = tf.constant([bytes(i) if is_bytes else os.fspath(i) for i in items])
+    # Paths as their bytes: a file name that is not UTF-8 (a Latin-1 é on Linux) is a str with
+    # surrogates, which a TensorFlow string cannot hold, and its bytes are what the file system
+    # knows it by.
+    sources_t = tf.constant([bytes(i) if is_bytes else os.fsencode(i) for i in items])
     boxes_t = tf.constant(boxes)
 
     def load(index):

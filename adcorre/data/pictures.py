@@ -53,15 +53,17 @@ class BadImageWarning(UserWarning):
 def _sniff(head, tail, size):
     """Why these bytes are not a complete JPEG/PNG/BMP/GIF image, or None if they look fine.
 
-    `head` is the file's first bytes, `tail` its last few KB. Decoders are lenient
-    (OpenCV returns a grey-padded picture for a JPEG cut short), so completeness is
-    checked on the end markers.
+    `head` is the file's first bytes (up to `_HEAD`), `tail` its last few KB. Decoders are
+    lenient (OpenCV and PIL return a grey-padded picture for a JPEG cut short), so completeness
+    is checked on the end markers, and a JPEG's size on what its bytes can hold.
     """
     if size == 0:
         return "empty file"
     if head[:3] == b"\xff\xd8\xff":
         # EOI may be followed by padding or a vendor trailer; it must be in the last KBs.
-        return None if b"\xff\xd9" in tail else "truncated JPEG (no end-of-image marker)"
+        if b"\xff\xd9" not in tail:
+            return "truncated JPEG (no end-of-image marker)"
+        return _jpeg_size_lie(head, size)
     if head[:8] == b"\x89PNG\r\n\x1a\n":
         return None if b"IEND" in tail else "truncated PNG (no IEND chunk)"
     if head[:2] == b"BM" and len(head) >= 6:
@@ -73,6 +75,53 @@ def _sniff(head, tail, size):
 
 
 _TAIL = 4096
+# Header bytes read to find a JPEG's frame header (EXIF and other APP segments come first and
+# hold at most 64 KB each; a frame header further in is not checked).
+_HEAD = 1 << 17
+# The most pixels one byte of a Huffman-coded JPEG can stand for. Every 8 x 8 block of the first
+# component costs at least one bit (its DC code), so no such JPEG holds more than 512 pixels per
+# byte; the flattest picture libjpeg writes (one grey value, optimised progressive Huffman)
+# holds 255. A header that promises more than four times the floor is a lie: the scan it
+# announces is not there (a truncated or forged file, which decoders would pad with grey).
+MAX_JPEG_PIXELS_PER_BYTE = 2048
+# Frame headers (SOFn) of Huffman-coded JPEGs; arithmetic coding (SOF9-15) can go below one bit
+# per block, so those are not checked.
+_HUFFMAN_FRAMES = (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7)
+
+
+def _jpeg_frame(head):
+    """`(width, height, marker)` of the JPEG frame header found in `head`, or None."""
+    at = 2
+    while at + 4 <= len(head):
+        if head[at] != 0xFF:
+            return None
+        marker = head[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        length = int.from_bytes(head[at + 2:at + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if at + 9 > len(head):
+                return None
+            height = int.from_bytes(head[at + 5:at + 7], "big")
+            width = int.from_bytes(head[at + 7:at + 9], "big")
+            return width, height, marker
+        if marker == 0xDA or length < 2:  # the scan started without a frame: not ours to judge
+            return None
+        at += 2 + length
+    return None
+
+
+def _jpeg_size_lie(head, size):
+    """Why a JPEG's header promises more pixels than its `size` bytes can hold, or None."""
+    frame = _jpeg_frame(head)
+    if frame is None or frame[2] not in _HUFFMAN_FRAMES:
+        return None
+    width, height, _ = frame
+    if width * height <= MAX_JPEG_PIXELS_PER_BYTE * size:
+        return None
+    return (f"truncated JPEG (its header promises {width} x {height} pixels, which {size} "
+            "bytes cannot hold)")
 
 
 def _check_file(path, decode=False):
@@ -86,7 +135,7 @@ def _check_file(path, decode=False):
         with open(path, "rb") as f:
             if decode:
                 return _decode_bytes(f.read())[1]
-            head = f.read(16)
+            head = f.read(_HEAD)
             f.seek(max(0, size - _TAIL))
             tail = f.read()
     except FileNotFoundError:
@@ -98,7 +147,7 @@ def _check_file(path, decode=False):
 
 def _decode_bytes(data):
     """`(image, None)` with OpenCV's decode (BGR(A) order), or `(None, reason)` for bad bytes."""
-    reason = _sniff(data[:16], data[-_TAIL:], len(data))
+    reason = _sniff(data[:_HEAD], data[-_TAIL:], len(data))
     if reason is not None:
         return None, reason
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -157,9 +206,10 @@ def _source_bytes(source):
     """`(data, name)` of a path or encoded bytes; a folder, a FIFO or a device is refused unread."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), "image bytes"
-    name = os.fspath(source)
+    path = os.fspath(source)
+    name = printable_path(path)
     try:
-        mode = os.stat(name).st_mode
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise FileNotFoundError(f"Image not found: {name}.") from None
     except OSError as error:  # a symlink loop, a path too long, no permission...
@@ -172,7 +222,7 @@ def _source_bytes(source):
         raise ImageDecodeError(f"{name} is not a regular file (a FIFO, socket or device); "
                                "expected a JPEG, PNG, BMP or GIF file.")
     try:
-        with open(name, "rb") as f:
+        with open(path, "rb") as f:
             return f.read(), name
     except OSError as error:
         raise ImageDecodeError(f"{name}: cannot be read ({error.strerror or error}); expected "
@@ -231,7 +281,7 @@ def validate_images(frame, mode="header", num_threads=8, warn=True):
                 except ImageDecodeError as e:
                     return str(e)
             if isinstance(item, (bytes, bytearray)):
-                return _sniff(item[:16], item[-_TAIL:], len(item))
+                return _sniff(item[:_HEAD], item[-_TAIL:], len(item))
             return _check_file(os.fspath(item), decode=mode == "decode")
 
         if len(items) > 64 and not isinstance(items[0], np.ndarray):
@@ -283,7 +333,19 @@ def describe_image(item):
         return f"array{item.shape}"
     if isinstance(item, (bytes, bytearray)):
         return f"<{len(item)} bytes>"
-    return os.fspath(item)
+    return printable_path(item)
+
+
+def printable_path(path):
+    """`path` as text any UTF-8 output takes: a file name whose bytes are not UTF-8 (a Latin-1
+    é on Linux) shows them escaped, `caf\\xe9.jpg`, where Python's own string would stop a
+    UTF-8 writer ("surrogates not allowed").
+
+    Example:
+    >>> printable_path(os.fsdecode(b"caf\\xe9.jpg")), printable_path("café.jpg")
+    ('caf\\\\xe9.jpg', 'café.jpg')
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 # ------------------------------------------------------------------ pictures people hand in
@@ -316,7 +378,7 @@ def read_picture(source, reduce_above=REDUCE_ABOVE_PIXELS):
     if isinstance(source, np.ndarray):
         return to_rgb_uint8(source)
     data, name = _source_bytes(source)
-    reason = _sniff(data[:16], data[-_TAIL:], len(data))
+    reason = _sniff(data[:_HEAD], data[-_TAIL:], len(data))
     if reason is not None:
         raise ImageDecodeError(f"{name}: {reason}; expected a JPEG, PNG, BMP or GIF image.")
     header = _peek(data)

@@ -93,12 +93,14 @@ def grad_cam(model, images, class_index=None, layer=None):
     layer = layer or feature_map_layer(model)
     images = tf.convert_to_tensor(np.asarray(images, "float32"))
     before_scores, to_scores = _score_head(model)
-    probe = keras.Model(model.inputs, [layer.output, before_scores])
+    # The gradient is taken from the feature map on only: the backbone runs outside the tape
+    # (differentiating a whole foreign network from its input crashed oneDNN's convolution
+    # backward pass, and Grad-CAM needs none of it).
+    feature_map = keras.Model(model.inputs, layer.output)(images, training=False)
+    head = _head_after(model, layer, before_scores)
     with tf.GradientTape() as tape:
-        # Watching the input records every step after it, frozen layers included.
-        tape.watch(images)
-        feature_map, features = probe(images, training=False)
-        scores = to_scores(features)
+        tape.watch(feature_map)
+        scores = to_scores(head(feature_map, training=False))
         chosen = np.argmax(scores.numpy(), axis=-1) if class_index is None else np.broadcast_to(
             np.asarray(class_index, "int64"), (images.shape[0],))
         picked = tf.gather(scores, chosen, axis=1, batch_dims=1)
@@ -110,6 +112,26 @@ def grad_cam(model, images, class_index=None, layer=None):
     height, width = images.shape[1:3]
     heat = np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR) for m in cam])
     return np.clip(heat, 0.0, 1.0).astype("float32")
+
+
+def _head_after(model, layer, before_scores):
+    """The part of `model` from `layer`'s output to `before_scores`, as a model of its own.
+
+    Raises:
+        NoFeatureMapError: the scores also depend on something before the map (a connection
+            that skips it), so the map alone does not decide them.
+    """
+    try:
+        return keras.Model(layer.output, before_scores)
+    except ValueError as error:
+        raise NoFeatureMapError(
+            f"Grad-CAM weighs the feature map {layer.name!r} of model {model.name!r}, but its "
+            f"class scores also depend on layers before it ({_first_line(error)}); expected the "
+            "scores to follow from the map alone.") from None
+
+
+def _first_line(error):
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _score_head(model):

@@ -50,6 +50,11 @@ VIDEO_KEY_COLUMNS = ("frame", "time_s")
 FACE_COLUMNS = ("face", "x", "y", "w", "h", "label")
 # What `time_s` assumes for a file that stores no usable frame rate (most cameras record 25-30).
 ASSUMED_FPS = 25.0
+# Frame rates a video plausibly has; outside them the file's rate is wrong (an MP4 whose frames
+# last 0 s was read at 0.5 fps, its time_s running to 98 s for a 4 s clip).
+PLAUSIBLE_FPS = (1.0, 240.0)
+# Frames whose timestamps estimate the rate when the file's own is not plausible.
+_TIMESTAMP_FRAMES = 12
 # Crops per model call: large enough to amortise the call, small enough to keep latency low.
 DEFAULT_BATCH_SIZE = 16
 # Writers for the annotated video, by file suffix (FOURCCs every OpenCV FFmpeg build encodes).
@@ -132,11 +137,14 @@ def recognize_pictures(tester, paths, csv_path=None, batch_size=DEFAULT_BATCH_SI
     """
     rows = []
     for path, boxes, outcome in recognize_each(tester, paths, batch_size=batch_size):
+        # A name that is not UTF-8 (a Latin-1 é on Linux) is written as its bytes show it: the
+        # CSV is UTF-8 text, and the file itself was read all the same.
+        name = pictures.printable_path(path)
         if boxes is None:
-            rows.append({"path": path, "error": str(outcome)})
+            rows.append({"path": name, "error": str(outcome)})
         else:
             rows.extend({**row, "error": ""} for row in _face_rows(
-                {"path": path}, boxes, outcome, tester.exps))
+                {"path": name}, boxes, outcome, tester.exps))
     table = _table(rows, ("path",), tester.exps, extra=("error",))
     table["error"] = table["error"].fillna("")
     if csv_path:
@@ -264,25 +272,51 @@ def open_video(path):
     """Opens a video file for reading.
 
     Returns:
-        `(capture, fps, frame_count)`: a `cv2.VideoCapture`, the frame rate (`ASSUMED_FPS`,
-        with one warning, when the file has none) and the frame count its header announces
-        (0 when unknown).
+        `(capture, fps, frame_count)`: a `cv2.VideoCapture`, the frame rate (when the file's own
+        is outside `PLAUSIBLE_FPS`: its frames' timestamps', else `ASSUMED_FPS`, with one
+        warning) and the frame count its header announces (0 when unknown).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FileNotFoundError(f"Video not found: {path!r}.")
+    if not os.path.isfile(path):  # a folder, or a device or FIFO (/dev/zero) that never ends
+        what = "a folder" if os.path.isdir(path) else "not a regular file (a device or FIFO)"
+        raise VideoError(f"Video {path!r} is {what}; expected a video file (a camera is "
+                         "--webcam INDEX).")
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         raise VideoError(
             f"Cannot open video {path!r}: OpenCV's FFmpeg reader does not recognise it (not a "
             "video, a codec FFmpeg lacks, or an MP4/MOV cut short, whose index is at the end).")
     fps = capture.get(cv2.CAP_PROP_FPS)
-    if not (math.isfinite(fps) and 0 < fps < 1000):
-        warnings.warn(f"Video {path!r} stores no frame rate; time_s assumes {ASSUMED_FPS:g} fps.",
-                      stacklevel=3)
-        fps = ASSUMED_FPS
+    if not (math.isfinite(fps) and PLAUSIBLE_FPS[0] <= fps <= PLAUSIBLE_FPS[1]):
+        fps = _rate_from_timestamps(path, fps)
     expected = capture.get(cv2.CAP_PROP_FRAME_COUNT)
     return capture, float(fps), int(expected) if math.isfinite(expected) and expected > 0 else 0
+
+
+def _rate_from_timestamps(path, stored):
+    """The frame rate of the first frames' timestamps, or `ASSUMED_FPS`; one warning says which
+    (`stored`, the file's own rate, is outside `PLAUSIBLE_FPS`)."""
+    probe = cv2.VideoCapture(path)
+    stamps = []
+    try:
+        while len(stamps) < _TIMESTAMP_FRAMES and probe.grab():
+            stamps.append(probe.get(cv2.CAP_PROP_POS_MSEC))
+    finally:
+        probe.release()
+    said = f"{stored:g} fps" if math.isfinite(stored) and stored > 0 else "no frame rate"
+    steps = np.diff(stamps)
+    if len(steps) and (steps > 0).all():
+        rate = 1000.0 / float(np.mean(steps))
+        if PLAUSIBLE_FPS[0] <= rate <= PLAUSIBLE_FPS[1]:
+            warnings.warn(f"Video {path!r} stores {said}; time_s follows its frames' timestamps "
+                          f"instead ({rate:.3g} fps).", stacklevel=4)
+            return rate
+    warnings.warn(f"Video {path!r} stores {said} and its frames' timestamps give none between "
+                  f"{PLAUSIBLE_FPS[0]:g} and {PLAUSIBLE_FPS[1]:g} fps; time_s assumes "
+                  f"{ASSUMED_FPS:g} fps.", stacklevel=4)
+    return ASSUMED_FPS
 
 
 def _video_frames(capture, path, every, keep_all, expected, counts):

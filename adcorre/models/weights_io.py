@@ -40,8 +40,11 @@ Example (a small untrained model, saved and read back):
 
 import contextlib
 import dataclasses
+import io
 import json
 import os
+import tempfile
+import threading
 import zipfile
 
 import h5py
@@ -80,6 +83,14 @@ _LAYER_KEYS = ("layers", "layer", "forward_layer", "backward_layer", "cell", "ce
 # well under 1 MB); a small archive that unpacks to gigabytes (a zip bomb) is refused unread.
 MAX_CONFIG_BYTES = 32 * 2**20
 MAX_METADATA_BYTES = 2**20
+# Keras unpacks a whole `.keras` archive to a temporary folder when it holds more than its three
+# own members (ours adds its metadata). Read off the archive's directory before anything is
+# unpacked: the largest model of this project unpacks to about 100 MB, a Keras archive holds a
+# handful of members (assets add a few); a file past these is refused unread.
+MAX_ARCHIVE_BYTES = 2**30
+MAX_ARCHIVE_MEMBERS = 1000
+# `tempfile.tempdir` is process-wide: one archive load at a time points it at its own folder.
+_PRIVATE_TEMP_LOCK = threading.Lock()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,17 +226,47 @@ def save_model(model, path, *, labels, input_range=(0.0, 1.0), arch=None, extra=
         "extra": extra or {},
     }
     encoded = json.dumps(metadata)  # fails here, before anything is written, if extra is not JSON
-    with atomic_files.atomic_path(path) as temporary:
-        if suffix == ".h5":
-            with _quiet_absl():  # .h5 is chosen on purpose; Keras' "legacy format" note each epoch is noise
-                model.save(temporary, include_optimizer=include_optimizer)
-            with h5py.File(temporary, "a") as file:
-                file.attrs[METADATA_ATTRIBUTE] = encoded
-        else:
-            model.save(temporary)
-            with zipfile.ZipFile(temporary, "a") as archive:
-                archive.writestr(METADATA_MEMBER, encoded)
+    if suffix == ".h5":
+        atomic_files.write_bytes(path, _h5_model_bytes(model, encoded, include_optimizer))
+        return path
+    with atomic_files.atomic_path(path) as temporary:  # a zip: Python's own writes
+        model.save(temporary)
+        with zipfile.ZipFile(temporary, "a") as archive:
+            archive.writestr(METADATA_MEMBER, encoded)
     return path
+
+
+# HDF5 files are built in memory and written to disk in one plain write. HDF5 writing straight to
+# a disk that fills mid-file fails with a RuntimeError, leaves its objects unclosable ("Exception
+# ignored" tracebacks) and crashed the process at exit (segmentation fault); a plain write fails
+# with one OSError and `atomic_files` removes what it had written.
+
+
+def _h5_model_bytes(model, encoded_metadata, include_optimizer):
+    """The `.h5` file `model.save` would write (Keras' HDF5 format), with our metadata, as bytes."""
+    from keras.src.legacy.saving import legacy_h5_format
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as file:
+        with _quiet_absl():  # .h5 is chosen on purpose; Keras' "legacy format" note each epoch is noise
+            legacy_h5_format.save_model_to_hdf5(model, file, include_optimizer=include_optimizer)
+        file.attrs[METADATA_ATTRIBUTE] = encoded_metadata
+    return buffer.getvalue()
+
+
+def weights_bytes(model):
+    """The `.weights.h5` file `model.save_weights` would write, as bytes (see above: built in
+    memory, so a full disk fails one plain write); `model.load_weights` reads it back."""
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    try:
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
+                               visited_saveables=set())
+    finally:
+        store.close()
+    return buffer.getvalue()
 
 
 @contextlib.contextmanager
@@ -372,6 +413,7 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
         model, info = _load_torch(path, input_size, arm_affinity or "sample")
     elif _is_hdf5(path):
         with _open_hdf5(path) as file:
+            _check_layer_lists(path, file)
             metadata = file.attrs.get(METADATA_ATTRIBUTE)
             config = file.attrs.get("model_config")
             root_layers = file.attrs.get("layer_names")
@@ -495,9 +537,12 @@ def _override(info, labels, input_range):
 
 
 def _keras_load(path, what):
-    """`keras.models.load_model` in safe mode, its many error types turned into one."""
+    """`keras.models.load_model` in safe mode, its many error types turned into one; a `.keras`
+    archive unpacks into a temporary folder of our own, removed whatever happens."""
+    unpacking = contextlib.nullcontext() if _is_hdf5(path) else _private_temp_folder()
     try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
+        with unpacking:
+            return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, TypeError, KeyError, OSError...
         raise WeightFileError(
             f"Could not load {path!r} as {what}: {type(error).__name__}: {_first_line(error)}"
@@ -700,11 +745,60 @@ def _open_hdf5(path):
 
 def _open_zip(path):
     try:
-        return zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as error:
         raise WeightFileError(
             f"{path!r} is not a readable zip archive ({error}); expected a .keras file."
         ) from None
+    members = archive.infolist()
+    unpacked = sum(member.file_size for member in members)
+    if len(members) > MAX_ARCHIVE_MEMBERS or unpacked > MAX_ARCHIVE_BYTES:
+        archive.close()
+        raise WeightFileError(
+            f"{path!r}: its directory lists {len(members)} members that unpack to "
+            f"{unpacked / 2**20:.0f} MB; a Keras model archive holds at most "
+            f"{MAX_ARCHIVE_MEMBERS} members and {MAX_ARCHIVE_BYTES / 2**20:.0f} MB here (this "
+            "project's largest unpacks to about 100 MB). Refused before anything was unpacked: "
+            "the file may be a zip bomb.")
+    return archive
+
+
+@contextlib.contextmanager
+def _private_temp_folder():
+    """Points `tempfile` at a folder of our own for the block, and removes it afterwards.
+
+    Keras unpacks a `.keras` archive into the system's temporary folder and removes what it
+    unpacked only when the unpacking itself succeeded (a full disk mid-way left it behind);
+    whatever it makes inside this block goes where it is removed on every failure.
+    """
+    with _PRIVATE_TEMP_LOCK, tempfile.TemporaryDirectory(prefix="adcorre-load-") as folder:
+        saved, tempfile.tempdir = tempfile.tempdir, folder
+        try:
+            yield folder
+        finally:
+            tempfile.tempdir = saved
+
+
+def _check_layer_lists(path, file):
+    """Every layer's weights read exactly once: Keras' `.h5` reader pairs the file's layer list
+    with the model's layers by position, so a list naming one layer twice (and leaving out
+    another of the same shapes) would load the wrong weights without a word."""
+    group = file["model_weights"] if "model_weights" in file else file
+    layers = [_as_text(name) for name in group.attrs.get("layer_names", [])]
+    for name in sorted({name for name in layers if layers.count(name) > 1}):
+        raise WeightFileError(
+            f"{path!r}: its layer list names the layer {name!r} {layers.count(name)} times; "
+            "expected each layer once (a file that names one layer twice misses another and "
+            "would load the wrong weights).")
+    for name in layers:
+        if name not in group:
+            raise WeightFileError(f"{path!r}: its layer list names {name!r}, which the file does "
+                                  "not hold; expected a complete Keras .h5 file.")
+        weights = [_as_text(w) for w in group[name].attrs.get("weight_names", [])]
+        twice = sorted({w for w in weights if weights.count(w) > 1})
+        if twice:
+            raise WeightFileError(f"{path!r}: layer {name!r} lists the weight {twice[0]!r} "
+                                  f"{weights.count(twice[0])} times; expected each weight once.")
 
 
 def _parse_json(path, text):

@@ -41,7 +41,13 @@ import socket
 import threading
 
 import numpy as np
-from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    ClientDisconnected,
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+)
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -154,7 +160,16 @@ class RecognitionApp:
             return _json_response({"error": str(error)}, error.status)
         except RequestEntityTooLarge:
             return _json_response({"error": self._too_large_message(request)}, 413)
-        except HTTPException as error:  # 404, 405 from the routing
+        except ClientDisconnected:
+            # The client left mid-upload: one line in the log, and the JSON error for whoever
+            # is still listening (nobody, as a rule).
+            log.warning("%s %s: the client disconnected before its upload ended (%s of %s "
+                        "bytes announced)", request.method, request.path,
+                        "some" if request.content_length else "an unknown number",
+                        request.content_length or "?")
+            return _json_response({"error": "the upload ended before the bytes its "
+                                            "Content-Length announced; send it again."}, 400)
+        except HTTPException as error:  # 404, 405 from the routing; other 4xx from Werkzeug
             response = _json_response({"error": self._http_error_message(request, error)},
                                       error.code)
             if error.code == 405:
@@ -181,8 +196,10 @@ class RecognitionApp:
         if isinstance(error, NotFound):
             return (f"no such page: {request.path}; this server has GET /, GET /api/health, "
                     "GET /api/model and POST /api/recognize.")
-        allowed = ", ".join(sorted(error.valid_methods or ()))
-        return f"{request.method} is not allowed on {request.path}; use {allowed}."
+        if isinstance(error, MethodNotAllowed):
+            allowed = ", ".join(sorted(error.valid_methods or ()))
+            return f"{request.method} is not allowed on {request.path}; use {allowed}."
+        return f"{error.name}: {error.description}"
 
     # ------------------------------------------------------------------------------ endpoints
 
@@ -209,7 +226,13 @@ class RecognitionApp:
         whole = request.args.get("whole", "0").lower()
         if whole not in _TRUE + _FALSE:
             raise UploadError(f"whole must be 1 or 0 (true or false), got {whole!r}.")
-        upload = request.files.get(IMAGE_FIELD)
+        uploads = request.files.getlist(IMAGE_FIELD)
+        if len(uploads) > 1:
+            names = ", ".join(repr(upload.filename or "unnamed") for upload in uploads)
+            raise UploadError(
+                f"the field '{IMAGE_FIELD}' holds {len(uploads)} files ({names}); expected one "
+                "picture per request: send each in a request of its own.")
+        upload = uploads[0] if uploads else None
         if upload is None and IMAGE_FIELD in request.form:
             raise UploadError(
                 f"the field '{IMAGE_FIELD}' came as text, not as a file: send the picture's "

@@ -12,11 +12,16 @@ call, so a run killed mid-epoch resumes at the batch where it stopped. Each epoc
 `adcorre train` are the same run from the command line (`adcorre.cli.train`).
 """
 
+import contextlib
+import csv
 import dataclasses
 import hashlib
+import io
 import json
 import os
+import signal
 import sys
+import threading
 import time
 
 from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's start-up noise)
@@ -399,6 +404,8 @@ class TrainModel:
             if os.path.exists(state_path):
                 with open(state_path) as handle:
                     state = json.load(handle)
+            if chief:
+                _agree_with_the_backup(save_dir, state, start_epoch)
         # Without a backup this is a new run (a folder holding a finished run without its
         # backup was refused above, so no history is mixed into another's).
         skipped = {"train": train.skipped, "test": test.skipped}
@@ -419,16 +426,19 @@ class TrainModel:
                                      "ce_weight": config.cross_entropy_weight})
 
         validation = None if val is None else (self._scoring_dataset(val), val.labels)
+        # The backup comes last: its epoch-end position is what commits an epoch, so a stop
+        # before it leaves records (training_state.json, log.csv) that the resume drops and
+        # writes again, and never an epoch that is recorded nowhere.
         callbacks = [
             EpochEnd(state, test_dataset, test.labels, save_dir, config.dataset_name, names, arch,
                      keep_all=config.keep_all, chief=chief, test_split=config.test_split,
-                     validation=validation),
-            backup,
+                     validation=validation, backup=backup),
             _CSVLogger(os.path.join(save_dir, "log.csv"), append=True,
                        test_split=config.test_split),
             _TensorBoard(os.path.join(save_dir, "tensorboard"), update_freq="epoch"),
             keras.callbacks.TerminateOnNaN(),
             _TotalEpochsProgbar(config.epochs),
+            backup,
         ]
         verbose = config.verbose if config.verbose != "auto" else (1 if sys.stdout.isatty() else 2)
         replicas = strategy.num_replicas_in_sync
@@ -447,15 +457,16 @@ class TrainModel:
               f"{_strategy_name(strategy)} ({replicas} replica{'s' if replicas != 1 else ''}), "
               f"jit_compile={jit}, policy {keras.mixed_precision.global_policy().name}. "
               f"Output: {save_dir}")
-        for epoch in range(start_epoch, config.epochs):
-            skip = start_batch if epoch == start_epoch else 0
-            dataset = self._training_dataset(train, epoch, skip, steps)
-            # One fit call per epoch: each epoch's data order is fixed by (seed, epoch), so a
-            # resumed epoch can skip exactly the batches it had already trained on.
-            trainer.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks,
-                        verbose=verbose, shuffle=False)
-            if trainer.stop_training:
-                break
+        with _signals_stop_the_run(save_dir):
+            for epoch in range(start_epoch, config.epochs):
+                skip = start_batch if epoch == start_epoch else 0
+                dataset = self._training_dataset(train, epoch, skip, steps)
+                # One fit call per epoch: each epoch's data order is fixed by (seed, epoch), so
+                # a resumed epoch can skip exactly the batches it had already trained on.
+                trainer.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks,
+                            verbose=verbose, shuffle=False)
+                if trainer.stop_training:
+                    break
         best = state.get("best_path")
         if start_epoch >= config.epochs:
             print(f"{save_dir} has finished its {start_epoch} epochs already; pass more epochs "
@@ -466,6 +477,75 @@ class TrainModel:
             print(f"Best model: {best} ({_best_model_note(state, config.test_split)}). "
                   f"Logs: {save_dir}")
         return best
+
+
+class RunStopped(KeyboardInterrupt):
+    """A run stopped by SIGINT (Ctrl+C) or SIGTERM, as Ctrl+C stops it: every file being written
+    is removed, the last backup stays, and the message says how to resume. A `KeyboardInterrupt`,
+    so nothing on the way out takes it for an error to handle."""
+
+    def __init__(self, signal_number, save_dir):
+        self.signal_number = signal_number
+        name = signal.Signals(signal_number).name
+        super().__init__(f"the run was stopped ({name}); run the same command with --save-dir "
+                         f"{save_dir} (save_dir=) to resume it from its last backup.")
+
+
+@contextlib.contextmanager
+def _signals_stop_the_run(save_dir):
+    """SIGTERM stops the run the way Ctrl+C (SIGINT) does: a `RunStopped` raised where the run
+    is, so `finally` blocks remove the temporary files being written (a kill left a
+    `.tmp-...h5` behind). Signal handlers can only be set from the main thread; elsewhere the
+    defaults stay."""
+    main = threading.current_thread() is threading.main_thread()
+
+    def stop(number, frame):
+        raise RunStopped(number, save_dir)
+
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
+    try:
+        yield
+    except RunStopped:
+        raise
+    except KeyboardInterrupt:  # Ctrl+C: Python's own handler raised it
+        raise RunStopped(signal.SIGINT, save_dir) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _agree_with_the_backup(save_dir, state, done):
+    """Makes training_state.json's history and log.csv agree with the backup a run resumes from.
+
+    The backup's epoch-end position is written after an epoch's records, so a stop in between
+    leaves records of an epoch the resume trains again (the history listed it twice: [1, 1, 2,
+    3]); those rows are dropped here, and the epoch's own rows come when it is done again.
+
+    Args:
+        save_dir: the run folder.
+        state: the loaded training_state.json (changed in place; written back).
+        done: the epochs the backup has completed.
+    """
+    history = state.get("history", [])
+    kept = [entry for entry in history if int(entry.get("epoch", 0)) <= done]
+    if len(kept) != len(history):
+        state["history"] = kept
+        atomic_files.write_json(os.path.join(save_dir, "training_state.json"), state)
+    log = os.path.join(save_dir, "log.csv")
+    if not os.path.exists(log):
+        return
+    with open(log, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or "epoch" not in rows[0]:
+        return
+    column = rows[0].index("epoch")
+    # A row cut short by the stop, or of an epoch the resume trains again, goes.
+    body = [row for row in rows[1:] if len(row) == len(rows[0]) and row[column].isdigit()
+            and int(row[column]) <= done]
+    if len(body) != len(rows) - 1:
+        lines = io.StringIO()
+        csv.writer(lines).writerows([rows[0], *body])  # the excel dialect, as Keras writes it
+        atomic_files.write_text(log, lines.getvalue())
 
 
 def _best_model_note(state, test_split):

@@ -15,7 +15,6 @@ beyond the run folder it is handed.
 
 import json
 import os
-import shutil
 import warnings
 
 from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's start-up noise)
@@ -245,8 +244,10 @@ class EpochEnd(keras.callbacks.Callback):
     It runs before Keras' logging callbacks, so the values it adds to `logs`
     (`test_accuracy`, `test_mean_class_accuracy`: on the split `test_split` names;
     `val_accuracy`, `val_mean_class_accuracy` with a validation split; `omega_<class>`,
-    `attention_samples`: how many training predictions the new omega rests on, and
-    `learning_rate`: the rate of the epoch's last step) reach the CSV log and TensorBoard.
+    `attention_samples`: how many training predictions the new omega rests on,
+    `batches_counted`: how many of the epoch's batches its loss and accuracy cover, all of them
+    after a resume too, and `learning_rate`: the rate of the epoch's last step) reach the CSV
+    log and TensorBoard.
 
     The best epoch is the one with the best test accuracy (optimistic: chosen on the faces
     it is reported on) or, given `validation`, the best validation accuracy; `trainer_state`
@@ -255,9 +256,12 @@ class EpochEnd(keras.callbacks.Callback):
     """
 
     def __init__(self, trainer_state, test_dataset, test_labels, save_dir, dataset_name,
-                 names, arch, keep_all=False, chief=True, test_split="test", validation=None):
+                 names, arch, keep_all=False, chief=True, test_split="test", validation=None,
+                 backup=None):
         super().__init__()
         self.state = trainer_state
+        # The run's `ResumableBackup`: how many batches the epoch's loss and accuracy cover.
+        self.backup = backup
         self.test_dataset = test_dataset
         self.test_labels = np.asarray(test_labels)
         self.test_split = test_split
@@ -306,6 +310,8 @@ class EpochEnd(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         logs["learning_rate"] = last_step_rate(self.model.optimizer)
         logs["attention_samples"] = float(self.model.attention.confusion_matrix().sum())
+        if self.backup is not None:
+            logs["batches_counted"] = float(self.backup.batches_counted())
         omega = self.model.attention.refresh()
         for name, value in zip(self.names, omega):
             logs[f"omega_{name.lower()}"] = float(value)
@@ -364,6 +370,12 @@ class EpochEnd(keras.callbacks.Callback):
         self.state.setdefault("history", []).append(
             {"epoch": number, **{k: v for k, v in logs.items() if np.isscalar(v)}})
         atomic_files.write_json(os.path.join(self.save_dir, "training_state.json"), self.state)
+
+
+def _epoch_metrics(trainer):
+    """The running means Keras logs for an epoch (loss, its terms, accuracy); not the attention
+    map, whose counts the backup keeps on its own."""
+    return [metric for metric in trainer.metrics if metric is not trainer.attention]
 
 
 def _probabilities(predictions):
@@ -460,6 +472,8 @@ class ResumableBackup(keras.callbacks.Callback):
         # with it, so a resume under other settings can be refused (`saved_position`).
         self.settings = dict(settings or {})
         self._pending_counts = None
+        self._pending_metrics = None
+        self.counted_before = 0
 
     @property
     def position_path(self):
@@ -488,11 +502,36 @@ class ResumableBackup(keras.callbacks.Callback):
         if epoch != self.epoch:
             self.batch_offset = 0
         self.epoch = epoch
+        self.counted_before = 0
         if self._pending_counts is not None:
             # Keras zeroes metrics just before this call; put back what the killed run had
-            # counted in this epoch, so the epoch's omega rests on all of its batches.
+            # counted in this epoch, so the epoch's omega rests on all of its batches, and its
+            # loss and accuracy on them too (`batches_counted` says how many they cover).
             self.model.attention.counts.assign(self._pending_counts)
             self._pending_counts = None
+            self.counted_before = self._restore_metrics(self._pending_metrics)
+            self._pending_metrics = None
+
+    def _restore_metrics(self, saved):
+        """Puts the saved running metrics back; the batches they cover (0 when they cannot be
+        put back: a backup of an earlier version, or a strategy whose metric variables take no
+        assignment from here)."""
+        if not saved:
+            return 0
+        try:
+            for metric in _epoch_metrics(self.model):
+                for variable, value in zip(metric.variables, saved[metric.name]):
+                    variable.assign(np.asarray(value, dtype=variable.dtype))
+        except (KeyError, ValueError, NotImplementedError, RuntimeError):
+            for metric in _epoch_metrics(self.model):
+                metric.reset_state()
+            return 0
+        return self.batch_offset
+
+    def batches_counted(self):
+        """The batches this epoch's logged loss and accuracy cover: those run by this `fit`,
+        plus those of the killed run when its running metrics were put back."""
+        return int(self.params.get("steps") or 0) + self.counted_before
 
     def on_train_batch_end(self, batch, logs=None):
         done = self.batch_offset + batch + 1
@@ -513,21 +552,23 @@ class ResumableBackup(keras.callbacks.Callback):
         if attention.window_batches:
             state.update(window_counts=np.asarray(attention.window_counts).tolist(),
                          window_position=int(np.asarray(attention.window_position)))
-        directory = self.backup_dir if self.chief else os.path.join(self.backup_dir, ".worker_tmp")
-        os.makedirs(directory, exist_ok=True)
-        name = f"backup_epoch{epoch}_batch{batch}.weights.h5"
-        temporary = os.path.join(directory, "backup.tmp.weights.h5")
-        self.model.save_weights(temporary)
+        if batch:
+            # The epoch's running loss and accuracy so far, so a resumed epoch's log row counts
+            # all of its batches (Keras' weight files leave metric variables out).
+            state["metrics"] = {metric.name: [np.asarray(v).tolist() for v in metric.variables]
+                                for metric in _epoch_metrics(self.model)}
+        # Built in memory (every worker takes part: collectives), written by the chief alone.
+        data = weights_io.weights_bytes(self.model)
         if not self.chief:
-            shutil.rmtree(directory, ignore_errors=True)
             return
-        os.replace(temporary, os.path.join(directory, name))
+        name = f"backup_epoch{epoch}_batch{batch}.weights.h5"
+        atomic_files.write_bytes(os.path.join(self.backup_dir, name), data)
         atomic_files.write_json(self.position_path,
                                {"epoch": epoch, "batch": batch, "weights": name,
                                 "settings": self.settings, **state})
-        for old in os.listdir(directory):
+        for old in os.listdir(self.backup_dir):
             if old.endswith(".weights.h5") and old != name:
-                os.remove(os.path.join(directory, old))
+                os.remove(os.path.join(self.backup_dir, old))
 
     def load(self, trainer):
         """Restores the last backup into `trainer` and this callback's position in the run.
@@ -545,5 +586,6 @@ class ResumableBackup(keras.callbacks.Callback):
                 np.asarray(position["window_counts"], "float32"))
             trainer.attention.window_position.assign(int(position["window_position"]))
         self._pending_counts = np.asarray(position["counts"], "float32")
+        self._pending_metrics = position.get("metrics")
         self.epoch, self.batch_offset = int(position["epoch"]), int(position["batch"])
         return self.epoch, self.batch_offset

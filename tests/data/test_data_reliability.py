@@ -1,5 +1,6 @@
-"""Careless or hostile input in datasets: FIFOs, PNG bombs, label files that are not text: nothing is lost, no traceback (each written to fail
-before its fix).
+"""Careless or hostile input in datasets and pictures: FIFOs, PNG bombs, JPEG headers that lie,
+label files that are not text. Nothing is lost, no traceback (each test written to fail before
+its fix).
 """
 
 import os
@@ -12,6 +13,8 @@ import pytest
 from adcorre.data import dataset_readers
 from adcorre.data import pictures
 from adcorre.data import synth_faces
+from helpers import grace_hopper_path, skimage_data_path
+from picture_files import write_grey_jpeg, write_lying_jpeg
 
 
 # ------------------------------------------------------ three inputs the issue does not name
@@ -85,3 +88,73 @@ def test_csv_with_an_overlong_field_names_the_file_and_line(tmp_path):
         handle.write('0,"' + "1 " * 100_000 + '",Training\n')
     with pytest.raises(dataset_readers.DatasetFormatError, match="line 14.*cannot be read as CSV"):
         dataset_readers.read_split("fer2013", data, "train")
+
+
+# --------------------------------------------------- a JPEG whose header promises what it lacks
+
+
+def test_a_jpeg_header_promising_more_pixels_than_its_bytes_hold_is_truncated(tmp_path):
+    """65500 x 65500 over a few hundred bytes, end marker and all: decoders pad it with grey
+    (it came out as a grey 4000 x 4000 picture with a label); it is the truncated file it is."""
+    liar = write_lying_jpeg(str(tmp_path / "liar.jpg"))
+    with pytest.raises(pictures.ImageDecodeError,
+                       match=r"liar.jpg: truncated JPEG \(its header promises 65500 x 65500"):
+        pictures.read_picture(liar)
+    with open(liar, "rb") as handle:
+        with pytest.raises(pictures.ImageDecodeError, match="truncated JPEG"):
+            pictures.read_picture(handle.read())  # the web app's uploads take this road
+
+
+def test_real_and_the_flattest_jpegs_are_not_taken_for_liars(tmp_path):
+    """The flattest JPEG a Huffman coder can write (2 bits per block: 256 pixels per byte) and
+    real photographs pass the check."""
+    flat = write_grey_jpeg(str(tmp_path / "flat.jpg"), 4000, 4000)
+    assert os.path.getsize(flat) * 256 >= 4000 * 4000 * 0.99
+    assert pictures._check_file(flat) is None
+    assert pictures.read_picture(flat).shape == (4000, 4000, 3)
+    for path in (grace_hopper_path(), skimage_data_path("chelsea.png", required=False)):
+        if path is not None:
+            assert pictures._check_file(path) is None
+
+
+def test_a_lying_jpeg_in_a_dataset_is_skipped_and_counted(tmp_path):
+    root = synth_faces.write_dataset(str(tmp_path / "raf"), layout="rafdb", n=20, image_size=32,
+                                     test_fraction=0.5, seed=2)
+    frame = dataset_readers.read_split("rafdb", root, "train")
+    write_lying_jpeg(frame["image"][1])
+    with pytest.warns(pictures.BadImageWarning, match="truncated JPEG"):
+        good, skipped = pictures.validate_images(frame)
+    assert len(good) == len(frame) - 1
+    assert skipped == [(frame["image"][1], skipped[0][1])] and "65500 x 65500" in skipped[0][1]
+
+
+# ------------------------------------------------------------ file names that are not UTF-8
+
+
+def _latin1_name(folder, source):
+    """Copies `source` to a file named café.jpg in Latin-1 bytes (b"caf\\xe9.jpg"): Python sees a
+    str with a surrogate, which a UTF-8 writer or a TensorFlow string refuses."""
+    target = os.path.join(os.fsencode(folder), b"caf\xe9.jpg")
+    with open(source, "rb") as handle, open(target, "wb") as out:
+        out.write(handle.read())
+    return os.fsdecode(target)
+
+
+def test_a_folder_dataset_with_a_latin1_file_name_is_read(tmp_path):
+    """Training on such a folder stopped with TensorFlow's "Error converting unicode string"."""
+    from adcorre.data import input_pipeline
+
+    root = synth_faces.write_dataset(str(tmp_path / "folder"), layout="folder", n=14,
+                                     image_size=32, test_fraction=0.5, seed=4)
+    frame = dataset_readers.read_split("folder", root, "train")
+    first = frame["image"][0]
+    odd = _latin1_name(os.path.dirname(first), first)
+    os.remove(first)
+    frame = dataset_readers.read_split("folder", root, "train")
+    assert odd in list(frame["image"])
+    good, skipped = pictures.validate_images(frame)
+    assert skipped == [] and len(good) == len(frame)
+    batches = list(input_pipeline.make_dataset(frame, input_size=32, batch_size=len(frame)))
+    images, labels = batches[0]
+    assert images.shape == (len(frame), 32, 32, 3) and labels.shape == (len(frame),)
+    assert pictures.describe_image(odd).endswith("caf\\xe9.jpg")

@@ -12,8 +12,10 @@ from adcorre.inference import grad_cam
 from adcorre.data import synth_faces
 from adcorre.models import weights_io
 from adcorre.models.cnn_model import ARCHES, CNNModel
+from adcorre.models.registry import get_arch
 from adcorre.cli import test as test_cli
 from adcorre.inference.test_models import TestModels
+from helpers import run_python
 
 SIZE = 40
 # Two expressions told apart by the mouth and eyes (fast to learn from scratch).
@@ -125,9 +127,12 @@ SMALL_SIZES = {"tiny": 32, "xcp": 71, "xcp_arm": 96, "resnet": 64}  # others: 11
 def test_every_arch_has_its_last_feature_map_found(arch):
     size = SMALL_SIZES.get(arch, 112)
     model = CNNModel().get_model(arch, num_classes=7, weights=None, input_size=size)
-    layer = grad_cam.feature_map_layer(model)
+    layer = grad_cam.feature_map_layer(model)  # found in the graph, as for a foreign model
     if arch in LAST_MAPS:
         assert layer.name == LAST_MAPS[arch]
+    # The registry's record names the same layer, which a model of a known arch is explained on.
+    assert layer.name == get_arch(arch).feature_map
+    assert grad_cam.feature_map_layer(model, arch) is layer
     assert len(layer.output.shape) == 4 and layer.output.shape[1] * layer.output.shape[2] > 1
     heat = grad_cam.grad_cam(model, np.random.default_rng(0).random((2, size, size, 3)))
     assert heat.shape == (2, size, size) and np.isfinite(heat).all()
@@ -155,3 +160,29 @@ def test_a_1x1_map_is_not_a_feature_map():
     squeezed = keras.layers.Conv2D(4, 8, name="one_by_one")(spatial)  # 1 x 1: nothing to locate
     output = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(squeezed))
     assert grad_cam.feature_map_layer(keras.Model(image, output)).name == "spatial"
+
+
+def test_a_foreign_classifier_is_explained_from_its_feature_map_on(fer_model):
+    """The `fer` package's model (conv -> global average -> softmax): the gradient of class c's
+    logit with respect to its last map A is 1 / hw on channel c, so the map is ReLU(A_c), scaled
+    to a peak of 1. Differentiating the whole network from the input crashed TensorFlow here
+    (oneDNN's convolution backward pass, double free); a child process survives if it does."""
+    code = f"""
+import cv2, numpy as np, keras
+from adcorre.inference import grad_cam
+from adcorre.models import weights_io
+from helpers import grace_hopper_path
+model, _ = weights_io.load_model({fer_model!r}, labels="fer2013")
+picture = cv2.resize(cv2.imread(grace_hopper_path(), cv2.IMREAD_GRAYSCALE)[100:331, 149:380], (64, 64))
+images = (picture.astype("float32") / 127.5 - 1.0)[None, :, :, None]
+layer = grad_cam.feature_map_layer(model)
+heat = grad_cam.grad_cam(model, images, class_index=6, layer=layer)
+feature_map = keras.Model(model.inputs, layer.output)(images).numpy()[0, :, :, 6]
+expected = np.maximum(feature_map, 0) / np.maximum(feature_map, 0).max()
+expected = np.clip(cv2.resize(expected, (64, 64), interpolation=cv2.INTER_LINEAR), 0, 1)
+np.testing.assert_allclose(heat[0], expected, atol=1e-5)
+print("OK", layer.name, heat.shape)
+"""
+    run = run_python(code, env={"TF_ENABLE_ONEDNN_OPTS": "1", "CUDA_VISIBLE_DEVICES": ""})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "OK conv2d_7 (1, 64, 64)" in run.stdout

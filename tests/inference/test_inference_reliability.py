@@ -192,3 +192,28 @@ def test_huge_jpeg_bytes_are_decoded_reduced_in_bounded_memory(tmp_path):
 def test_a_folder_given_as_a_picture_is_named_a_folder(tester, tmp_path):
     with pytest.raises(pictures.ImageDecodeError, match="is a folder, not a picture"):
         tester.recognize_fer(str(tmp_path))
+
+
+def test_a_latin1_file_name_is_read_and_named_in_the_table_and_the_lines(tiny_file, tmp_path):
+    """`--image folder/ --csv` stopped with "'utf-8' codec can't encode character '\\udce9'"
+    and wrote no CSV; the plain lines went the same way on a UTF-8 stdout."""
+    import pandas as pd
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    with open(grace_hopper_path(), "rb") as handle:
+        data = handle.read()
+    with open(os.path.join(os.fsencode(str(folder)), b"caf\xe9.jpg"), "wb") as out:
+        out.write(data)
+    table = tmp_path / "faces.csv"
+    run = run_python(script="test.py", argv=["--weights", tiny_file, "--image", str(folder),
+                                             "--csv", str(table)],
+                     env={"CUDA_VISIBLE_DEVICES": "", "PYTHONIOENCODING": "utf-8"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = pd.read_csv(table, keep_default_na=False)
+    assert list(rows["path"]) == [os.path.join(str(folder), "caf\\xe9.jpg")]
+    assert rows["error"][0] == "" and rows["label"][0] in EXPRESSIONS_7
+    lines = run_python(script="test.py", argv=["--weights", tiny_file, "--image", str(folder)],
+                       env={"CUDA_VISIBLE_DEVICES": "", "PYTHONIOENCODING": "utf-8"})
+    assert lines.returncode == 0, lines.stderr[-3000:]
+    assert "caf\\xe9.jpg" in lines.stdout and "error" not in lines.stdout

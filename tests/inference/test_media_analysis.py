@@ -7,6 +7,7 @@ astronaut): every frame's rows must equal what `recognize_faces` (or, without a 
 
 import math
 import os
+import re
 import warnings
 
 import cv2
@@ -198,23 +199,68 @@ def test_video_broken_in_the_middle_gives_rows_up_to_the_break_and_one_warning(t
     assert sorted(table["frame"].unique()) == list(range(readable))
 
 
-def test_missing_frame_rate_is_assumed_with_a_warning(tester, video, monkeypatch):
+def _capture_reporting(fps, timestamps=True):
+    """cv2.VideoCapture as a file that stores `fps` (and, without `timestamps`, frames that all
+    last 0 s) shows it."""
     real = cv2.VideoCapture
 
-    class NoFps:
+    class Reporting:
         def __init__(self, path):
             self.capture = real(path)
 
         def get(self, prop):
-            return 0.0 if prop == cv2.CAP_PROP_FPS else self.capture.get(prop)
+            if prop == cv2.CAP_PROP_FPS:
+                return fps
+            if prop == cv2.CAP_PROP_POS_MSEC and not timestamps:
+                return 0.0
+            return self.capture.get(prop)
 
         def __getattr__(self, name):
             return getattr(self.capture, name)
 
-    monkeypatch.setattr(media_analysis.cv2, "VideoCapture", NoFps)
-    with pytest.warns(UserWarning, match="no frame rate; time_s assumes 25 fps"):
+    return Reporting
+
+
+def test_missing_frame_rate_is_assumed_with_a_warning(tester, video, monkeypatch):
+    """No rate, and frames that all last 0 s: 25 fps, said once."""
+    monkeypatch.setattr(media_analysis.cv2, "VideoCapture", _capture_reporting(0.0, False))
+    with pytest.warns(UserWarning, match="no frame rate.*time_s assumes 25 fps"):
         table = tester.recognize_video(video, every=5)
     np.testing.assert_allclose(table["time_s"], table["frame"] / media_analysis.ASSUMED_FPS)
+
+
+@pytest.mark.parametrize("stored", [0.5, 0.0, 1000.0, float("nan")])
+def test_an_implausible_rate_gives_way_to_the_frames_timestamps(tester, tmp_path, monkeypatch,
+                                                               stored):
+    """An MP4 whose frames last 0 s was read at 0.5 fps (time_s up to 98 s for 4 s of video):
+    a rate outside 1-240 fps is replaced by the timestamps' (here a 20 fps clip)."""
+    clip = write_video(tmp_path / "clip20.mp4", face_frames(12), fps=20.0)
+    monkeypatch.setattr(media_analysis.cv2, "VideoCapture", _capture_reporting(stored))
+    with pytest.warns(UserWarning, match=r"time_s follows its frames' timestamps instead \(20 fps"):
+        table = tester.recognize_video(clip, every=3)
+    np.testing.assert_allclose(table["time_s"], table["frame"] / 20.0, rtol=1e-6)
+    assert table.attrs["fps"] == pytest.approx(20.0)
+
+
+def test_a_file_written_at_half_a_frame_a_second_is_read_at_25(tester, tmp_path):
+    """Its own rate and its timestamps agree on 0.5 fps, which no camera records: 25."""
+    clip = write_video(tmp_path / "slow.avi", face_frames(4), fps=0.5, codec="MJPG")
+    with pytest.warns(UserWarning, match=r"stores 0.5 fps.*time_s assumes 25 fps"):
+        table = tester.recognize_video(clip)
+    np.testing.assert_allclose(table["time_s"], table["frame"] / 25.0)
+
+
+@pytest.mark.parametrize("path, error, said", [
+    ("/dev/zero", media_analysis.VideoError, "is not a regular file (a device or FIFO)"),
+    ("/tmp", media_analysis.VideoError, "is a folder"),
+    ("/nonexistent/clip.mp4", FileNotFoundError, "Video not found"),
+])
+def test_a_path_that_is_not_a_video_file_is_named_for_what_it_is(tester, path, error, said):
+    """`--video /dev/zero` said "not found" for a path that exists."""
+    if not os.path.exists(path) and error is not FileNotFoundError:
+        pytest.skip(f"{path} does not exist on this system")
+    with pytest.raises(error, match=re.escape(said)):
+        tester.recognize_video(path)
 
 
 def test_timeline_plot(rows, tmp_path):

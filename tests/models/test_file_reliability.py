@@ -1,5 +1,5 @@
-"""Careless or hostile input in model files: edited metadata, code, zip bombs: nothing is lost, no traceback (each written to fail
-before its fix).
+"""Careless or hostile input in model files: edited metadata, code, zip bombs, layer lists that
+lie. Nothing is lost, no traceback (each test written to fail before its fix).
 """
 
 import json
@@ -139,3 +139,96 @@ def test_config_that_unpacks_to_100_mb_is_refused_with_little_memory(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 8 * 2**20, peak
+
+
+# ------------------------------------------------------- archives and layer lists that lie
+
+
+def _tiny_keras(folder):
+    from adcorre.config import EXPRESSIONS_7
+    from adcorre.models.cnn_model import CNNModel
+
+    model = CNNModel().get_model("tiny", weights=None, input_size=32, num_embeddings=2,
+                                 embedding_size=8)
+    return weights_io.save_model(model, os.path.join(folder, "tiny.keras"), labels=EXPRESSIONS_7,
+                                 arch="tiny")
+
+
+def test_an_archive_that_unpacks_past_the_cap_is_refused_before_anything_unpacks(
+        tmp_path, monkeypatch):
+    """Members beside the config (each under Keras' own per-member bomb floor) that unpack to
+    more than the cap: refused from the directory, Keras never called, nothing written."""
+    path = _tiny_keras(str(tmp_path))
+    monkeypatch.setattr(weights_io, "MAX_ARCHIVE_BYTES", 40 * 2**20)
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        for index in range(3):  # 3 x 16 MB of zeros: a few KB on disk
+            archive.writestr(f"assets/filler_{index}.bin", bytes(16 * 2**20))
+
+    def never(*args, **kwargs):
+        raise AssertionError("Keras was asked to unpack the archive")
+
+    monkeypatch.setattr(weights_io.keras.models, "load_model", never)
+    with pytest.raises(weights_io.WeightFileError, match=r"unpack to \d+ MB.*Refused before "
+                                                         r"anything was unpacked"):
+        weights_io.load_model(path)
+
+
+def test_an_archive_with_too_many_members_is_refused(tmp_path, monkeypatch):
+    path = _tiny_keras(str(tmp_path))
+    with zipfile.ZipFile(path, "a") as archive:
+        for index in range(weights_io.MAX_ARCHIVE_MEMBERS):
+            archive.writestr(f"assets/{index}.txt", b"")
+    with pytest.raises(weights_io.WeightFileError, match=r"lists \d+ members"):
+        weights_io.load_model(path)
+
+
+def test_a_failed_unpacking_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    """Keras unpacks the archive into a temporary folder and, when the unpacking itself fails
+    (a full disk), does not remove it: the loader's own folder goes, whatever happens."""
+    import errno
+    import tempfile
+
+    from keras.src.utils import file_utils
+
+    path = _tiny_keras(str(tmp_path))
+    system_temp = tmp_path / "system_temp"
+    system_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+
+    def disk_full(archive, folder):
+        with open(os.path.join(folder, "half_unpacked.bin"), "wb") as handle:
+            handle.write(bytes(2**20))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(file_utils, "extract_open_archive", disk_full)
+    with pytest.raises(weights_io.WeightFileError, match="No space left on device"):
+        weights_io.load_model(path)
+    assert list(system_temp.iterdir()) == []
+    assert tempfile.tempdir == str(system_temp)  # put back as it was
+
+
+def test_an_h5_layer_list_naming_one_layer_twice_is_refused_naming_it(tiny_file, tmp_path):
+    """The two heads have the same shapes: a list naming the first twice would load the first
+    head's weights into the second without a word."""
+    path = str(tmp_path / "twice.h5")
+    shutil.copy(tiny_file, path)
+    with h5py.File(path, "a") as file:
+        group = file["model_weights"]
+        names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["layer_names"]]
+        assert "dense" in names and "dense_1" in names
+        group.attrs["layer_names"] = [n.encode() for n in
+                                      ("dense" if n == "dense_1" else n for n in names)]
+    with pytest.raises(weights_io.WeightFileError,
+                       match=r"twice.h5'?: its layer list names the layer 'dense' 2 times"):
+        weights_io.load_model(path)
+
+
+def test_an_h5_layer_list_naming_a_missing_layer_is_refused(tiny_file, tmp_path):
+    path = str(tmp_path / "missing.h5")
+    shutil.copy(tiny_file, path)
+    with h5py.File(path, "a") as file:
+        group = file["model_weights"]
+        group.attrs["layer_names"] = [n if isinstance(n, bytes) else n.encode() for n in
+                                      group.attrs["layer_names"]] + [b"ghost"]
+    with pytest.raises(weights_io.WeightFileError, match="names 'ghost', which the file does not"):
+        weights_io.load_model(path)

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+from adcorre import atomic_files
 from adcorre.models import weights_io
 from adcorre.models.cnn_model import CNNModel
 from adcorre.config import EXPRESSIONS_7, EXPRESSIONS_8, FER2013_TO_CANONICAL
@@ -185,12 +186,25 @@ def test_save_is_atomic(tiny, tmp_path, monkeypatch):
     weights_io.save_model(tiny, path, labels=EXPRESSIONS_7, arch="tiny", extra={"epoch": 1})
     before = path.read_bytes()
 
-    def crash_half_way(filepath, *args, **kwargs):
-        with open(filepath, "wb") as handle:
-            handle.write(b"\x89HDF\r\n\x1a\n half a file")
-        raise OSError("disk full")
+    class HalfWay:
+        """A file that takes half of what is written to it, then reports a full disk."""
 
-    monkeypatch.setattr(tiny, "save", crash_half_way)
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            raise OSError("disk full")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self.handle.close()
+
+    # The .h5 is built in memory; the one write to disk is atomic_files' own.
+    monkeypatch.setattr(atomic_files, "open", lambda path, mode: HalfWay(open(path, mode)),
+                        raising=False)
     with pytest.raises(OSError, match="disk full"):
         weights_io.save_model(tiny, path, labels=EXPRESSIONS_7, arch="tiny", extra={"epoch": 2})
     assert path.read_bytes() == before

@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -23,7 +24,7 @@ from adcorre.config import EXPRESSIONS_7
 from adcorre.inference.test_models import USER_ERRORS, TestModels
 from helpers import (REPO_ROOT, grace_hopper_path, save_tiny_model,
                      skimage_data_path, start_python)
-from picture_files import write_grey_png
+from picture_files import write_grey_png, write_lying_jpeg
 from web_clients import as_json, post_picture, read_bytes, two_faces_png
 
 
@@ -345,3 +346,61 @@ def test_decoded_size_is_the_readers(web):
     answer = post_picture(web.url, png, whole="1").json()
     assert (answer["width"], answer["height"]) == (3, 5)
     assert answer["faces"][0]["box"] is None
+
+
+# ---------------------------------------------------------- clients that leave, forms of two
+
+
+def _leave_mid_upload(url):
+    """A client that announces 200 000 bytes of multipart form, sends 2 000 and hangs up."""
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    head = (f"POST /api/recognize HTTP/1.1\r\nHost: {host}\r\n"
+            "Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 200000\r\n\r\n")
+    part = (b"--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n"
+            b"Content-Type: image/jpeg\r\n\r\n")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(head.encode() + part + read_bytes(grace_hopper_path())[:2000])
+        client.shutdown(socket.SHUT_WR)
+        try:
+            return client.recv(65536)
+        except OSError:
+            return b""
+
+
+def test_a_client_that_leaves_mid_upload_is_one_log_line_and_a_json_answer(web, caplog):
+    """It was an AttributeError in the server's own error handler (a traceback in the log) and
+    an HTML 500."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        answer = _leave_mid_upload(web.url)
+        deadline = time.time() + 10
+        while not [r for r in caplog.records if "disconnected" in r.getMessage()] and \
+                time.time() < deadline:
+            time.sleep(0.05)
+    said = [r for r in caplog.records if r.name.startswith(("adcorre", "werkzeug"))]
+    assert [r.getMessage() for r in said if "disconnected" in r.getMessage()], said
+    assert len(said) == 1 and said[0].exc_info is None, [r.getMessage() for r in said]
+    if answer:  # whoever still listens gets the JSON error
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b" 400 " in head.split(b"\r\n")[0] and b"application/json" in head
+        assert b"the upload ended before" in body
+    assert requests.get(web.url + "api/health", timeout=10).json() == {"status": "ok"}
+
+
+def test_two_files_in_the_image_field_are_refused_naming_both(web):
+    grace = read_bytes(grace_hopper_path())
+    response = requests.post(web.url + "api/recognize", timeout=60, files=[
+        ("image", ("first.jpg", grace, "image/jpeg")),
+        ("image", ("second.jpg", grace, "image/jpeg"))])
+    message = _error(response, 400)
+    assert message == ("the field 'image' holds 2 files ('first.jpg', 'second.jpg'); expected "
+                       "one picture per request: send each in a request of its own.")
+
+
+def test_a_jpeg_header_that_lies_about_its_size_is_400_with_the_cli_message(web, reference,
+                                                                           tmp_path):
+    """It was decoded to a grey 4000 x 4000 picture and given a label."""
+    data = read_bytes(write_lying_jpeg(str(tmp_path / "liar.jpg")))
+    message = _error(post_picture(web.url, data), 400)
+    assert message == _cli_words(reference, data) and "truncated JPEG" in message

@@ -276,19 +276,8 @@ def test_killed_mid_epoch_resumes_and_finishes(tmp_path):
 
 
 def test_backup_round_trip_carries_the_attention_map(tmp_path):
-    import keras
-
-    from adcorre.models.cnn_model import CNNModel
-    from adcorre.training.train_model import AdCorreTrainer, ResumableBackup
-
-    def trainer():
-        keras.utils.set_random_seed(0)
-        model = AdCorreTrainer(CNNModel().get_model("tiny", weights=None, input_size=32,
-                                                    num_embeddings=2, embedding_size=8))
-        model.compile(optimizer=keras.optimizers.Adam(1e-3))
-        model(np.zeros((1, 32, 32, 3), "float32"))
-        model.optimizer.build(model.trainable_variables)
-        return model
+    from adcorre.training.train_model import ResumableBackup
+    from helpers import tiny_trainer as trainer
 
     source = trainer()
     source.attention.update_state(np.array([0, 1, 1, 2]), np.eye(7)[[0, 1, 2, 2]])
