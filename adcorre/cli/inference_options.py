@@ -16,7 +16,9 @@ import os
 
 from adcorre import config
 from adcorre.cli.common import positive_int
+from adcorre.cli.weights import ListWeights
 from adcorre.inference import face_crops
+from adcorre.models import named_weights
 
 
 def parse_args(argv=None, prog="test.py"):
@@ -41,10 +43,11 @@ def parse_args(argv=None, prog="test.py"):
 
 def check_paths(parser, args):
     """A `--weights` file or a `--dataset`'s folder that is not there: one usage error."""
-    if not os.path.isfile(args.weights):
+    if not os.path.isfile(args.weights) and not named_weights.is_name(args.weights):
         what = "a folder, not a file" if os.path.isdir(args.weights) else "not found"
         parser.error(f"argument --weights: {args.weights!r}: {what}; expected a Keras .h5 / "
-                     ".keras model file or a PyTorch .pth checkpoint")
+                     ".keras model file, a PyTorch .pth checkpoint or a released model's name "
+                     f"({', '.join(named_weights.NAMED_WEIGHTS)}; --list-weights lists them)")
     if args.dataset and args.dataset != config.DatasetName.synth:
         from adcorre.data.dataset_readers import find_data_dir  # pandas: only when it is needed
         from adcorre.errors import DatasetNotFoundError
@@ -83,7 +86,12 @@ def build_parser(prog="test.py"):
               "| --dataset D | --export FORMAT | --video V | --webcam [I] | --serve) [options]",
         description="Recognise facial expressions with an Ad-Corre (or other Keras) model.")
     parser.add_argument("--weights", required=True,
-                        help=".h5 / .keras model file, or an ARM PyTorch checkpoint (.pth)")
+                        help=".h5 / .keras model file, a PyTorch checkpoint (.pth), or a "
+                             "released model by name (" + ", ".join(named_weights.NAMED_WEIGHTS)
+                             + "), fetched once into the cache")
+    parser.add_argument("--list-weights", action=ListWeights,
+                        help="list the released weights by name (file, source, classes, "
+                             "reported accuracy, cached or not) and exit")
     task = parser.add_mutually_exclusive_group(required=True)
     task.add_argument("--image", nargs="+", help="picture(s) or folder(s) of pictures")
     task.add_argument("--dataset", help="evaluate on a dataset: " + ", ".join(

@@ -42,6 +42,8 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 import zipfile
 
 import h5py
@@ -58,7 +60,7 @@ from adcorre.config import (  # LABEL_PRESETS: re-exported, it lived here
     label_names,
 )
 from adcorre.errors import SettingError, WeightFileError, WeightFileNotFoundError
-from adcorre.models import arm, official_files, torch_checkpoints
+from adcorre.models import arm, named_weights, official_files, torch_checkpoints
 from adcorre.models import cnn_model  # noqa: F401  (registers L2Normalize, ScaleInputs and, through arm, ARM)
 from adcorre.models.registry import ARCHS
 
@@ -334,7 +336,9 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
     """Loads a model file of any kind above, without executing code stored in it.
 
     Args:
-        path: a `.h5` / `.hdf5` / `.keras` file, or a PyTorch `.pth` checkpoint.
+        path: a `.h5` / `.hdf5` / `.keras` file, a PyTorch `.pth` checkpoint, or a name of
+            `named_weights.NAMED_WEIGHTS` (`"adcorre-rafdb"`...), fetched once into the cache,
+            wherever no file of that name exists.
         labels: label names (or a `LABEL_PRESETS` key) overriding the file's; required in
             practice for foreign classifiers, whose files do not say what their classes are.
         input_range: `(lo, hi)` overriding the file's (foreign classifiers: default (0, 1)).
@@ -352,6 +356,7 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
         WeightFileError: empty, not HDF5 / zip / PyTorch, foreign layers or keys, code to
             unpickle, mismatched shapes or labels.
         MissingDependencyError: a PyTorch checkpoint and no torch installed.
+        WeightsUnavailableError: a name whose file is not in the cache and cannot be fetched.
 
     Example (needs an official release file, see trained_models/README.md):
 
@@ -360,14 +365,26 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
     info.kind, info.arch, info.input_size   # ('official', 'xcp', (224, 224))
     ```
     """
-    path = _check_file(path)
     labels = resolve_labels(labels)
     input_range = _resolve_range(input_range)
     if isinstance(input_size, int):
         input_size = (input_size, input_size)
     if arm_affinity is not None and arm_affinity not in arm.AFFINITY_MODES:
         raise SettingError(f"arm_affinity must be one of {arm.AFFINITY_MODES}, got {arm_affinity!r}.")
+    path, fetched = named_weights.locate(path)
+    try:
+        model, info = _load_file(_check_file(path), input_size, arm_affinity)
+    except WeightFileError:
+        if fetched:  # a download that is not a loadable file stays out of the cache
+            named_weights.forget(path)
+        raise
+    if arm_affinity is not None:
+        _set_arm_affinity(model, arm_affinity)
+    return model, _override(info, labels, input_range)
 
+
+def _load_file(path, input_size, arm_affinity):
+    """`(model, info)` of a file that exists, by what it holds (see the module docstring)."""
     if torch_checkpoints.is_torch_file(path):
         model, info = _load_torch(path, input_size, arm_affinity or "sample")
     elif _is_hdf5(path):
@@ -420,10 +437,7 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
             model, info = _load_project(path, _parse_metadata(path, metadata))
         else:
             model, info = _load_classifier(path, input_size)
-
-    if arm_affinity is not None:
-        _set_arm_affinity(model, arm_affinity)
-    return model, _override(info, labels, input_range)
+    return model, info
 
 
 def _set_arm_affinity(model, mode):
@@ -449,9 +463,23 @@ def _override(info, labels, input_range):
 
 
 def _keras_load(path, what):
-    """`keras.models.load_model` in safe mode, its many error types turned into one."""
+    """`keras.models.load_model` in safe mode, its many error types turned into one.
+
+    Keras picks its reader by the file's suffix; here the content has decided the kind already,
+    so a file named otherwise (`model.hdf5` aside: a release saved without a suffix, a cache
+    entry) is read through a link that carries the suffix Keras wants.
+    """
+    wanted = (".h5", ".hdf5") if _is_hdf5(path) else (".keras",)
     try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
+        if path.lower().endswith(wanted):
+            return keras.models.load_model(path, compile=False, safe_mode=True)
+        with tempfile.TemporaryDirectory(prefix="adcorre-load-") as folder:
+            named = os.path.join(folder, "model" + wanted[0])
+            try:
+                os.symlink(os.path.abspath(path), named)
+            except OSError:  # no symbolic links here (some Windows set-ups): a copy
+                shutil.copyfile(path, named)
+            return keras.models.load_model(named, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, TypeError, KeyError, OSError...
         raise WeightFileError(
             f"Could not load {path!r} as {what}: {type(error).__name__}: {_first_line(error)}"
@@ -611,7 +639,8 @@ def _load_official(path, spec, input_size, keras_version):
 
 
 # Every kind of file `load_model` reads, as messages name them.
-LOADABLE_KINDS = "a Keras .h5 / .keras model file or a PyTorch .pth checkpoint"
+LOADABLE_KINDS = ("a Keras .h5 / .keras model file, a PyTorch .pth checkpoint or a named "
+                  f"release ({', '.join(named_weights.NAMED_WEIGHTS)}; `adcorre weights` lists them)")
 
 
 def _check_file(path):
