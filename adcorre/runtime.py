@@ -48,6 +48,10 @@ START_UP_NOISE = (
     "Unable to register cuFFT factory",
     "Unable to register cuBLAS factory",
     "computation placer already registered",
+    # LiteRT's interpreter, each time it is made on a CPU; the TFLite converter's summary of an
+    # int8 calibration.
+    "Created TensorFlow Lite XNNPACK delegate for CPU",
+    "fully_quantize: ",
 )
 
 _state = {"loaded": False, "tensorflow": False, "quieting": False, "announced": False,
@@ -95,6 +99,13 @@ def _start_up_noise_removed():
         os.dup2(saved, 2)  # closes the pipe's last write end: the reader sees its end and stops
         reader.join()
         os.close(saved)
+
+
+def start_up_noise_removed():
+    """A block in which the known start-up lines (`START_UP_NOISE`) written to stderr are
+    removed, everything else passing through; as for TensorFlow's own start, only when the
+    user has not set `TF_CPP_MIN_LOG_LEVEL` (then nothing is removed)."""
+    return _start_up_noise_removed()
 
 
 def quiet_keras():

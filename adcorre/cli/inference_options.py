@@ -106,6 +106,12 @@ def build_parser(prog="test.py"):
     parser.add_argument("--overwrite", action="store_true",
                         help="with --export: replace an earlier export of another model at "
                              "--out (an earlier export of the same model is replaced anyway)")
+    parser.add_argument("--quantize", choices=("float16", "int8"),
+                        help="with --export tflite: half-precision weights, or 8-bit weights and "
+                             "activations calibrated on --representative (default: float32)")
+    parser.add_argument("--representative", metavar="DATASET:SPLIT",
+                        help="with --quantize int8: the pictures that calibrate it, e.g. "
+                             "rafdb:train (with --data-dir) or synth:train")
     parser.add_argument("--labels", help="label names, comma separated, or a preset: " + ", ".join(
         config.LABEL_PRESETS))
     parser.add_argument("--input-range", type=_parse_range, help="LO,HI the model takes; write --input-range=-1,1 when LO is negative")
@@ -210,3 +216,15 @@ def check_media_arguments(parser, args):
             parser.error(f"{option} goes with {expected}")
     if args.explain and (args.csv or len(args.image) != 1 or os.path.isdir(args.image[0])):
         parser.error("--explain takes exactly one picture (--image PICTURE), without --csv")
+    if args.quantize and args.export != "tflite":
+        parser.error("--quantize goes with --export tflite")
+    if args.representative and args.quantize != "int8":
+        parser.error("--representative goes with --quantize int8")
+    if args.quantize == "int8" and not args.representative:
+        parser.error("--quantize int8 needs --representative DATASET:SPLIT (the pictures that "
+                     "calibrate its 8-bit ranges), e.g. rafdb:train")
+    if args.representative:
+        dataset, _, split = args.representative.partition(":")
+        if dataset not in config.DatasetName.all or not split:
+            parser.error(f"--representative: expected DATASET:SPLIT with a dataset among "
+                         f"{', '.join(config.DatasetName.all)}, got {args.representative!r}")

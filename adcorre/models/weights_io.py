@@ -60,7 +60,7 @@ from adcorre.config import (  # LABEL_PRESETS: re-exported, it lived here
     label_names,
 )
 from adcorre.errors import SettingError, WeightFileError, WeightFileNotFoundError
-from adcorre.models import arm, named_weights, official_files, torch_checkpoints
+from adcorre.models import arm, exported, named_weights, official_files, torch_checkpoints
 from adcorre.models import cnn_model  # noqa: F401  (registers L2Normalize, ScaleInputs and, through arm, ARM)
 from adcorre.models.registry import ARCHS
 
@@ -90,7 +90,9 @@ class ModelInfo:
 
     Attributes:
         path: the file it came from.
-        kind: `"project"`, `"official"`, `"classifier"` or `"torch"`.
+        kind: `"project"`, `"official"`, `"classifier"` or `"torch"` (a Keras model built from
+            the file), or the runtime an export runs on: `"litert"`, `"tflite-tensorflow"`,
+            `"onnxruntime"` (an `exported.ExportedModel`, `predict_on_batch` only).
         labels: the name of each output class, in output order.
         input_range: `(lo, hi)`; pixels in [0, 1] map linearly onto it.
         input_size: `(height, width)` the model takes.
@@ -372,6 +374,10 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
     if arm_affinity is not None and arm_affinity not in arm.AFFINITY_MODES:
         raise SettingError(f"arm_affinity must be one of {arm.AFFINITY_MODES}, got {arm_affinity!r}.")
     path, fetched = named_weights.locate(path)
+    if exported.is_exported(path):
+        # An export runs on LiteRT or onnxruntime: no Keras model, no layers to rewire.
+        model, description = exported.load_exported(_check_file(path), labels=labels)
+        return model, _override(_describe_exported(path, description), None, input_range)
     try:
         model, info = _load_file(_check_file(path), input_size, arm_affinity)
     except WeightFileError:
@@ -381,6 +387,17 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
     if arm_affinity is not None:
         _set_arm_affinity(model, arm_affinity)
     return model, _override(info, labels, input_range)
+
+
+def _describe_exported(path, description):
+    """The `ModelInfo` of an export, from its description (`exported.load_exported`)."""
+    return ModelInfo(
+        path=path, kind=description["runtime"], labels=tuple(description["labels"]),
+        input_range=tuple(description.get("input_range") or (0.0, 1.0)),
+        input_size=tuple(description["input_size"]), channels=description["channels"],
+        num_embeddings=description["num_embeddings"], arch=description.get("arch"),
+        outputs_probabilities=description.get("outputs_probabilities", True),
+        metadata={k: v for k, v in description.items() if k not in ("labels", "input_range")})
 
 
 def _load_file(path, input_size, arm_affinity):
@@ -639,8 +656,9 @@ def _load_official(path, spec, input_size, keras_version):
 
 
 # Every kind of file `load_model` reads, as messages name them.
-LOADABLE_KINDS = ("a Keras .h5 / .keras model file, a PyTorch .pth checkpoint or a named "
-                  f"release ({', '.join(named_weights.NAMED_WEIGHTS)}; `adcorre weights` lists them)")
+LOADABLE_KINDS = ("a Keras .h5 / .keras model file, a PyTorch .pth checkpoint, a .tflite / "
+                  ".onnx export, or a named release "
+                  f"({', '.join(named_weights.NAMED_WEIGHTS)}; `adcorre weights` lists them)")
 
 
 def _check_file(path):
@@ -651,6 +669,8 @@ def _check_file(path):
         raise WeightFileError(f"{path!r} is not a file; expected {LOADABLE_KINDS}.")
     if os.path.getsize(path) == 0:
         raise WeightFileError(f"{path!r} is empty (0 bytes); expected {LOADABLE_KINDS}.")
+    if exported.is_exported(path):
+        return path  # its runtime reads and checks it
     if not (_is_hdf5(path) or zipfile.is_zipfile(path) or torch_checkpoints.is_torch_file(path)):
         if path.lower().endswith(_TORCH_SUFFIXES):
             raise WeightFileError(
