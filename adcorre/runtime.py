@@ -48,8 +48,10 @@ START_UP_NOISE = (
     "Unable to register cuFFT factory",
     "Unable to register cuBLAS factory",
     "computation placer already registered",
-    # LiteRT's interpreter (the BlazeFace face detector), on every construction.
+    # LiteRT's interpreter (the BlazeFace face detector, exported models), on every
+    # construction; the TFLite converter's summary of an int8 calibration.
     "Created TensorFlow Lite XNNPACK delegate",
+    "fully_quantize: ",
 )
 
 _state = {"loaded": False, "tensorflow": False, "quieting": False, "announced": False,

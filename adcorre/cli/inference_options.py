@@ -16,7 +16,9 @@ import os
 
 from adcorre import config
 from adcorre.cli.common import positive_int
+from adcorre.cli.weights import ListWeights
 from adcorre.inference import face_crops
+from adcorre.models import named_weights
 
 
 def parse_args(argv=None, prog="test.py"):
@@ -41,10 +43,11 @@ def parse_args(argv=None, prog="test.py"):
 
 def check_paths(parser, args):
     """A `--weights` file or a `--dataset`'s folder that is not there: one usage error."""
-    if not os.path.isfile(args.weights):
+    if not os.path.isfile(args.weights) and not named_weights.is_name(args.weights):
         what = "a folder, not a file" if os.path.isdir(args.weights) else "not found"
         parser.error(f"argument --weights: {args.weights!r}: {what}; expected a Keras .h5 / "
-                     ".keras model file or a PyTorch .pth checkpoint")
+                     ".keras model file, a PyTorch .pth checkpoint or a released model's name "
+                     f"({', '.join(named_weights.NAMED_WEIGHTS)}; --list-weights lists them)")
     if args.dataset and args.dataset != config.DatasetName.synth:
         from adcorre.data.dataset_readers import find_data_dir  # pandas: only when it is needed
         from adcorre.errors import DatasetNotFoundError
@@ -83,7 +86,12 @@ def build_parser(prog="test.py"):
               "| --dataset D | --export FORMAT | --video V | --webcam [I] | --serve) [options]",
         description="Recognise facial expressions with an Ad-Corre (or other Keras) model.")
     parser.add_argument("--weights", required=True,
-                        help=".h5 / .keras model file, or an ARM PyTorch checkpoint (.pth)")
+                        help=".h5 / .keras model file, a PyTorch checkpoint (.pth), or a "
+                             "released model by name (" + ", ".join(named_weights.NAMED_WEIGHTS)
+                             + "), fetched once into the cache")
+    parser.add_argument("--list-weights", action=ListWeights,
+                        help="list the released weights by name (file, source, classes, "
+                             "reported accuracy, cached or not) and exit")
     task = parser.add_mutually_exclusive_group(required=True)
     task.add_argument("--image", nargs="+", help="picture(s) or folder(s) of pictures")
     task.add_argument("--dataset", help="evaluate on a dataset: " + ", ".join(
@@ -99,6 +107,12 @@ def build_parser(prog="test.py"):
     parser.add_argument("--overwrite", action="store_true",
                         help="with --export: replace an earlier export of another model at "
                              "--out (an earlier export of the same model is replaced anyway)")
+    parser.add_argument("--quantize", choices=("float16", "int8"),
+                        help="with --export tflite: half-precision weights, or 8-bit weights and "
+                             "activations calibrated on --representative (default: float32)")
+    parser.add_argument("--representative", metavar="DATASET:SPLIT",
+                        help="with --quantize int8: the pictures that calibrate it, e.g. "
+                             "rafdb:train (with --data-dir) or synth:train")
     parser.add_argument("--labels", help="label names, comma separated, or a preset: " + ", ".join(
         config.LABEL_PRESETS))
     parser.add_argument("--input-range", type=_parse_range, help="LO,HI the model takes; write --input-range=-1,1 when LO is negative")
@@ -207,3 +221,15 @@ def check_media_arguments(parser, args):
             parser.error(f"{option} goes with {expected}")
     if args.explain and (args.csv or len(args.image) != 1 or os.path.isdir(args.image[0])):
         parser.error("--explain takes exactly one picture (--image PICTURE), without --csv")
+    if args.quantize and args.export != "tflite":
+        parser.error("--quantize goes with --export tflite")
+    if args.representative and args.quantize != "int8":
+        parser.error("--representative goes with --quantize int8")
+    if args.quantize == "int8" and not args.representative:
+        parser.error("--quantize int8 needs --representative DATASET:SPLIT (the pictures that "
+                     "calibrate its 8-bit ranges), e.g. rafdb:train")
+    if args.representative:
+        dataset, _, split = args.representative.partition(":")
+        if dataset not in config.DatasetName.all or not split:
+            parser.error(f"--representative: expected DATASET:SPLIT with a dataset among "
+                         f"{', '.join(config.DatasetName.all)}, got {args.representative!r}")

@@ -4,6 +4,7 @@
     adcorre test --weights W ...   recognise, evaluate, export, videos, webcams, the web app
     adcorre convert SOURCE DEST    a model file of any kind into this project's .h5 / .keras
     adcorre synth [options]        write SynthFER in a real dataset's layout, or a preview
+    adcorre weights                the released weights by name (adcorre-rafdb, ...)
 
 `adcorre train` takes exactly the options of `python train.py`, `adcorre test` those of
 `python test.py`; each subcommand's `--help` answers at once (nothing heavy is imported before
@@ -20,6 +21,8 @@ COMMANDS = {
     "convert": ("adcorre.cli.convert", "convert a model file (.pth, official .h5, Keras) into "
                                        "this project's .h5 / .keras"),
     "synth": ("adcorre.cli.synth", "write SynthFER in a real dataset's layout, or a preview"),
+    "weights": ("adcorre.cli.weights", "list the released weights by name (--weights NAME "
+                                       "fetches one once)"),
 }
 
 

@@ -239,8 +239,15 @@ def _run(args):
             print(f"confusion matrix written to {args.plot_cm}")
         return 0
     suffix = {"saved_model": "_saved_model", "tflite": ".tflite", "onnx": ".onnx"}[args.export]
+    if args.quantize:
+        suffix = f"_{args.quantize}{suffix}"
     out = args.out or os.path.splitext(args.weights)[0] + suffix
-    tester.export(out, args.export, overwrite=args.overwrite)
+    representative = None
+    if args.representative:
+        dataset, _, split = args.representative.partition(":")
+        representative = (dataset, args.data_dir, split)
+    tester.export(out, args.export, overwrite=args.overwrite, quantize=args.quantize,
+                  representative=representative)
     print(f"{args.export} written to {out} (labels and input range in {out.rstrip('/')}.json)")
     return 0
 

@@ -28,7 +28,6 @@ Example (grace_hopper.jpg, a portrait, ships with matplotlib):
 import importlib.util
 import math
 import os
-import warnings
 
 import cv2
 import numpy as np
@@ -79,27 +78,13 @@ def model_path():
 
 
 def _interpreter(path, threads, runtime_name=None):
-    """A LiteRT interpreter of `path`: `runtime_name` `"litert"` (the `ai-edge-litert`
-    package) or `"tensorflow"` (`tf.lite.Interpreter`); None takes LiteRT's where installed."""
+    """A LiteRT interpreter of `path` (`exported.tflite_interpreter`): `runtime_name`
+    `"litert"` or `"tensorflow"`; None takes LiteRT's where installed."""
     # Here, not at the top: the commands import this module (through face_crops) while they
     # read their options, before TensorFlow loads.
-    from adcorre import runtime
+    from adcorre.models.exported import tflite_interpreter
 
-    if runtime_name is None:
-        runtime_name = "litert" if importlib.util.find_spec("ai_edge_litert") else "tensorflow"
-    if runtime_name == "litert":
-        from ai_edge_litert.interpreter import Interpreter
-    else:
-        import tensorflow as tf
-
-        Interpreter = tf.lite.Interpreter
-    with warnings.catch_warnings(), runtime.start_up_noise_removed():
-        # TensorFlow's interpreter announces its move to LiteRT on every construction, and
-        # LiteRT the XNNPACK delegate it uses.
-        warnings.simplefilter("ignore")
-        interpreter = Interpreter(model_path=path, num_threads=threads)
-        interpreter.allocate_tensors()
-    return interpreter
+    return tflite_interpreter(path, threads, runtime_name)[0]
 
 
 def anchor_centres():

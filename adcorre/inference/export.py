@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 
-from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's start-up noise)
+from adcorre import runtime  # Keras loads without TensorFlow's start-up noise
 import keras
 
 from adcorre import atomic_files
@@ -25,7 +25,12 @@ from adcorre.config import EXPORT_FORMATS
 from adcorre.errors import MissingDependencyError, OutputExistsError, SettingError
 
 
-def export_model(model, info, path, format="saved_model", overwrite=False, labels=None):
+# What `quantize=` takes for a TFLite export.
+QUANTIZATIONS = ("float16", "int8")
+
+
+def export_model(model, info, path, format="saved_model", overwrite=False, labels=None,
+                 quantize=None, representative=None):
     """Writes `model` to `path` in `format`, and `<path>.json` beside it.
 
     Args:
@@ -35,6 +40,8 @@ def export_model(model, info, path, format="saved_model", overwrite=False, label
         format: `"saved_model"`, `"tflite"` or `"onnx"` (needs the optional tf2onnx package).
         overwrite: also replace a previous export of another model at `path`.
         labels: the class names to record (default `info.labels`).
+        quantize: for `"tflite"`: None (float32), `"float16"` or `"int8"` (see `QUANTIZATIONS`).
+        representative: for `"int8"`: model-ready float32 batches that calibrate the ranges.
 
     Returns:
         `path`.
@@ -45,6 +52,12 @@ def export_model(model, info, path, format="saved_model", overwrite=False, label
     labels = info.labels if labels is None else labels
     if format not in EXPORT_FORMATS:
         raise SettingError(f"Export format must be one of {EXPORT_FORMATS}, got {format!r}.")
+    if quantize is not None and (format != "tflite" or quantize not in QUANTIZATIONS):
+        raise SettingError(f"quantize takes {QUANTIZATIONS} with format 'tflite', got "
+                           f"{quantize!r} with {format!r}.")
+    if quantize == "int8" and not representative:
+        raise SettingError("An int8 export needs pictures to calibrate on: representative= "
+                           "(--representative DATASET:SPLIT).")
     if keras.backend.backend() != "tensorflow":
         raise SettingError("Export needs the TensorFlow backend (KERAS_BACKEND=tensorflow).")
     path = os.fspath(path)
@@ -58,7 +71,7 @@ def export_model(model, info, path, format="saved_model", overwrite=False, label
             saved_model = os.path.join(work, "saved_model")
             model.export(saved_model, format="tf_saved_model", verbose=False)
             written = saved_model if format == "saved_model" else _to_tflite(
-                saved_model, os.path.join(work, "model.tflite"))
+                saved_model, os.path.join(work, "model.tflite"), quantize, representative)
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)  # an empty folder or a previous export (checked above)
         elif os.path.lexists(path):
@@ -74,6 +87,8 @@ def export_model(model, info, path, format="saved_model", overwrite=False, label
         "outputs": ["probabilities"] + [f"embedding_{i + 1}" for i in
                                         range(len(model.outputs) - 1)],
         "outputs_probabilities": info.outputs_probabilities,
+        "arch": info.arch,
+        "quantize": quantize,
         "source": os.path.abspath(info.path),
     }
     atomic_files.write_json(path.rstrip("/\\") + ".json", sidecar)
@@ -137,12 +152,23 @@ def _check_export_target(path, source, overwrite):
             "pass --overwrite (overwrite=True) to replace it, or choose a new --out (path).")
 
 
-def _to_tflite(saved_model, path):
+def _to_tflite(saved_model, path, quantize=None, representative=None):
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    if quantize is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        # Weights and activations in 8 bits, calibrated on the pictures; input and output stay
+        # float32, so the export is fed and read as the float one is.
+        converter.representative_dataset = lambda: ([batch[i:i + 1]] for batch in representative
+                                                    for i in range(len(batch)))
+    with runtime.start_up_noise_removed():  # the converter's one-line calibration summary
+        converted = converter.convert()
     with open(path, "wb") as handle:
-        handle.write(converter.convert())
+        handle.write(converted)
     return path
 
 

@@ -29,6 +29,7 @@ from adcorre.data import dataset_readers, input_pipeline, pictures
 from adcorre.errors import AdCorreError, DatasetFormatError, ModelCapabilityError, SettingError
 from adcorre.inference import embedding_map, export, face_crops, grad_cam, media_analysis
 from adcorre.models import weights_io
+from adcorre.models.exported import ExportedModel
 from adcorre.reports import classification_report, plot_confusion_matrix
 
 # Errors a user can cause with a picture, a file or a setting: the CLI prints their message and
@@ -309,6 +310,7 @@ class TestModels:
             `recognize_fer`'s dict plus `heatmap` (float32 (h, w) in [0, 1] over the crop),
             `crop` (uint8 RGB) and `layer` (the feature map's layer name).
         """
+        self._require_keras_model("Grad-CAM", "the gradient of the network")
         picture = face_crops.read_picture(img_path)
         faces, crops, result = self._largest_face(picture)
         layer = grad_cam.feature_map_layer(self.model, self.info.arch)
@@ -455,7 +457,8 @@ class TestModels:
 
     # ------------------------------------------------------------------------------------ export
 
-    def export(self, path, format="saved_model", overwrite=False):
+    def export(self, path, format="saved_model", overwrite=False, quantize=None,
+               representative=None):
         """Writes the model for serving; a `<path>.json` beside it holds labels and input range.
 
         Nothing the export did not write is ever replaced: `path` must be new, an empty
@@ -468,15 +471,41 @@ class TestModels:
             format: `"saved_model"` (TF SavedModel, `serve` endpoint), `"tflite"` or `"onnx"`
                 (needs the optional tf2onnx package).
             overwrite: also replace a previous export of another model at `path`.
+            quantize: `"tflite"` only: `"float16"` (weights in half precision) or `"int8"`
+                (weights and activations in 8 bits, calibrated on `representative`); None keeps
+                float32.
+            representative: `(dataset_name, data_dir, split)` whose pictures calibrate an int8
+                export (200 of them, a seeded sample).
 
         Returns:
             `path`.
 
         Raises:
             OutputExistsError: `path` (or `<path>.json`) holds something else.
+            SettingError: a quantisation the format does not take, or int8 without pictures.
         """
+        self._require_keras_model("Exporting", "the Keras model")
         return export.export_model(self.model, self.info, path, format=format,
-                                   overwrite=overwrite, labels=self.exps)
+                                   overwrite=overwrite, labels=self.exps, quantize=quantize,
+                                   representative=self._representative(representative))
+
+    def _representative(self, source, samples=200, batch_size=20):
+        """Model-ready batches of `source` = `(dataset_name, data_dir, split)`, or None."""
+        if source is None:
+            return None
+        dataset_name, data_dir, split = source
+        frame = dataset_readers.read_split(dataset_name, data_dir, split)
+        frame = frame.sample(min(samples, len(frame)), random_state=0).reset_index(drop=True)
+        dataset = input_pipeline.make_dataset(frame, input_size=self.info.input_size[0],
+                                              batch_size=batch_size)
+        return [self.to_model_input(images.numpy()) for images, _ in dataset]
+
+    def _require_keras_model(self, task, needs):
+        if isinstance(self.model, ExportedModel):
+            raise ModelCapabilityError(
+                f"{task} needs {needs}, which the exported {self.info.kind} file "
+                f"{os.path.basename(self.info.path)!r} does not hold; use the Keras model file "
+                f"it was exported from ({self.info.metadata.get('source', 'its .h5 / .keras')}).")
 
 
 # `evaluate(protocol=...)`: each picture on its own, or ARM's authors' test loop; and their

@@ -43,6 +43,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import tempfile
 import threading
 import zipfile
@@ -61,7 +62,7 @@ from adcorre.config import (  # LABEL_PRESETS: re-exported, it lived here
     label_names,
 )
 from adcorre.errors import SettingError, WeightFileError, WeightFileNotFoundError
-from adcorre.models import arm, official_files, torch_checkpoints
+from adcorre.models import arm, exported, named_weights, official_files, torch_checkpoints
 from adcorre.models import cnn_model  # noqa: F401  (registers L2Normalize, ScaleInputs and, through arm, ARM)
 from adcorre.models.registry import ARCHS
 
@@ -99,7 +100,9 @@ class ModelInfo:
 
     Attributes:
         path: the file it came from.
-        kind: `"project"`, `"official"`, `"classifier"` or `"torch"`.
+        kind: `"project"`, `"official"`, `"classifier"` or `"torch"` (a Keras model built from
+            the file), or the runtime an export runs on: `"litert"`, `"tflite-tensorflow"`,
+            `"onnxruntime"` (an `exported.ExportedModel`, `predict_on_batch` only).
         labels: the name of each output class, in output order.
         input_range: `(lo, hi)`; pixels in [0, 1] map linearly onto it.
         input_size: `(height, width)` the model takes.
@@ -375,7 +378,9 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
     """Loads a model file of any kind above, without executing code stored in it.
 
     Args:
-        path: a `.h5` / `.hdf5` / `.keras` file, or a PyTorch `.pth` checkpoint.
+        path: a `.h5` / `.hdf5` / `.keras` file, a PyTorch `.pth` checkpoint, or a name of
+            `named_weights.NAMED_WEIGHTS` (`"adcorre-rafdb"`...), fetched once into the cache,
+            wherever no file of that name exists.
         labels: label names (or a `LABEL_PRESETS` key) overriding the file's; required in
             practice for foreign classifiers, whose files do not say what their classes are.
         input_range: `(lo, hi)` overriding the file's (foreign classifiers: default (0, 1)).
@@ -393,6 +398,7 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
         WeightFileError: empty, not HDF5 / zip / PyTorch, foreign layers or keys, code to
             unpickle, mismatched shapes or labels.
         MissingDependencyError: a PyTorch checkpoint and no torch installed.
+        WeightsUnavailableError: a name whose file is not in the cache and cannot be fetched.
 
     Example (needs an official release file, see trained_models/README.md):
 
@@ -401,14 +407,41 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
     info.kind, info.arch, info.input_size   # ('official', 'xcp', (224, 224))
     ```
     """
-    path = _check_file(path)
     labels = resolve_labels(labels)
     input_range = _resolve_range(input_range)
     if isinstance(input_size, int):
         input_size = (input_size, input_size)
     if arm_affinity is not None and arm_affinity not in arm.AFFINITY_MODES:
         raise SettingError(f"arm_affinity must be one of {arm.AFFINITY_MODES}, got {arm_affinity!r}.")
+    path, fetched = named_weights.locate(path)
+    if exported.is_exported(path):
+        # An export runs on LiteRT or onnxruntime: no Keras model, no layers to rewire.
+        model, description = exported.load_exported(_check_file(path), labels=labels)
+        return model, _override(_describe_exported(path, description), None, input_range)
+    try:
+        model, info = _load_file(_check_file(path), input_size, arm_affinity)
+    except WeightFileError:
+        if fetched:  # a download that is not a loadable file stays out of the cache
+            named_weights.forget(path)
+        raise
+    if arm_affinity is not None:
+        _set_arm_affinity(model, arm_affinity)
+    return model, _override(info, labels, input_range)
 
+
+def _describe_exported(path, description):
+    """The `ModelInfo` of an export, from its description (`exported.load_exported`)."""
+    return ModelInfo(
+        path=path, kind=description["runtime"], labels=tuple(description["labels"]),
+        input_range=tuple(description.get("input_range") or (0.0, 1.0)),
+        input_size=tuple(description["input_size"]), channels=description["channels"],
+        num_embeddings=description["num_embeddings"], arch=description.get("arch"),
+        outputs_probabilities=description.get("outputs_probabilities", True),
+        metadata={k: v for k, v in description.items() if k not in ("labels", "input_range")})
+
+
+def _load_file(path, input_size, arm_affinity):
+    """`(model, info)` of a file that exists, by what it holds (see the module docstring)."""
     if torch_checkpoints.is_torch_file(path):
         model, info = _load_torch(path, input_size, arm_affinity or "sample")
     elif _is_hdf5(path):
@@ -462,10 +495,7 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
             model, info = _load_project(path, _parse_metadata(path, metadata))
         else:
             model, info = _load_classifier(path, input_size)
-
-    if arm_affinity is not None:
-        _set_arm_affinity(model, arm_affinity)
-    return model, _override(info, labels, input_range)
+    return model, info
 
 
 def _set_arm_affinity(model, mode):
@@ -538,11 +568,26 @@ def _override(info, labels, input_range):
 
 def _keras_load(path, what):
     """`keras.models.load_model` in safe mode, its many error types turned into one; a `.keras`
-    archive unpacks into a temporary folder of our own, removed whatever happens."""
-    unpacking = contextlib.nullcontext() if _is_hdf5(path) else _private_temp_folder()
+    archive unpacks into a temporary folder of our own, removed whatever happens.
+
+    Keras picks its reader by the file's suffix; here the content has decided the kind already,
+    so a file named otherwise (`model.hdf5` aside: a release saved without a suffix, a cache
+    entry) is read through a link that carries the suffix Keras wants.
+    """
+    hdf5 = _is_hdf5(path)
+    wanted = (".h5", ".hdf5") if hdf5 else (".keras",)
+    unpacking = contextlib.nullcontext() if hdf5 else _private_temp_folder()
     try:
         with unpacking:
-            return keras.models.load_model(path, compile=False, safe_mode=True)
+            if path.lower().endswith(wanted):
+                return keras.models.load_model(path, compile=False, safe_mode=True)
+            with tempfile.TemporaryDirectory(prefix="adcorre-load-") as folder:
+                named = os.path.join(folder, "model" + wanted[0])
+                try:
+                    os.symlink(os.path.abspath(path), named)
+                except OSError:  # no symbolic links here (some Windows set-ups): a copy
+                    shutil.copyfile(path, named)
+                return keras.models.load_model(named, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, TypeError, KeyError, OSError...
         raise WeightFileError(
             f"Could not load {path!r} as {what}: {type(error).__name__}: {_first_line(error)}"
@@ -702,7 +747,9 @@ def _load_official(path, spec, input_size, keras_version):
 
 
 # Every kind of file `load_model` reads, as messages name them.
-LOADABLE_KINDS = "a Keras .h5 / .keras model file or a PyTorch .pth checkpoint"
+LOADABLE_KINDS = ("a Keras .h5 / .keras model file, a PyTorch .pth checkpoint, a .tflite / "
+                  ".onnx export, or a named release "
+                  f"({', '.join(named_weights.NAMED_WEIGHTS)}; `adcorre weights` lists them)")
 
 
 def _check_file(path):
@@ -713,6 +760,8 @@ def _check_file(path):
         raise WeightFileError(f"{path!r} is not a file; expected {LOADABLE_KINDS}.")
     if os.path.getsize(path) == 0:
         raise WeightFileError(f"{path!r} is empty (0 bytes); expected {LOADABLE_KINDS}.")
+    if exported.is_exported(path):
+        return path  # its runtime reads and checks it
     if not (_is_hdf5(path) or zipfile.is_zipfile(path) or torch_checkpoints.is_torch_file(path)):
         if path.lower().endswith(_TORCH_SUFFIXES):
             raise WeightFileError(

@@ -1,0 +1,176 @@
+"""Released weights by name, fetched once into the cache, against a loopback HTTP server.
+
+The server holds an official-format file forged with tf_keras (Keras 2, `Lambda` and all, as
+the release files were written) under the name of the official release, and can cut a transfer
+short or answer with an HTML login page instead. `ADCORRE_WEIGHTS_MIRROR` points at it;
+`ADCORRE_HOME` at a temporary folder.
+"""
+
+import http.server
+import os
+import threading
+import urllib.error
+
+import numpy as np
+import pytest
+
+from adcorre import errors
+from adcorre.cli import weights as weights_cli
+from adcorre.inference.test_models import TestModels
+from adcorre.models import named_weights, weights_io
+from forge_official import forge_official
+from helpers import run_python
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves `server.files` (name -> bytes); `server.mode` "whole", "short" or "html"."""
+
+    def do_GET(self):  # noqa: N802  (http.server's name)
+        self.server.requests.append(self.path)
+        name = self.path.lstrip("/")
+        body = self.server.files.get(name)
+        if body is None:
+            self.send_error(404)
+            return
+        if self.server.mode == "html":
+            page = b"<!DOCTYPE html><html><body>Please log in</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        # "short": the connection closes after half the announced bytes.
+        self.wfile.write(body if self.server.mode == "whole" else body[:len(body) // 2])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def forged(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("release")
+    return forge_official(folder / "RafDB_8696.h5", num_embeddings=2, input_size=71, seed=3)
+
+
+@pytest.fixture
+def mirror(forged, tmp_path, monkeypatch):
+    """A loopback server holding the forged file as RafDB_8696.h5; the cache in tmp_path."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.files = {"RafDB_8696.h5": open(forged["path"], "rb").read()}
+    server.requests, server.mode = [], "whole"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("ADCORRE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ADCORRE_WEIGHTS_MIRROR", f"http://127.0.0.1:{server.server_port}/")
+    monkeypatch.chdir(tmp_path)  # no file named like a release here
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _cache_listing(tmp_path):
+    folder = tmp_path / "home" / "weights"
+    return sorted(os.listdir(folder)) if folder.exists() else []
+
+
+def test_a_name_is_fetched_once_cached_and_loaded_as_the_official_kind(mirror, forged, tmp_path):
+    tester = TestModels(h5_address="adcorre-rafdb", verbose=False)
+    assert mirror.requests == ["/RafDB_8696.h5"]  # the mirror's base URL + the file's name
+    assert tester.info.kind == "official" and tester.info.arch == "xcp"
+    assert tester.info.path == str(tmp_path / "home" / "weights" / "RafDB_8696.h5")
+    assert _cache_listing(tmp_path) == ["RafDB_8696.h5"]
+    probabilities = tester.model.predict(forged["images"], verbose=0)[0]
+    np.testing.assert_allclose(probabilities, forged["outputs"][0], atol=1e-5)
+    again = TestModels(h5_address="adcorre-rafdb", verbose=False)  # from the cache now
+    assert mirror.requests == ["/RafDB_8696.h5"] and again.info.kind == "official"
+
+
+def test_the_listing_says_what_is_cached(mirror, capsys):
+    assert weights_cli.main([]) == 0
+    assert "adcorre-rafdb      RafDB_8696.h5            86.96 % on RAF-DB  (not cached)" in \
+        capsys.readouterr().out
+    weights_io.load_model("adcorre-rafdb")
+    weights_cli.main(["--json"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if '"adcorre-rafdb"' in line]
+    assert len(rows) == 1 and named_weights.cached_path("adcorre-rafdb") in rows[0]
+
+
+@pytest.mark.parametrize("mode, said", [("short", "was cut short"), ("html", "an HTML page")])
+def test_a_transfer_cut_short_or_a_page_that_is_not_the_file_leaves_nothing(mode, said, mirror,
+                                                                            tmp_path):
+    mirror.mode = mode
+    with pytest.raises(errors.WeightsUnavailableError, match=said) as raised:
+        weights_io.load_model("adcorre-rafdb")
+    assert "Nothing was kept" in str(raised.value)
+    assert str(tmp_path / "home" / "weights" / "RafDB_8696.h5") in str(raised.value)
+    assert _cache_listing(tmp_path) == []  # neither the file nor a temporary one
+
+
+def test_a_download_that_does_not_load_is_removed_from_the_cache(mirror, tmp_path):
+    import h5py
+
+    broken = tmp_path / "broken.h5"  # HDF5, so the first bytes pass, but no model inside
+    with h5py.File(broken, "w") as file:
+        file.attrs["note"] = "an HDF5 file, not a model"
+    mirror.files["RafDB_8696.h5"] = broken.read_bytes()
+    with pytest.raises(errors.WeightFileError, match="holds no Keras model"):
+        weights_io.load_model("adcorre-rafdb")
+    assert _cache_listing(tmp_path) == []
+
+
+def test_a_file_of_that_name_wins_over_the_release(mirror, tmp_path):
+    from helpers import save_tiny_model
+
+    path = save_tiny_model(str(tmp_path))
+    os.replace(path, tmp_path / "adcorre-rafdb")
+    _, info = weights_io.load_model("adcorre-rafdb")
+    assert info.kind == "project" and mirror.requests == []
+
+
+def test_offline_names_the_address_and_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADCORRE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ADCORRE_WEIGHTS_MIRROR", raising=False)
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(named_weights.urllib.request, "urlopen", offline)
+    with pytest.raises(errors.WeightsUnavailableError) as raised:
+        TestModels(h5_address="adcorre-fer2013", verbose=False)
+    said = str(raised.value)
+    assert named_weights.NAMED_WEIGHTS["adcorre-fer2013"].url in said
+    assert str(tmp_path / "home" / "weights" / "Fer2013_7203.h5") in said
+    assert "offline?" in said and _cache_listing(tmp_path) == []
+
+
+def test_a_release_without_an_address_says_where_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADCORRE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ADCORRE_WEIGHTS_MIRROR", raising=False)
+    with pytest.raises(errors.WeightsUnavailableError) as raised:
+        weights_io.load_model("arm-rafdb")
+    said = str(raised.value)
+    assert "epoch59_acc0.9205.pth" in said and "drive.google.com" in said
+    assert str(tmp_path / "home" / "weights" / "epoch59_acc0.9205.pth") in said
+
+
+def test_the_command_line_takes_a_name_and_says_one_line_when_offline(tmp_path):
+    run = run_python(module="adcorre", argv=["test", "--weights", "adcorre-rafdb", "--image",
+                                             "x.jpg"],
+                     env={"ADCORRE_HOME": str(tmp_path), "CUDA_VISIBLE_DEVICES": "",
+                          "ADCORRE_WEIGHTS_MIRROR": "http://127.0.0.1:9/"}, cwd=tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    errors_said = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors_said) == 1 and "http://127.0.0.1:9/RafDB_8696.h5" in errors_said[0]
+
+
+def test_the_progress_bar_draws_on_request(mirror, tmp_path, capsys):
+    spec = named_weights.NAMED_WEIGHTS["adcorre-rafdb"]
+    target = str(tmp_path / "bar" / spec.file)
+    named_weights.download(named_weights.address("adcorre-rafdb"), target, spec, progress=True)
+    err = capsys.readouterr().err
+    assert "\rRafDB_8696.h5: [##############################]" in err and os.path.isfile(target)
