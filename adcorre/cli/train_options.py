@@ -189,7 +189,15 @@ def build_parser(prog="train.py"):
         epilog="The same run from Python: TrainModel(dataset_name=..., <option>=...).train(), "
                "options in snake case (--lr is lr=); TrainModel(dataset_name='synth').train() "
                "is the demo.")
-    data = parser.add_argument_group("data")
+    _data_options(parser.add_argument_group("data"))
+    _model_options(parser.add_argument_group("model"))
+    _recipe_options(parser.add_argument_group(
+        "recipe", "Loss, optimiser, schedule and data order. Left out: the recipe's values."))
+    _run_options(parser.add_argument_group("run"))
+    return parser
+
+
+def _data_options(data):
     data.add_argument("--dataset", default=DatasetName.synth, choices=DatasetName.all,
                       help="synth: SynthFER, drawn in memory (default: synth)")
     data.add_argument("--data-dir", default=None,
@@ -221,7 +229,8 @@ def build_parser(prog="train.py"):
     data.add_argument("--synth-test-size", type=_setting("synth_test_size"), default=None,
                       help=f"SynthFER faces drawn for testing (default: {SYNTH_SPLIT_SIZES['test']})")
 
-    model = parser.add_argument_group("model")
+
+def _model_options(model):
     model.add_argument("--arch", default=None, choices=ARCHES,
                        help=f"the network; {recipe_default('arch')}")
     model.add_argument("--weights", default=None,
@@ -237,8 +246,8 @@ def build_parser(prog="train.py"):
     model.add_argument("--embedding-size", type=_setting("embedding_size"), default=None,
                        help=f"d, each head's size; {recipe_default('embedding_size')}")
 
-    recipe = parser.add_argument_group(
-        "recipe", "Loss, optimiser, schedule and data order. Left out: the recipe's values.")
+
+def _recipe_options(recipe):
     recipe.add_argument("--recipe", default=None, choices=tuple(RECIPES),
                         help="named settings (config.RECIPES); default: synth_demo for "
                              "--dataset synth, adcorre otherwise")
@@ -289,7 +298,8 @@ def build_parser(prog="train.py"):
                              f"({per_recipe('augmentation', _augmentation_shown)}; SynthFER "
                              "draws its own pose, light and occluders)")
 
-    run = parser.add_argument_group("run")
+
+def _run_options(run):
     run.add_argument("--seed", type=_setting("seed"), default=0,
                      help="fixes the data order, augmentation, initialisation and SynthFER's "
                           "faces; a rerun on the same machine gives the same numbers (default: 0)")
@@ -307,7 +317,6 @@ def build_parser(prog="train.py"):
                      help="auto (default): bf16 on a GPU, float32 on a CPU")
     run.add_argument("--jit-compile", default="auto", choices=tuple(SWITCH),
                      help="XLA; auto (default): on a GPU, off (graph mode) on a CPU")
-    return parser
 
 
 def parse_args(argv=None, prog="train.py"):

@@ -45,7 +45,6 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import zipfile
 
 import h5py
@@ -62,7 +61,7 @@ from adcorre.config import (  # LABEL_PRESETS: re-exported, it lived here
     label_names,
 )
 from adcorre.errors import SettingError, WeightFileError, WeightFileNotFoundError
-from adcorre.models import arm, exported, named_weights, official_files, torch_checkpoints
+from adcorre.models import arm, exported, file_checks, named_weights, official_files, torch_checkpoints
 from adcorre.models import cnn_model  # noqa: F401  (registers L2Normalize, ScaleInputs and, through arm, ARM)
 from adcorre.models.registry import ARCHS
 
@@ -72,26 +71,9 @@ METADATA_MEMBER = "adcorre_metadata.json"
 METADATA_FORMAT = "adcorre"
 METADATA_VERSION = 1
 
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Names PyTorch checkpoints go by; the content decides, the name only words the error.
 _TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".ckpt")
 
-# Layers that hold Python code (Keras 2's auto-wrapped TF ops included): never deserialised.
-_CODE_LAYERS = ("Lambda", "TFOpLambda", "SlicingOpLambda")
-# Config keys whose values are layers: a model's `layers`, wrappers' inner layers, RNN cells.
-_LAYER_KEYS = ("layers", "layer", "forward_layer", "backward_layer", "cell", "cells")
-# The most a zip member's JSON may unpack to: Keras configs are a few MB at most (Xception's is
-# well under 1 MB); a small archive that unpacks to gigabytes (a zip bomb) is refused unread.
-MAX_CONFIG_BYTES = 32 * 2**20
-MAX_METADATA_BYTES = 2**20
-# Keras unpacks a whole `.keras` archive to a temporary folder when it holds more than its three
-# own members (ours adds its metadata). Read off the archive's directory before anything is
-# unpacked: the largest model of this project unpacks to about 100 MB, a Keras archive holds a
-# handful of members (assets add a few); a file past these is refused unread.
-MAX_ARCHIVE_BYTES = 2**30
-MAX_ARCHIVE_MEMBERS = 1000
-# `tempfile.tempdir` is process-wide: one archive load at a time points it at its own folder.
-_PRIVATE_TEMP_LOCK = threading.Lock()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,21 +272,21 @@ def _quiet_absl():
 def read_metadata(path):
     """The project metadata stored in a file by `save_model`, or None if it has none."""
     path = _check_file(path)
-    if _is_hdf5(path):
-        with _open_hdf5(path) as file:
+    if file_checks.is_hdf5(path):
+        with file_checks.open_hdf5(path) as file:
             value = file.attrs.get(METADATA_ATTRIBUTE)
         return None if value is None else _parse_metadata(path, value)
-    with _open_zip(path) as archive:
+    with file_checks.open_zip(path) as archive:
         if METADATA_MEMBER not in archive.namelist():
             return None
-        return _parse_metadata(path, _read_member(path, archive, METADATA_MEMBER,
-                                                  MAX_METADATA_BYTES))
+        return _parse_metadata(path, file_checks.read_member(
+            path, archive, METADATA_MEMBER, file_checks.MAX_METADATA_BYTES))
 
 
 def _parse_metadata(path, raw):
     """The project metadata of a file, checked field by field (`WeightFileError` otherwise)."""
     try:
-        metadata = json.loads(_as_text(raw))
+        metadata = json.loads(file_checks.as_text(raw))
     except (ValueError, UnicodeDecodeError) as error:
         raise WeightFileError(
             f"{path!r}: its {METADATA_ATTRIBUTE} is not valid JSON ({error}); the file is "
@@ -354,21 +336,6 @@ def _parse_metadata(path, raw):
     if not isinstance(metadata.get("extra", {}), dict):
         raise bad("extra", "an object")
     return metadata
-
-
-def _read_member(path, archive, name, cap):
-    """A zip member's bytes, refused past `cap` bytes unpacked, whatever the directory says."""
-    declared = archive.getinfo(name).file_size
-    data = b""
-    if declared <= cap:
-        with archive.open(name) as handle:
-            data = handle.read(cap + 1)
-    if declared > cap or len(data) > cap:
-        raise WeightFileError(
-            f"{path!r}: its {name} unpacks to {max(declared, len(data)) / 2**20:.0f} MB, more "
-            f"than the {cap / 2**20:.0f} MB this loader reads of it; expected a Keras model "
-            "archive (its JSON is a few MB at most). The file may be a zip bomb.")
-    return data
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -444,28 +411,28 @@ def _load_file(path, input_size, arm_affinity):
     """`(model, info)` of a file that exists, by what it holds (see the module docstring)."""
     if torch_checkpoints.is_torch_file(path):
         model, info = _load_torch(path, input_size, arm_affinity or "sample")
-    elif _is_hdf5(path):
-        with _open_hdf5(path) as file:
-            _check_layer_lists(path, file)
+    elif file_checks.is_hdf5(path):
+        with file_checks.open_hdf5(path) as file:
+            file_checks.check_layer_lists(path, file)
             metadata = file.attrs.get(METADATA_ATTRIBUTE)
             config = file.attrs.get("model_config")
             root_layers = file.attrs.get("layer_names")
-            keras_version = _as_text(file.attrs.get("keras_version", ""))
+            keras_version = file_checks.as_text(file.attrs.get("keras_version", ""))
         if metadata is not None:
             metadata = _parse_metadata(path, metadata)
             if config is not None:
-                _reject_foreign_layers(path, _parse_json(path, config))
+                file_checks.reject_foreign_layers(path, file_checks.parse_json(path, config))
             model, info = _load_project(path, metadata)
         elif config is not None:
-            config = _parse_json(path, config)
+            config = file_checks.parse_json(path, config)
             spec = official_files.spec_from_config(config)
             if spec is not None:
                 model, info = _load_official(path, spec, input_size, keras_version)
             else:
-                _reject_foreign_layers(path, config)
+                file_checks.reject_foreign_layers(path, config)
                 model, info = _load_classifier(path, input_size)
         elif root_layers is not None:
-            with _open_hdf5(path) as file:
+            with file_checks.open_hdf5(path) as file:
                 spec = official_files.spec_from_weights(file)
             if spec is None:
                 raise WeightFileError(
@@ -480,17 +447,19 @@ def _load_file(path, input_size, arm_affinity):
                 "layer_names). Expected a Keras .h5 model or weights file."
             )
     else:
-        with _open_zip(path) as archive:
+        with file_checks.open_zip(path) as archive:
             names = archive.namelist()
             if "config.json" not in names:
                 raise WeightFileError(
                     f"{path!r} is a zip file but not a Keras .keras archive (no config.json)."
                 )
-            metadata = (_read_member(path, archive, METADATA_MEMBER, MAX_METADATA_BYTES)
+            metadata = (file_checks.read_member(path, archive, METADATA_MEMBER,
+                                                file_checks.MAX_METADATA_BYTES)
                         if METADATA_MEMBER in names else None)
-            config = _read_member(path, archive, "config.json", MAX_CONFIG_BYTES)
+            config = file_checks.read_member(path, archive, "config.json",
+                                             file_checks.MAX_CONFIG_BYTES)
         # Code-holding and unknown layers are refused before Keras reads the file.
-        _reject_foreign_layers(path, _parse_json(path, config))
+        file_checks.reject_foreign_layers(path, file_checks.parse_json(path, config))
         if metadata is not None:
             model, info = _load_project(path, _parse_metadata(path, metadata))
         else:
@@ -574,9 +543,9 @@ def _keras_load(path, what):
     so a file named otherwise (`model.hdf5` aside: a release saved without a suffix, a cache
     entry) is read through a link that carries the suffix Keras wants.
     """
-    hdf5 = _is_hdf5(path)
+    hdf5 = file_checks.is_hdf5(path)
     wanted = (".h5", ".hdf5") if hdf5 else (".keras",)
-    unpacking = contextlib.nullcontext() if hdf5 else _private_temp_folder()
+    unpacking = contextlib.nullcontext() if hdf5 else file_checks.private_temp_folder()
     try:
         with unpacking:
             if path.lower().endswith(wanted):
@@ -590,7 +559,8 @@ def _keras_load(path, what):
                 return keras.models.load_model(named, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, TypeError, KeyError, OSError...
         raise WeightFileError(
-            f"Could not load {path!r} as {what}: {type(error).__name__}: {_first_line(error)}"
+            f"Could not load {path!r} as {what}: {type(error).__name__}: "
+            f"{file_checks.first_line(error)}"
         ) from None
 
 
@@ -717,7 +687,7 @@ def _load_official(path, spec, input_size, keras_version):
         ("dense" if i == 0 else f"dense_{i}"): source for i, source in enumerate(spec.head_layers)
     }
     try:
-        with _open_hdf5(path) as file:
+        with file_checks.open_hdf5(path) as file:
             official_files.copy_weights(path, file, model, renamed)
     except official_files.OfficialFileError as error:
         raise WeightFileError(str(error)) from None
@@ -762,7 +732,8 @@ def _check_file(path):
         raise WeightFileError(f"{path!r} is empty (0 bytes); expected {LOADABLE_KINDS}.")
     if exported.is_exported(path):
         return path  # its runtime reads and checks it
-    if not (_is_hdf5(path) or zipfile.is_zipfile(path) or torch_checkpoints.is_torch_file(path)):
+    if not (file_checks.is_hdf5(path) or zipfile.is_zipfile(path)
+            or torch_checkpoints.is_torch_file(path)):
         if path.lower().endswith(_TORCH_SUFFIXES):
             raise WeightFileError(
                 f"{path!r} is not a PyTorch file (neither the zip archive torch.save writes nor "
@@ -773,164 +744,6 @@ def _check_file(path):
             "Keras model file (or a PyTorch .pth checkpoint)."
         )
     return path
-
-
-def _is_hdf5(path):
-    with open(path, "rb") as handle:
-        if handle.read(8) == _HDF5_SIGNATURE:
-            return True
-    return h5py.is_hdf5(path)  # also finds the signature after a user block
-
-
-def _open_hdf5(path):
-    try:
-        return h5py.File(path, "r")
-    except OSError as error:
-        raise WeightFileError(
-            f"{path!r} looks like HDF5 but cannot be read ({_first_line(error)}); it may be "
-            "truncated. Expected a complete Keras .h5 file."
-        ) from None
-
-
-def _open_zip(path):
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as error:
-        raise WeightFileError(
-            f"{path!r} is not a readable zip archive ({error}); expected a .keras file."
-        ) from None
-    members = archive.infolist()
-    unpacked = sum(member.file_size for member in members)
-    if len(members) > MAX_ARCHIVE_MEMBERS or unpacked > MAX_ARCHIVE_BYTES:
-        archive.close()
-        raise WeightFileError(
-            f"{path!r}: its directory lists {len(members)} members that unpack to "
-            f"{unpacked / 2**20:.0f} MB; a Keras model archive holds at most "
-            f"{MAX_ARCHIVE_MEMBERS} members and {MAX_ARCHIVE_BYTES / 2**20:.0f} MB here (this "
-            "project's largest unpacks to about 100 MB). Refused before anything was unpacked: "
-            "the file may be a zip bomb.")
-    return archive
-
-
-@contextlib.contextmanager
-def _private_temp_folder():
-    """Points `tempfile` at a folder of our own for the block, and removes it afterwards.
-
-    Keras unpacks a `.keras` archive into the system's temporary folder and removes what it
-    unpacked only when the unpacking itself succeeded (a full disk mid-way left it behind);
-    whatever it makes inside this block goes where it is removed on every failure.
-    """
-    with _PRIVATE_TEMP_LOCK, tempfile.TemporaryDirectory(prefix="adcorre-load-") as folder:
-        saved, tempfile.tempdir = tempfile.tempdir, folder
-        try:
-            yield folder
-        finally:
-            tempfile.tempdir = saved
-
-
-def _check_layer_lists(path, file):
-    """Every layer's weights read exactly once: Keras' `.h5` reader pairs the file's layer list
-    with the model's layers by position, so a list naming one layer twice (and leaving out
-    another of the same shapes) would load the wrong weights without a word."""
-    group = file["model_weights"] if "model_weights" in file else file
-    layers = [_as_text(name) for name in group.attrs.get("layer_names", [])]
-    for name in sorted({name for name in layers if layers.count(name) > 1}):
-        raise WeightFileError(
-            f"{path!r}: its layer list names the layer {name!r} {layers.count(name)} times; "
-            "expected each layer once (a file that names one layer twice misses another and "
-            "would load the wrong weights).")
-    for name in layers:
-        if name not in group:
-            raise WeightFileError(f"{path!r}: its layer list names {name!r}, which the file does "
-                                  "not hold; expected a complete Keras .h5 file.")
-        weights = [_as_text(w) for w in group[name].attrs.get("weight_names", [])]
-        twice = sorted({w for w in weights if weights.count(w) > 1})
-        if twice:
-            raise WeightFileError(f"{path!r}: layer {name!r} lists the weight {twice[0]!r} "
-                                  f"{weights.count(twice[0])} times; expected each weight once.")
-
-
-def _parse_json(path, text):
-    try:
-        config = json.loads(_as_text(text))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise WeightFileError(f"{path!r}: its model config is not valid JSON ({error}).") from None
-    if not isinstance(config, dict):
-        raise WeightFileError(f"{path!r}: its model config is {type(config).__name__} JSON; "
-                              "expected an object (a Keras model config).")
-    return config
-
-
-def _class_names(config):
-    """What a model config names, in one walk over it.
-
-    Returns:
-        `(layers, code)`: every `(class_name, registered_name)` of a layer (the layers of nested
-        models and the layers wrappers hold, TimeDistributed's `layer`, Bidirectional's
-        `forward_layer` / `backward_layer`, RNN cells, included), and the set of class names
-        anywhere in the config that stand for stored code (a Lambda layer, Keras 3's
-        serialised `__lambda__` function, reported as "Lambda"), however deeply nested.
-    """
-    layers, code = [], set()
-
-    def walk(node, holds_layers):
-        if isinstance(node, list):
-            for value in node:
-                walk(value, holds_layers)
-        elif isinstance(node, dict):
-            class_name = node.get("class_name")
-            if holds_layers and "class_name" in node:
-                layers.append((class_name, node.get("registered_name")))
-            if class_name in _CODE_LAYERS:
-                code.add(class_name)
-            elif class_name == "__lambda__":  # Keras 3's code of a lambda
-                code.add("Lambda")
-            for key, value in node.items():
-                walk(value, key in _LAYER_KEYS)
-
-    walk(config, True)
-    return layers, code
-
-
-def _reject_foreign_layers(path, config):
-    """Refuses code-holding layers and layers that neither Keras nor this project defines."""
-    classes, code = _class_names(config)
-    code = sorted(code)
-    if code:
-        raise WeightFileError(
-            f"{path!r} contains {', '.join(code)} layers, which hold Python code; this loader "
-            "never runs code stored in a file. Expected built-in Keras layers only (or the "
-            "official Ad-Corre graph, which is rebuilt in code)."
-        )
-    unknown = sorted({
-        name for name, registered in classes
-        if not _is_known_layer(name, registered)
-    })
-    if unknown:
-        raise WeightFileError(
-            f"{path!r} contains layers that are neither built into Keras nor defined by this "
-            f"project: {', '.join(unknown)}. Expected a Keras image classifier made of built-in "
-            "layers, a file saved by this project, or an official Ad-Corre file."
-        )
-
-
-def _is_known_layer(class_name, registered_name):
-    if class_name in ("Functional", "Model", "Sequential", "InputLayer"):
-        return True
-    if registered_name and keras.saving.get_registered_object(registered_name) is not None:
-        return True
-    if hasattr(keras.layers, class_name):
-        return True
-    return keras.saving.get_registered_object(class_name) is not None
-
-
-def _as_text(value):
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__
 
 
 # ------------------------------------------------------------------------------------- conversion

@@ -12,7 +12,7 @@ import zipfile
 import h5py
 import pytest
 
-from adcorre.models import weights_io
+from adcorre.models import file_checks, weights_io
 
 
 # ------------------------------------------------------------------------- files and metadata
@@ -159,7 +159,7 @@ def test_an_archive_that_unpacks_past_the_cap_is_refused_before_anything_unpacks
     """Members beside the config (each under Keras' own per-member bomb floor) that unpack to
     more than the cap: refused from the directory, Keras never called, nothing written."""
     path = _tiny_keras(str(tmp_path))
-    monkeypatch.setattr(weights_io, "MAX_ARCHIVE_BYTES", 40 * 2**20)
+    monkeypatch.setattr(file_checks, "MAX_ARCHIVE_BYTES", 40 * 2**20)
     with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
         for index in range(3):  # 3 x 16 MB of zeros: a few KB on disk
             archive.writestr(f"assets/filler_{index}.bin", bytes(16 * 2**20))
@@ -176,7 +176,7 @@ def test_an_archive_that_unpacks_past_the_cap_is_refused_before_anything_unpacks
 def test_an_archive_with_too_many_members_is_refused(tmp_path, monkeypatch):
     path = _tiny_keras(str(tmp_path))
     with zipfile.ZipFile(path, "a") as archive:
-        for index in range(weights_io.MAX_ARCHIVE_MEMBERS):
+        for index in range(file_checks.MAX_ARCHIVE_MEMBERS):
             archive.writestr(f"assets/{index}.txt", b"")
     with pytest.raises(weights_io.WeightFileError, match=r"lists \d+ members"):
         weights_io.load_model(path)
