@@ -95,17 +95,16 @@ class ExportedModel:
                                       "expected a .tflite file `export` wrote.")
         try:
             self._interpreter, name = tflite_interpreter(self.path, threads)
-            self.runtime = "litert" if name == "litert" else "tflite-tensorflow"
-            with runtime.start_up_noise_removed():
-                signatures = self._interpreter.get_signature_list()
-                self._runner = self._interpreter.get_signature_runner(_SIGNATURE)
         except (ValueError, RuntimeError) as error:
             raise WeightFileError(f"{self.path!r} cannot be run by LiteRT "
                                   f"({_first_line(error)}); expected a .tflite file `export` "
                                   "wrote.") from None
+        self.runtime = "litert" if name == "litert" else "tflite-tensorflow"
+        signatures = self._interpreter.get_signature_list()
         if _SIGNATURE not in signatures:
             raise WeightFileError(f"{self.path!r} has no {_SIGNATURE!r} signature; expected a "
                                   ".tflite file `export` wrote.")
+        self._runner = self._interpreter.get_signature_runner(_SIGNATURE)
         (self._input_name,) = signatures[_SIGNATURE]["inputs"]
         self._output_names = _in_output_order(signatures[_SIGNATURE]["outputs"])
         details = self._runner.get_input_details()[self._input_name]
