@@ -178,6 +178,12 @@ def official_ce_weight(num_classes):
     return OFFICIAL_CE_LAMBDA / int(num_classes)
 
 
+def _check_choice(name, value, choices, meaning=""):
+    """One wording for every setting that takes one of a few values: names it, lists them."""
+    if value not in choices:
+        raise SettingError(f"{name} must be one of {tuple(choices)}{meaning}, got {value!r}.")
+
+
 class _FromRecipe:
     """Marks an argument left to the recipe (`TrainModel`'s defaults), shown as such in help()."""
 
@@ -273,13 +279,9 @@ class LearningConfig:
     verbose: object = "auto"
 
     def __post_init__(self):
-        if self.dataset_name not in DatasetName.all:
-            raise SettingError(f"Unknown dataset_name {self.dataset_name!r}; expected one of "
-                             f"{DatasetName.all}.")
-        if self.ds_type not in DatasetType.all:
-            raise SettingError(f"Unknown ds_type {self.ds_type!r}; expected one of {DatasetType.all}.")
-        if self.recipe not in RECIPES:
-            raise SettingError(f"Unknown recipe {self.recipe!r}; expected one of {tuple(RECIPES)}.")
+        _check_choice("dataset_name", self.dataset_name, DatasetName.all)
+        _check_choice("ds_type", self.ds_type, DatasetType.all)
+        _check_choice("recipe", self.recipe, RECIPES)
         # The API takes what the CLI's option types take (batch_size >= 2 for the correlation
         # terms, which compare the samples of a batch).
         for name, minimum in SETTING_MINIMUMS.items():
@@ -296,32 +298,20 @@ class LearningConfig:
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise SettingError(f"{name} must be a number >= 0, got {value!r}.")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise SettingError(f"Unknown lr_schedule {self.lr_schedule!r}; expected one of "
-                             f"{LR_SCHEDULES}.")
-        if self.optimizer not in OPTIMIZERS:
-            raise SettingError(f"Unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}.")
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.weight_decay < 0 or (self.weight_decay and self.optimizer != "torch_adam"):
             raise SettingError(f"weight_decay={self.weight_decay!r}: expected 0, or a value >= 0 "
                              "with optimizer='torch_adam' (torch's coupled L2).")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise SettingError(f"mixed_precision must be one of {MIXED_PRECISION}, got "
-                             f"{self.mixed_precision!r}.")
-        if self.adcorre_batch not in ADCORRE_BATCHES:
-            raise SettingError(f"adcorre_batch must be one of {ADCORRE_BATCHES}, got "
-                             f"{self.adcorre_batch!r}.")
-        if self.loss_arithmetic not in LOSS_ARITHMETICS:
-            raise SettingError(f"Unknown loss_arithmetic {self.loss_arithmetic!r}; expected one of "
-                             f"{LOSS_ARITHMETICS}.")
-        if self.rafdb_images not in RAFDB_IMAGES:
-            raise SettingError(f"rafdb_images must be one of {RAFDB_IMAGES}, got "
-                               f"{self.rafdb_images!r}.")
+        _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _check_choice("adcorre_batch", self.adcorre_batch, ADCORRE_BATCHES)
+        _check_choice("loss_arithmetic", self.loss_arithmetic, LOSS_ARITHMETICS)
+        _check_choice("rafdb_images", self.rafdb_images, RAFDB_IMAGES)
         if self.rafdb_images != "auto" and self.dataset_name != DatasetName.rafdb:
             raise SettingError(f"rafdb_images={self.rafdb_images!r} is for dataset_name='rafdb', "
                                f"not {self.dataset_name!r}.")
-        if self.test_split not in TEST_SPLITS:
-            raise SettingError(f"test_split must be one of {TEST_SPLITS} (the split each epoch is "
-                               f"scored on), got {self.test_split!r}.")
+        _check_choice("test_split", self.test_split, TEST_SPLITS,
+                      meaning=" (the split each epoch is scored on)")
         if self.test_split == "public_private_test" and self.dataset_name not in (
                 DatasetName.fer2013, DatasetName.ferplus):
             raise SettingError(
@@ -360,8 +350,7 @@ class LearningConfig:
         """
         if recipe is None:
             recipe = default_recipe(settings.get("dataset_name", cls.dataset_name))
-        if recipe not in RECIPES:
-            raise SettingError(f"Unknown recipe {recipe!r}; expected one of {tuple(RECIPES)}.")
+        _check_choice("recipe", recipe, RECIPES)
         unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise SettingError(f"Unknown training setting(s) {unknown}.")

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from helpers import REPO_ROOT, python_env
+from helpers import REPO_ROOT, python_command, python_env
 
 PACKAGE = os.path.join(REPO_ROOT, "adcorre")
 ARCHITECTURE = os.path.join(REPO_ROOT, "docs", "architecture.md")
@@ -178,7 +178,7 @@ target = importlib.import_module("{module}")
 assert {face} is target, ({face}, target)
 print("SAME")
 """
-    run = subprocess.run(["python", "-c", code], cwd=REPO_ROOT, env=python_env(),
+    run = subprocess.run(python_command(code), cwd=REPO_ROOT, env=python_env(),
                          capture_output=True, text=True, timeout=120, check=False)
     assert "SAME" in run.stdout, run.stderr[-2000:]
 
@@ -190,7 +190,7 @@ assert train.TrainModel is adcorre.TrainModel
 assert test.TestModels is adcorre.TestModels
 print("SAME")
 """
-    run = subprocess.run(["python", "-c", code], cwd=REPO_ROOT, env=python_env(),
+    run = subprocess.run(python_command(code), cwd=REPO_ROOT, env=python_env(),
                          capture_output=True, text=True, timeout=300, check=False)
     assert "SAME" in run.stdout, run.stderr[-2000:]
 

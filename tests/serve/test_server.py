@@ -2,7 +2,8 @@
 pictures, every bad input, 20 concurrent requests, the page's files, and `test.py --serve`.
 
 The server runs in this process on a free loopback port (one thread per request, as the CLI
-runs it); the reference answers come from a second `TestModels` on the same file.
+runs it); the answers it must give come from a second `TestModels` on the same file (conftest's
+`tester` on `tiny_file`).
 """
 
 import concurrent.futures
@@ -22,25 +23,14 @@ from adcorre.inference import face_crops
 from adcorre.serve import server
 from adcorre.config import EXPRESSIONS_7
 from adcorre.inference.test_models import USER_ERRORS, TestModels
-from helpers import (REPO_ROOT, grace_hopper_path, save_tiny_model,
-                     skimage_data_path, start_python)
+from helpers import REPO_ROOT, grace_hopper_path, skimage_data_path, start_python
 from picture_files import write_grey_png, write_lying_jpeg
 from web_clients import as_json, post_picture, read_bytes, two_faces_png
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    return save_tiny_model(str(tmp_path_factory.mktemp("served")))
-
-
-@pytest.fixture(scope="module")
-def reference(model_file):
-    return TestModels(model_file, verbose=False)
-
-
-@pytest.fixture(scope="module")
-def web(model_file):
-    with server.RecognitionServer(TestModels(model_file, verbose=False), port=0,
+def web(tiny_file):
+    with server.RecognitionServer(TestModels(tiny_file, verbose=False), port=0,
                                   log_requests=False).start() as running:
         yield running
 
@@ -65,12 +55,12 @@ def pictures(astronaut):
 
 
 @pytest.mark.parametrize("name", ["grace.jpg", "astronaut.png", "two_faces.png", "coffee.png"])
-def test_answer_is_recognize_faces_of_the_picture(web, reference, pictures, name):
+def test_answer_is_recognize_faces_of_the_picture(web, tester, pictures, name):
     response = post_picture(web.url, pictures[name], filename=name)
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == "application/json"
     answer = response.json()
-    assert answer["faces"] == as_json(reference.recognize_faces(pictures[name]))
+    assert answer["faces"] == as_json(tester.recognize_faces(pictures[name]))
     height, width = face_crops.read_picture(pictures[name]).shape[:2]
     assert (answer["width"], answer["height"]) == (width, height)
     expected_faces = {"grace.jpg": 1, "astronaut.png": 1, "two_faces.png": 2, "coffee.png": 0}
@@ -83,20 +73,20 @@ def test_answer_is_recognize_faces_of_the_picture(web, reference, pictures, name
         assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_answer_from_a_file_path_matches_too(web, reference):
+def test_answer_from_a_file_path_matches_too(web, tester):
     # What the CLI's `--image grace_hopper.jpg` classifies is what the server answers.
     answer = post_picture(web.url, read_bytes(grace_hopper_path()), filename="grace.jpg").json()
-    assert answer["faces"] == as_json(reference.recognize_faces(grace_hopper_path()))
+    assert answer["faces"] == as_json(tester.recognize_faces(grace_hopper_path()))
     # The box is the detector's, in the picture's own pixels.
     face = face_crops.FaceDetector().detect(face_crops.read_picture(grace_hopper_path()))[0]
     assert answer["faces"][0]["box"] == list(face.box)
 
 
-def test_whole_picture_only_when_asked_and_no_face(web, reference, pictures):
+def test_whole_picture_only_when_asked_and_no_face(web, tester, pictures):
     coffee = pictures["coffee.png"]
     assert post_picture(web.url, coffee, whole="0").json()["faces"] == []
     whole = post_picture(web.url, coffee, whole="1").json()["faces"]
-    assert whole == as_json([reference.recognize_fer(coffee)])
+    assert whole == as_json([tester.recognize_fer(coffee)])
     assert whole[0]["box"] is None
     # A picture with a face is answered per face whatever `whole` says.
     grace = pictures["grace.jpg"]
@@ -106,7 +96,7 @@ def test_whole_picture_only_when_asked_and_no_face(web, reference, pictures):
         "error": "whole must be 1 or 0 (true or false), got 'maybe'."}
 
 
-def test_model_and_health(web, model_file):
+def test_model_and_health(web, tiny_file):
     assert requests.get(web.url + "api/health", timeout=30).json() == {"status": "ok"}
     response = requests.get(web.url + "api/model", timeout=30)
     assert response.json() == {
@@ -114,7 +104,7 @@ def test_model_and_health(web, model_file):
         "input_size": [32, 32], "channels": 3, "input_range": [0.0, 1.0], "detector": "blazeface",
     }
     # The file name only: where the user keeps files is not told to whoever can reach the port.
-    assert os.path.dirname(model_file) not in response.text
+    assert os.path.dirname(tiny_file) not in response.text
     answer = post_picture(web.url, read_bytes(grace_hopper_path())).json()
     assert answer["model"] == response.json()
 
@@ -130,10 +120,10 @@ def _error(response, status):
     return body["error"]
 
 
-def _cli_words(reference, data):
+def _cli_words(tester, data):
     """The message the CLI prints (`error: ...`) for a picture with these bytes."""
     with pytest.raises(USER_ERRORS) as raised:
-        reference.recognize_faces(data)
+        tester.recognize_faces(data)
     return str(raised.value)
 
 
@@ -142,16 +132,16 @@ def _cli_words(reference, data):
     b"",
     b"GIF89a" + bytes(40),                 # a header and nothing behind it
 ], ids=["text", "empty", "broken_gif"])
-def test_bad_pictures_get_the_cli_message(web, reference, data):
+def test_bad_pictures_get_the_cli_message(web, tester, data):
     message = _error(post_picture(web.url, data, filename="upload.bin"), 400)
-    assert message == _cli_words(reference, data)
+    assert message == _cli_words(tester, data)
     assert "expected a JPEG, PNG, BMP or GIF image" in message
 
 
-def test_truncated_jpeg_gets_the_cli_message(web, reference):
+def test_truncated_jpeg_gets_the_cli_message(web, tester):
     half = read_bytes(grace_hopper_path())[:30000]
     message = _error(post_picture(web.url, half), 400)
-    assert message == _cli_words(reference, half)
+    assert message == _cli_words(tester, half)
     assert "truncated JPEG" in message
 
 
@@ -186,16 +176,16 @@ def test_a_form_of_many_parts_is_refused(web):
                                      "expected one file in the field 'image'.")
 
 
-def test_upload_cap_is_configurable(reference):
+def test_upload_cap_is_configurable(tester):
     grace = read_bytes(grace_hopper_path())
-    with server.RecognitionServer(reference, port=0, max_upload_bytes=len(grace) - 1,
+    with server.RecognitionServer(tester, port=0, max_upload_bytes=len(grace) - 1,
                                   log_requests=False).start() as small:
         assert "the cap is 0.061305 MB (61305 bytes)" in _error(post_picture(small.url, grace), 413)
-    with server.RecognitionServer(reference, port=0, max_upload_bytes=len(grace) + 1000,
+    with server.RecognitionServer(tester, port=0, max_upload_bytes=len(grace) + 1000,
                                   log_requests=False).start() as enough:
         assert post_picture(enough.url, grace).status_code == 200
     with pytest.raises(ValueError, match="max_upload_bytes must be a positive"):
-        server.RecognitionApp(reference, max_upload_bytes=0)
+        server.RecognitionApp(tester, max_upload_bytes=0)
 
 
 def test_decompression_bomb_is_refused(web, tmp_path):
@@ -220,7 +210,7 @@ def test_wrong_route_and_method(web):
         _error(requests.get(web.url + path, timeout=30), 404)
 
 
-def test_server_keeps_serving_after_bad_input_and_errors(web, reference, monkeypatch):
+def test_server_keeps_serving_after_bad_input_and_errors(web, tester, monkeypatch):
     for data in (b"", b"nope", b"\x89PNG\r\n\x1a\n" + bytes(30)):
         assert post_picture(web.url, data).status_code == 400
     # A bug in recognition (not the request's fault) is a 500 with JSON, and the next
@@ -235,7 +225,7 @@ def test_server_keeps_serving_after_bad_input_and_errors(web, reference, monkeyp
         {"label": "Happy", "probabilities": {"Happy": float("nan")}, "box": (1, 2, 3, 4)}])
     assert "not a finite number" in _error(post_picture(web.url, grace), 500)
     monkeypatch.undo()
-    assert post_picture(web.url, grace).json()["faces"] == as_json(reference.recognize_faces(grace))
+    assert post_picture(web.url, grace).json()["faces"] == as_json(tester.recognize_faces(grace))
 
 
 # ------------------------------------------------------------------------------ concurrency
@@ -275,16 +265,16 @@ def test_page_and_its_files_come_from_this_server(web):
             assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", handle.read()), name
 
 
-def test_busy_port_is_one_clear_error(reference):
+def test_busy_port_is_one_clear_error(tester):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(server.ServerStartError,
                            match=rf"cannot listen on 127.0.0.1:{port} .*pick another --port"):
-            server.RecognitionServer(reference, port=port)
+            server.RecognitionServer(tester, port=port)
     with pytest.raises(server.ServerStartError, match="expected an address of this machine"):
-        server.RecognitionServer(reference, host="192.0.2.1", port=0)
+        server.RecognitionServer(tester, host="192.0.2.1", port=0)
 
 
 # ------------------------------------------------------------------------------------- CLI
@@ -302,9 +292,9 @@ def _first_line(process, timeout):
     return lines[0]
 
 
-def test_cli_serve_prints_the_url_and_serves_until_ctrl_c(model_file, reference):
+def test_cli_serve_prints_the_url_and_serves_until_ctrl_c(tiny_file, tester):
     process = start_python(script=os.path.join(REPO_ROOT, "test.py"),
-                           argv=["--weights", model_file, "--serve", "--port", "0"])
+                           argv=["--weights", tiny_file, "--serve", "--port", "0"])
     try:
         line = _first_line(process, timeout=180)
         match = re.match(r"Serving tiny\.h5 at (http://127\.0\.0\.1:\d+/); API: POST "
@@ -312,7 +302,7 @@ def test_cli_serve_prints_the_url_and_serves_until_ctrl_c(model_file, reference)
         assert match, line
         url = match.group(1)
         grace = read_bytes(grace_hopper_path())
-        assert post_picture(url, grace).json()["faces"] == as_json(reference.recognize_faces(grace))
+        assert post_picture(url, grace).json()["faces"] == as_json(tester.recognize_faces(grace))
         assert post_picture(url, b"nope").status_code == 400
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
@@ -403,9 +393,9 @@ def test_two_files_in_the_image_field_are_refused_naming_both(web):
                        "one picture per request: send each in a request of its own.")
 
 
-def test_a_jpeg_header_that_lies_about_its_size_is_400_with_the_cli_message(web, reference,
+def test_a_jpeg_header_that_lies_about_its_size_is_400_with_the_cli_message(web, tester,
                                                                            tmp_path):
     """It was decoded to a grey 4000 x 4000 picture and given a label."""
     data = read_bytes(write_lying_jpeg(str(tmp_path / "liar.jpg")))
     message = _error(post_picture(web.url, data), 400)
-    assert message == _cli_words(reference, data) and "truncated JPEG" in message
+    assert message == _cli_words(tester, data) and "truncated JPEG" in message

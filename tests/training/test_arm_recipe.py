@@ -54,21 +54,13 @@ def test_recipe_arm_is_train_raf_db():
         assert (other.optimizer, other.weight_decay) == ("adam", 0.0)
 
 
-def test_cli_recipe_arm(monkeypatch, tmp_path):
-    from adcorre.cli import train as train_cli
-    from adcorre.training.train_model import TrainModel
-
-    (tmp_path / "rafdb").mkdir()  # the CLI checks the dataset folder is there before TF loads
-    monkeypatch.setenv("FER_DATA_ROOT", str(tmp_path))
-    configs = []
-    monkeypatch.setattr(TrainModel, "train",
-                        lambda self, arch=None, weight_path=None: configs.append(self.config))
-    assert train_cli.main(["--dataset", "rafdb", "--recipe", "arm", "--batch-size", "64"]) == 0
-    assert (configs[0].recipe, configs[0].arch, configs[0].batch_size, configs[0].augmentation) == (
+def test_cli_recipe_arm(config_of_train_cli):
+    config = config_of_train_cli(["--dataset", "rafdb", "--recipe", "arm", "--batch-size", "64"])
+    assert (config.recipe, config.arch, config.batch_size, config.augmentation) == (
         "arm", "resnet18_arm", 64, "arm")
-    assert train_cli.main(["--dataset", "rafdb", "--recipe", "arm", "--augment", "off",
-                       "--weights", "none"]) == 0
-    assert (configs[1].augmentation, configs[1].weights) == (False, "none")
+    config = config_of_train_cli(["--dataset", "rafdb", "--recipe", "arm", "--augment", "off",
+                                  "--weights", "none"])
+    assert (config.augmentation, config.weights) == (False, "none")
 
 
 def _no_network(*args, **kwargs):

@@ -241,23 +241,15 @@ def test_log_csv_learning_rate_is_the_last_steps_rate(recipe, tmp_path):
     assert run_config["lr_schedule"] == ("inverse_time" if recipe == "adcorre" else "step")
 
 
-def test_cli_flags_reach_the_training_config(monkeypatch, tmp_path):
-    from adcorre.cli import train as train_cli
-    from adcorre.training.train_model import TrainModel
-
-    (tmp_path / "rafdb").mkdir()  # the CLI checks the dataset folder is there before TF loads
-    monkeypatch.setenv("FER_DATA_ROOT", str(tmp_path))
-    configs = []
-    monkeypatch.setattr(TrainModel, "train",
-                        lambda self, arch=None, weight_path=None: configs.append(self.config))
-    assert train_cli.main(["--dataset", "rafdb", "--lr-schedule", "step", "--lr-decay", "2e-5",
-                       "--loss-arithmetic", "official", "--attention-window", "1000"]) == 0
-    config = configs[0]
+def test_cli_flags_reach_the_training_config(config_of_train_cli):
+    config = config_of_train_cli(["--dataset", "rafdb", "--lr-schedule", "step", "--lr-decay",
+                                  "2e-5", "--loss-arithmetic", "official",
+                                  "--attention-window", "1000"])
     assert (config.recipe, config.lr_schedule, config.lr_decay, config.loss_arithmetic,
             config.attention_window) == ("adcorre", "step", 2e-5, "official", 1000)
-    assert train_cli.main(["--dataset", "rafdb"]) == 0
-    assert (configs[1].lr_schedule, configs[1].loss_arithmetic,
-            configs[1].attention_window) == ("inverse_time", "paper", None)
+    config = config_of_train_cli(["--dataset", "rafdb"])
+    assert (config.lr_schedule, config.loss_arithmetic,
+            config.attention_window) == ("inverse_time", "paper", None)
 
 
 # --------------------------------------------------------------------------------------

@@ -1,0 +1,23 @@
+"""Fixtures shared by the training tests."""
+
+import pytest
+
+
+@pytest.fixture
+def config_of_train_cli(monkeypatch, tmp_path):
+    """A function that runs `adcorre train`'s `main(argv)` up to training and returns the
+    `LearningConfig` it built (the RAF-DB folder it checks for is an empty one)."""
+    from adcorre.cli import train as train_cli
+    from adcorre.training.train_model import TrainModel
+
+    (tmp_path / "rafdb").mkdir()  # the CLI checks the dataset folder is there before TF loads
+    monkeypatch.setenv("FER_DATA_ROOT", str(tmp_path))
+    configs = []
+    monkeypatch.setattr(TrainModel, "train",
+                        lambda self, arch=None, weight_path=None: configs.append(self.config))
+
+    def config_of(argv):
+        assert train_cli.main(argv) == 0
+        return configs[-1]
+
+    return config_of
