@@ -79,6 +79,18 @@ class WeightsUnavailableError(AdCorreError, RuntimeError):
     """Pretrained weights that are neither on this machine nor downloadable from here."""
 
 
+def first_line(error, limit=300):
+    """The first line of the error's message (at most `limit` characters), or the error's type
+    name when it says nothing (for messages that go on for pages: h5py's, torch's, LiteRT's).
+
+    Example:
+    >>> first_line(OSError("unable to open file\\n  (file signature not found)")), first_line(EOFError())
+    ('unable to open file', 'EOFError')
+    """
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0][:limit] if lines else type(error).__name__
+
+
 def one_line(error):
     """The error's message on one line (h5py's and TensorFlow's messages run over several).
 

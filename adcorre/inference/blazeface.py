@@ -218,10 +218,12 @@ class BlazeFace:
 
     def _look(self, tile, side):
         """One model call on a tile padded to a `side` square; tile pixels, or None."""
-        square = np.zeros((side, side, 3), np.uint8)
-        square[:tile.shape[0], :tile.shape[1]] = tile
+        if tile.shape[:2] != (side, side):  # the pyramid's edge tiles; inner ones are squares
+            square = np.zeros((side, side, 3), np.uint8)
+            square[:tile.shape[0], :tile.shape[1]] = tile
+            tile = square
         shrinking = side > INPUT_SIZE
-        small = cv2.resize(square, (INPUT_SIZE, INPUT_SIZE),
+        small = cv2.resize(tile, (INPUT_SIZE, INPUT_SIZE),
                            interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
         self._interpreter.set_tensor(self._input, (small.astype(np.float32) / 127.5 - 1.0)[None])
         self._interpreter.invoke()
@@ -285,8 +287,13 @@ def _overlaps(boxes, box):
     right = np.minimum(boxes[:, 2], box[2])
     bottom = np.minimum(boxes[:, 3], box[3])
     inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(areas + (box[2] - box[0]) * (box[3] - box[1]) - inter, 1e-9)
+    return inter / np.maximum(_areas(boxes) + _areas(box[None])[0] - inter, 1e-9)
+
+
+def _areas(boxes):
+    """Each row's area; a box whose corners cross has none."""
+    return (np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
+            * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
 
 
 def weighted_nms(scores, boxes, points, iou=NMS_IOU):
@@ -304,20 +311,12 @@ def weighted_nms(scores, boxes, points, iou=NMS_IOU):
     [(0.9, [0.4, 0.0, 10.4, 10.0]), (0.8, [50.0, 50.0, 60.0, 60.0])]
     """
     order = np.argsort(-scores)
-    areas = (np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
-             * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
     taken = np.zeros(len(scores), bool)
     merged = []
     for best in order:
         if taken[best]:
             continue
-        left = np.maximum(boxes[best, 0], boxes[:, 0])
-        top = np.maximum(boxes[best, 1], boxes[:, 1])
-        right = np.minimum(boxes[best, 2], boxes[:, 2])
-        bottom = np.minimum(boxes[best, 3], boxes[:, 3])
-        inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
-        overlap = inter / np.maximum(areas[best] + areas - inter, 1e-9)
-        cluster = ~taken & (overlap > iou)
+        cluster = ~taken & (_overlaps(boxes, boxes[best]) > iou)
         cluster[best] = True
         taken |= cluster
         weights = scores[cluster] / scores[cluster].sum()

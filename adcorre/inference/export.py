@@ -23,6 +23,7 @@ import keras
 from adcorre import atomic_files
 from adcorre.config import EXPORT_FORMATS
 from adcorre.errors import MissingDependencyError, OutputExistsError, SettingError
+from adcorre.models.exported import sidecar_path
 
 
 # What `quantize=` takes for a TFLite export.
@@ -91,7 +92,7 @@ def export_model(model, info, path, format="saved_model", overwrite=False, label
         "quantize": quantize,
         "source": os.path.abspath(info.path),
     }
-    atomic_files.write_json(path.rstrip("/\\") + ".json", sidecar)
+    atomic_files.write_json(sidecar_path(path), sidecar)
     return path
 
 
@@ -105,9 +106,8 @@ _SAVED_MODEL_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb
 
 def _export_sidecar(path):
     """The `<path>.json` an earlier export wrote, or None if there is none or it is not one."""
-    sidecar = path.rstrip("/\\") + ".json"
     try:
-        with open(sidecar, encoding="utf-8") as handle:
+        with open(sidecar_path(path), encoding="utf-8") as handle:
             data = json.load(handle)
     except (OSError, ValueError):
         return None
@@ -120,7 +120,7 @@ def _export_sidecar(path):
 
 def _check_export_target(path, source, overwrite):
     """Refuses an export `path` that holds anything an export did not write (see `export`)."""
-    sidecar_path = path.rstrip("/\\") + ".json"
+    sidecar = sidecar_path(path)
     target = os.path.abspath(path)
     how = ("Choose a new --out (path), or move it away yourself; an export only ever "
            "replaces an earlier export")
@@ -129,8 +129,8 @@ def _check_export_target(path, source, overwrite):
         raise OutputExistsError(f"Will not export to {path!r}: it is the current folder or holds "
                               f"it. {how}.")
     previous = _export_sidecar(path)
-    if os.path.lexists(sidecar_path) and previous is None:
-        raise OutputExistsError(f"Will not export to {path!r}: {sidecar_path!r} exists and is "
+    if os.path.lexists(sidecar) and previous is None:
+        raise OutputExistsError(f"Will not export to {path!r}: {sidecar!r} exists and is "
                               f"not an export's description, and the export writes it. {how}.")
     if not os.path.lexists(path):
         return
@@ -145,7 +145,7 @@ def _check_export_target(path, source, overwrite):
                 f"{'...' if len(entries) > 5 else ''}). {how}.")
     elif previous is None:
         raise OutputExistsError(f"Will not export to {path!r}: the file exists and is not an "
-                              f"earlier export (no {sidecar_path!r} beside it). {how}.")
+                              f"earlier export (no {sidecar!r} beside it). {how}.")
     if previous.get("source") != source and not overwrite:
         raise OutputExistsError(
             f"{path!r} is an earlier export of another model ({previous.get('source')}); "

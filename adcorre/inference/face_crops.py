@@ -246,9 +246,10 @@ def _cascade(name):
     if not hasattr(cv2, "CascadeClassifier") or not hasattr(getattr(cv2, "data", None), "haarcascades"):
         raise MissingDependencyError(
             f"OpenCV {cv2.__version__} has no Haar cascades (OpenCV 5 removed CascadeClassifier); "
-            "the default face detector needs opencv-python-headless 4.x "
-            "(pip install 'opencv-python-headless<5'). Or use detector='mtcnn' (pip install "
-            "mtcnn), or detector=None to classify whole pictures."
+            "detector='haar' needs opencv-python-headless 4.x "
+            "(pip install 'opencv-python-headless<5'). Or use detector='blazeface' (the "
+            "default), detector='mtcnn' (pip install mtcnn), or detector=None to classify whole "
+            "pictures."
         )
     path = os.path.join(cv2.data.haarcascades, name)
     cascade = cv2.CascadeClassifier(path)

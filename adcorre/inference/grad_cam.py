@@ -31,7 +31,7 @@ from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's sta
 import keras
 import numpy as np
 
-from adcorre.errors import ModelCapabilityError, SettingError
+from adcorre.errors import ModelCapabilityError, SettingError, first_line
 from adcorre.models.registry import ARCHS
 from adcorre.reports import pyplot, save_figure
 
@@ -126,12 +126,8 @@ def _head_after(model, layer, before_scores):
     except ValueError as error:
         raise NoFeatureMapError(
             f"Grad-CAM weighs the feature map {layer.name!r} of model {model.name!r}, but its "
-            f"class scores also depend on layers before it ({_first_line(error)}); expected the "
+            f"class scores also depend on layers before it ({first_line(error)}); expected the "
             "scores to follow from the map alone.") from None
-
-
-def _first_line(error):
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _score_head(model):

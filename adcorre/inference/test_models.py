@@ -93,8 +93,8 @@ class TestModels:
         self.verbose = verbose
         self.detector = face_crops.FaceDetector(detector) if detector else None
         self.timings = {}
-        if verbose and self.drawn_faces_note():
-            print(self.drawn_faces_note(), file=sys.stderr)
+        if verbose and (note := self.drawn_faces_note()):
+            print(note, file=sys.stderr)
 
     def drawn_faces_note(self):
         """One line saying the model knows only SynthFER's drawn faces, or None.

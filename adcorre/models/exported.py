@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 from adcorre import runtime
-from adcorre.errors import MissingDependencyError, WeightFileError
+from adcorre.errors import MissingDependencyError, WeightFileError, first_line
 
 # The exported files this module runs, by suffix.
 EXPORT_SUFFIXES = (".tflite", ".onnx")
@@ -40,13 +40,18 @@ def is_exported(path):
     return os.path.splitext(os.fspath(path))[1].lower() in EXPORT_SUFFIXES
 
 
+def sidecar_path(path):
+    """Where an export's description lies: `<path>.json` (for a SavedModel folder too)."""
+    return os.fspath(path).rstrip("/\\") + ".json"
+
+
 def read_sidecar(path):
     """The `<path>.json` an export wrote beside its file, or None where there is none.
 
     Raises:
         WeightFileError: the file is there but is not an export's description.
     """
-    sidecar = os.fspath(path) + ".json"
+    sidecar = sidecar_path(path)
     if not os.path.isfile(sidecar):
         return None
     try:
@@ -74,6 +79,7 @@ class ExportedModel:
         input_shape: `(height, width, channels)` the model takes.
         outputs: the outputs' names, in the Keras model's order (probabilities, then one per
             embedding head); `num_outputs` their count.
+        num_classes: the width of the probabilities output.
         name: the file's name.
     """
 
@@ -85,6 +91,12 @@ class ExportedModel:
             self._open_onnx(threads)
         else:
             self._open_tflite(threads)
+        # One run on a blank picture: the runtimes set up (and LiteRT's CPU delegate announces
+        # itself) on first use, here rather than on the user's first picture; it also gives the
+        # width of the probabilities, which the file's shapes may leave open.
+        with runtime.start_up_noise_removed():
+            blank = self.predict_on_batch(np.zeros((1, *self.input_shape), np.float32))
+        self.num_classes = int(blank[0].shape[-1])
 
     # ------------------------------------------------------------------------------ LiteRT
 
@@ -97,7 +109,7 @@ class ExportedModel:
             self._interpreter, name = tflite_interpreter(self.path, threads)
         except (ValueError, RuntimeError) as error:
             raise WeightFileError(f"{self.path!r} cannot be run by LiteRT "
-                                  f"({_first_line(error)}); expected a .tflite file `export` "
+                                  f"({first_line(error)}); expected a .tflite file `export` "
                                   "wrote.") from None
         self.runtime = "litert" if name == "litert" else "tflite-tensorflow"
         signatures = self._interpreter.get_signature_list()
@@ -106,17 +118,14 @@ class ExportedModel:
                                   ".tflite file `export` wrote.")
         self._runner = self._interpreter.get_signature_runner(_SIGNATURE)
         (self._input_name,) = signatures[_SIGNATURE]["inputs"]
-        self._output_names = _in_output_order(signatures[_SIGNATURE]["outputs"])
+        self.outputs = tuple(_in_output_order(signatures[_SIGNATURE]["outputs"]))
         details = self._runner.get_input_details()[self._input_name]
         self.input_shape = tuple(int(s) for s in details["shape_signature"][1:])
-        self.outputs = tuple(self._output_names)
         self._run = self._run_tflite
-        with runtime.start_up_noise_removed():  # the CPU delegate says it is there on first use
-            self._run(np.zeros((1, *self.input_shape), np.float32))
 
     def _run_tflite(self, images):
         outputs = self._runner(**{self._input_name: images})
-        return [np.asarray(outputs[name]) for name in self._output_names]
+        return [np.asarray(outputs[name]) for name in self.outputs]
 
     # ------------------------------------------------------------------------- onnxruntime
 
@@ -135,7 +144,7 @@ class ExportedModel:
                                                          providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own Fail / InvalidProtobuf kinds
             raise WeightFileError(f"{self.path!r} cannot be run by onnxruntime "
-                                  f"({_first_line(error)}); expected a .onnx file `export` "
+                                  f"({first_line(error)}); expected a .onnx file `export` "
                                   "wrote.") from None
         (model_input,) = self._session.get_inputs()
         self._input_name = model_input.name
@@ -207,13 +216,21 @@ def load_exported(path, labels=None):
         MissingDependencyError: an `.onnx` file and no onnxruntime.
     """
     model = ExportedModel(path)
-    description = dict(read_sidecar(path) or {})
+    sidecar = read_sidecar(path)
+    description = dict(sidecar or {})
     if labels:
         description["labels"] = list(labels)
     if not description.get("labels"):
+        missing = (f"{sidecar_path(path)!r} names no classes" if sidecar is not None else
+                   f"there is no {sidecar_path(path)!r} beside it to name its classes")
+        raise WeightFileError(f"{os.fspath(path)!r}: {missing}; expected the description "
+                              "`export` wrote, or labels= (--labels).")
+    named = description["labels"]
+    if len(named) != model.num_classes:
+        given = "were given" if labels else f"are in {sidecar_path(path)!r}"
         raise WeightFileError(
-            f"{os.fspath(path)!r} has no {os.fspath(path)}.json beside it to name its classes; "
-            "expected the description `export` wrote, or labels= (--labels).")
+            f"{os.fspath(path)!r} has {model.num_classes} output classes but {len(named)} labels "
+            f"{given} ({', '.join(map(str, named))}). Expected exactly {model.num_classes} names.")
     height, width, channels = model.input_shape
     description.update(input_size=[height, width], channels=channels,
                        num_embeddings=model.num_outputs - 1, runtime=model.runtime)
@@ -228,8 +245,3 @@ def _in_output_order(names):
         return int(found.group(1)) if found else -1
 
     return sorted(names, key=number)
-
-
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -27,7 +27,7 @@ import h5py
 from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's start-up noise)
 import keras
 
-from adcorre.errors import WeightFileError
+from adcorre.errors import WeightFileError, first_line
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -217,6 +217,3 @@ def as_text(value):
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__

@@ -21,19 +21,21 @@ Example:
 >>> is_name("adcorre-rafdb"), is_name("RafDB_8696.h5")
 (True, False)
 
-This module imports nothing of ours but `config`, `errors` and the arch registry (no Keras).
+This module imports nothing of ours but `atomic_files`, `config`, `errors` and the arch registry
+(no Keras).
 """
 
 import dataclasses
+import http.client
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 
+from adcorre.atomic_files import atomic_path
 from adcorre.config import EXPRESSIONS_7, LABEL_PRESETS
-from adcorre.errors import WeightsUnavailableError
+from adcorre.errors import WeightsUnavailableError, first_line
 from adcorre.models.registry import TORCHVISION_RESNET18_URL
 
 HOME_VARIABLE = "ADCORRE_HOME"
@@ -173,25 +175,25 @@ def forget(path):
 
 def download(url, target, spec, progress=False):
     """Fetches `url` to `target` through a temporary file in its folder, renamed when whole."""
-    folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
     where = f"Put the file at {target} yourself (or set {MIRROR_VARIABLE} to a base URL that " \
             f"serves {spec.file}) and run again."
     request = urllib.request.Request(url, headers={"User-Agent": "adcorre"})
-    handle, temporary = tempfile.mkstemp(prefix=".download-", suffix="-" + spec.file, dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as out:
+    with atomic_path(target) as temporary:
+        with open(temporary, "wb") as out:
             try:
                 with urllib.request.urlopen(request, timeout=60) as answer:
                     expected = answer.headers.get("Content-Length")
                     expected = int(expected) if expected and expected.isdigit() else None
-                    received = _copy(answer, out, spec.file, expected, progress)
+                    received, head = _copy(answer, out, spec, expected, progress)
+            except CacheWriteError:
+                raise  # the disk, not the network: said as such, exit status 1
             except urllib.error.HTTPError as error:
                 raise WeightsUnavailableError(
                     f"Could not download {spec.name} from {url}: HTTP {error.code} "
                     f"({error.reason}). {where}") from None
-            except (urllib.error.URLError, OSError, ValueError) as error:
-                reason = getattr(error, "reason", error)
+            except (urllib.error.URLError, http.client.HTTPException, OSError,
+                    ValueError) as error:
+                reason = getattr(error, "reason", None) or first_line(error)
                 raise WeightsUnavailableError(
                     f"Could not download {spec.name} from {url} ({reason}); offline? "
                     f"{where}") from None
@@ -199,32 +201,38 @@ def download(url, target, spec, progress=False):
             raise WeightsUnavailableError(
                 f"The download of {spec.name} from {url} was cut short: {received} of "
                 f"{expected} bytes. Nothing was kept; run again. {where}")
-        with open(temporary, "rb") as check:
-            head = check.read(16)
         if not head.startswith(spec.signatures):
             looks = "an HTML page" if head.lstrip()[:1] == b"<" else "not that kind of file"
             raise WeightsUnavailableError(
                 f"What {url} sent for {spec.name} is {looks}, not {spec.file} (a login page or "
                 f"an error page?). Nothing was kept. {where}")
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
-def _copy(answer, out, name, expected, progress):
-    received = 0
+class CacheWriteError(OSError):
+    """The weights cache could not take a download (full, read-only): the disk's failure."""
+
+
+def _copy(answer, out, spec, expected, progress):
+    """Streams `answer` into `out`: (bytes received, the first 16 of them)."""
+    received, head = 0, b""
     while True:
         chunk = answer.read(_CHUNK)
         if not chunk:
             break
-        out.write(chunk)
+        try:
+            out.write(chunk)
+        except OSError as error:
+            raise CacheWriteError(
+                error.errno, f"Could not write {spec.file} into the weights cache "
+                f"{os.path.dirname(out.name)} ({first_line(error)}); free space there or set "
+                "ADCORRE_HOME to a folder that has it. Nothing was kept") from None
+        head = head if len(head) >= 16 else (head + chunk)[:16]
         received += len(chunk)
         if progress:
-            _show(name, received, expected)
+            _show(spec.file, received, expected)
     if progress:
         print(file=sys.stderr)
-    return received
+    return received, head
 
 
 def _show(name, received, expected):

@@ -43,7 +43,8 @@ import zipfile
 
 import numpy as np
 
-from adcorre.errors import MissingDependencyError, WeightFileError, WeightFileNotFoundError
+from adcorre.errors import (MissingDependencyError, WeightFileError, WeightFileNotFoundError,
+                            first_line)
 from adcorre.models.registry import TORCHVISION_RESNET18_URL
 
 # torchvision's ImageNet ResNet-18, the file torchvision.models.resnet18(weights="IMAGENET1K_V1")
@@ -137,11 +138,6 @@ def _import_torch(path):
     return torch
 
 
-def _first_line(error):
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(error).__name__
-
-
 def _torch_load(path):
     torch = _import_torch(path)
     try:
@@ -157,12 +153,12 @@ def _torch_load(path):
                 "{'model_state_dict': ...}."
             ) from None
         raise CheckpointError(
-            f"{path!r} is not a readable PyTorch checkpoint ({_first_line(error)})."
+            f"{path!r} is not a readable PyTorch checkpoint ({first_line(error)})."
         ) from None
     except Exception as error:  # torch raises RuntimeError, KeyError, EOFError... for a bad file
         raise CheckpointError(
             f"{path!r} cannot be read as a PyTorch checkpoint ({type(error).__name__}: "
-            f"{_first_line(error)}); it may be truncated. Expected a complete file written by "
+            f"{first_line(error)}); it may be truncated. Expected a complete file written by "
             "torch.save."
         ) from None
 

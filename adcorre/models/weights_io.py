@@ -60,7 +60,7 @@ from adcorre.config import (  # LABEL_PRESETS: re-exported, it lived here
     InputDataSize,
     label_names,
 )
-from adcorre.errors import SettingError, WeightFileError, WeightFileNotFoundError
+from adcorre.errors import SettingError, WeightFileError, WeightFileNotFoundError, first_line
 from adcorre.models import arm, exported, file_checks, named_weights, official_files, torch_checkpoints
 from adcorre.models import cnn_model  # noqa: F401  (registers L2Normalize, ScaleInputs and, through arm, ARM)
 from adcorre.models.registry import ARCHS
@@ -560,7 +560,7 @@ def _keras_load(path, what):
     except Exception as error:  # Keras raises ValueError, TypeError, KeyError, OSError...
         raise WeightFileError(
             f"Could not load {path!r} as {what}: {type(error).__name__}: "
-            f"{file_checks.first_line(error)}"
+            f"{first_line(error)}"
         ) from None
 
 

@@ -174,10 +174,26 @@ def test_what_needs_the_keras_model_says_so(lite_tester, tmp_path, capsys):
 def test_an_export_without_its_description_needs_labels(tflite_path, tmp_path):
     alone = tmp_path / "alone.tflite"
     alone.write_bytes(open(tflite_path, "rb").read())
-    with pytest.raises(errors.WeightFileError, match="alone.tflite.json beside it"):
+    with pytest.raises(errors.WeightFileError, match="no '.*alone.tflite.json' beside it"):
         TestModels(str(alone), verbose=False)
     named = TestModels(str(alone), labels="canonical", verbose=False)
     assert named.info.kind == "litert" and named.info.input_range == (0.0, 1.0)
+
+
+def test_labels_that_do_not_fit_the_outputs_are_refused(tflite_path, tmp_path):
+    # The model gives 7 probabilities; the Keras path refuses another count the same way.
+    with pytest.raises(errors.WeightFileError, match=r"has 7 output classes but 3 labels were "
+                                                     r"given \(a, b, c\)"):
+        TestModels(tflite_path, labels=["a", "b", "c"], verbose=False)
+    copy = tmp_path / "copy.tflite"
+    copy.write_bytes(open(tflite_path, "rb").read())
+    described = json.loads(open(tflite_path + ".json").read())
+    (tmp_path / "copy.tflite.json").write_text(json.dumps({**described, "labels": ["x"]}))
+    with pytest.raises(errors.WeightFileError, match="1 labels are in .*copy.tflite.json"):
+        TestModels(str(copy), verbose=False)
+    (tmp_path / "copy.tflite.json").write_text(json.dumps({**described, "labels": []}))
+    with pytest.raises(errors.WeightFileError, match="copy.tflite.json' names no classes"):
+        TestModels(str(copy), verbose=False)
 
 
 def test_a_file_named_tflite_that_is_not_one_is_refused(tmp_path):

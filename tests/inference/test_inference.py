@@ -89,7 +89,8 @@ def test_mtcnn_landmarks_agree_with_the_haar_eyes(grace, detector):
 def test_opencv_without_haar_cascades_gets_a_clear_message(monkeypatch):
     # OpenCV 5 wheels have no CascadeClassifier.
     monkeypatch.delattr(cv2, "CascadeClassifier")
-    with pytest.raises(ImportError, match="has no Haar cascades.*opencv-python-headless<5"):
+    with pytest.raises(ImportError, match="has no Haar cascades.*detector='haar' needs "
+                                          "opencv-python-headless 4.*detector='blazeface'"):
         face_crops.FaceDetector("haar")
 
 

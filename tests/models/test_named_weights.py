@@ -23,7 +23,8 @@ from helpers import run_python
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves `server.files` (name -> bytes); `server.mode` "whole", "short" or "html"."""
+    """Serves `server.files` (name -> bytes); `server.mode` "whole", "short", "chunk_cut" or
+    "html"."""
 
     def do_GET(self):  # noqa: N802  (http.server's name)
         self.server.requests.append(self.path)
@@ -39,6 +40,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(page)))
             self.end_headers()
             self.wfile.write(page)
+            return
+        if self.server.mode == "chunk_cut":
+            # A chunked answer whose first chunk promises the whole file, then the connection
+            # closes after half of it (no Content-Length to compare with).
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n" % len(body) + body[:len(body) // 2])
             return
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
@@ -109,6 +118,32 @@ def test_a_transfer_cut_short_or_a_page_that_is_not_the_file_leaves_nothing(mode
     assert "Nothing was kept" in str(raised.value)
     assert str(tmp_path / "home" / "weights" / "RafDB_8696.h5") in str(raised.value)
     assert _cache_listing(tmp_path) == []  # neither the file nor a temporary one
+
+
+def test_a_chunked_transfer_cut_short_is_the_same_one_error(mirror, tmp_path):
+    mirror.mode = "chunk_cut"
+    with pytest.raises(errors.WeightsUnavailableError, match="Could not download") as raised:
+        weights_io.load_model("adcorre-rafdb")
+    assert "IncompleteRead" in str(raised.value) and _cache_listing(tmp_path) == []
+
+
+def test_a_full_disk_under_the_cache_is_said_as_the_disks_and_leaves_nothing(mirror, tmp_path):
+    # RLIMIT_FSIZE (EFBIG on the first write past 4 kB) stands in for a full disk.
+    code = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+from adcorre.cli.main import main
+sys.exit(main(["test", "--weights", "adcorre-rafdb", "--image", "x.jpg"]))
+"""
+    run = run_python(code, env={"ADCORRE_HOME": os.environ["ADCORRE_HOME"],
+                                "ADCORRE_WEIGHTS_MIRROR": os.environ["ADCORRE_WEIGHTS_MIRROR"],
+                                "CUDA_VISIBLE_DEVICES": ""}, cwd=tmp_path)
+    said = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert len(said) == 1 and "into the weights cache" in said[0], said
+    assert "File too large" in said[0] and "Nothing was kept" in said[0]
+    assert _cache_listing(tmp_path) == []
 
 
 def test_a_download_that_does_not_load_is_removed_from_the_cache(mirror, tmp_path):
