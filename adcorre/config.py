@@ -154,6 +154,8 @@ ADCORRE_BATCHES = ("global", "local")
 RAFDB_IMAGES = ("auto", "aligned", "original")
 # The splits `test_split=` scores each epoch on (`public_private_test`: FER-2013 / FERPlus only).
 TEST_SPLITS = ("test", "val", "public_private_test")
+# The datasets whose test split can be PublicTest and PrivateTest together (FER-2013's layout).
+PUBLIC_PRIVATE_DATASETS = (DatasetName.fer2013, DatasetName.ferplus)
 # "adam": Keras' Adam (Ad-Corre's official code ran Keras 2's); "torch_adam": torch.optim.Adam's
 # arithmetic with its coupled L2 weight decay (ARM's train_raf-db.py), see adam_optimizers.
 OPTIMIZERS = ("adam", "torch_adam")
@@ -178,8 +180,19 @@ def official_ce_weight(num_classes):
     return OFFICIAL_CE_LAMBDA / int(num_classes)
 
 
-def _check_choice(name, value, choices, meaning=""):
-    """One wording for every setting that takes one of a few values: names it, lists them."""
+def check_choice(name, value, choices, meaning=""):
+    """Refuses a `value` of setting `name` that is not one of `choices`: one wording for every
+    setting that takes one of a few values, naming it and listing them.
+
+    Raises:
+        SettingError: `value` is not in `choices`.
+
+    Example:
+    >>> check_choice("optimizer", "sgd", ("adam", "torch_adam"))
+    Traceback (most recent call last):
+    ...
+    adcorre.errors.SettingError: optimizer must be one of ('adam', 'torch_adam'), got 'sgd'.
+    """
     if value not in choices:
         raise SettingError(f"{name} must be one of {tuple(choices)}{meaning}, got {value!r}.")
 
@@ -279,9 +292,9 @@ class LearningConfig:
     verbose: object = "auto"
 
     def __post_init__(self):
-        _check_choice("dataset_name", self.dataset_name, DatasetName.all)
-        _check_choice("ds_type", self.ds_type, DatasetType.all)
-        _check_choice("recipe", self.recipe, RECIPES)
+        check_choice("dataset_name", self.dataset_name, DatasetName.all)
+        check_choice("ds_type", self.ds_type, DatasetType.all)
+        check_choice("recipe", self.recipe, RECIPES)
         # The API takes what the CLI's option types take (batch_size >= 2 for the correlation
         # terms, which compare the samples of a batch).
         for name, minimum in SETTING_MINIMUMS.items():
@@ -298,22 +311,22 @@ class LearningConfig:
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise SettingError(f"{name} must be a number >= 0, got {value!r}.")
-        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.weight_decay < 0 or (self.weight_decay and self.optimizer != "torch_adam"):
             raise SettingError(f"weight_decay={self.weight_decay!r}: expected 0, or a value >= 0 "
                              "with optimizer='torch_adam' (torch's coupled L2).")
-        _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        _check_choice("adcorre_batch", self.adcorre_batch, ADCORRE_BATCHES)
-        _check_choice("loss_arithmetic", self.loss_arithmetic, LOSS_ARITHMETICS)
-        _check_choice("rafdb_images", self.rafdb_images, RAFDB_IMAGES)
+        check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        check_choice("adcorre_batch", self.adcorre_batch, ADCORRE_BATCHES)
+        check_choice("loss_arithmetic", self.loss_arithmetic, LOSS_ARITHMETICS)
+        check_choice("rafdb_images", self.rafdb_images, RAFDB_IMAGES)
         if self.rafdb_images != "auto" and self.dataset_name != DatasetName.rafdb:
             raise SettingError(f"rafdb_images={self.rafdb_images!r} is for dataset_name='rafdb', "
                                f"not {self.dataset_name!r}.")
-        _check_choice("test_split", self.test_split, TEST_SPLITS,
+        check_choice("test_split", self.test_split, TEST_SPLITS,
                       meaning=" (the split each epoch is scored on)")
-        if self.test_split == "public_private_test" and self.dataset_name not in (
-                DatasetName.fer2013, DatasetName.ferplus):
+        if (self.test_split == "public_private_test"
+                and self.dataset_name not in PUBLIC_PRIVATE_DATASETS):
             raise SettingError(
                 "test_split='public_private_test' (PublicTest + PrivateTest) exists for fer2013 "
                 f"and ferplus only, not {self.dataset_name}; use 'test' (or 'val').")
@@ -350,7 +363,7 @@ class LearningConfig:
         """
         if recipe is None:
             recipe = default_recipe(settings.get("dataset_name", cls.dataset_name))
-        _check_choice("recipe", recipe, RECIPES)
+        check_choice("recipe", recipe, RECIPES)
         unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise SettingError(f"Unknown training setting(s) {unknown}.")
@@ -465,8 +478,10 @@ def warn_if_shadowing_test_package():
     """Warns (`ShadowedTestModuleWarning`), once per process, when `shadowing_test_package`
     finds one. The checkout's faces (train.py, config.py, ...) call it: whoever uses the
     official names from a checkout that comes after the standard library hears it."""
+    if _SHADOWING_SAID:
+        return
     found = shadowing_test_package()
-    if found is None or _SHADOWING_SAID:
+    if found is None:
         return
     _SHADOWING_SAID.append(found)
     checkout = _checkout()

@@ -39,7 +39,7 @@ from adcorre.errors import DatasetFormatError, DatasetNotFoundError, SettingErro
 # `public_private_test`: FER-2013's PublicTest + PrivateTest, the official Ad-Corre test set.
 SPLITS = ("train", "val", "test", "public_private_test")
 # The datasets that have a `public_private_test` split.
-PUBLIC_PRIVATE_DATASETS = (config.DatasetName.fer2013, config.DatasetName.ferplus)
+PUBLIC_PRIVATE_DATASETS = config.PUBLIC_PRIVATE_DATASETS
 
 
 # --------------------------------------------------------------------------------------

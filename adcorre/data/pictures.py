@@ -50,12 +50,14 @@ class BadImageWarning(UserWarning):
 # ------------------------------------------------------------------------------ one picture
 
 
-def _sniff(head, tail, size):
+def _sniff(head, tail, size, read=None):
     """Why these bytes are not a complete JPEG/PNG/BMP/GIF image, or None if they look fine.
 
-    `head` is the file's first bytes (up to `_HEAD`), `tail` its last few KB. Decoders are
-    lenient (OpenCV and PIL return a grey-padded picture for a JPEG cut short), so completeness
-    is checked on the end markers, and a JPEG's size on what its bytes can hold.
+    `head` is the file's first bytes, `tail` its last few KB; `read(offset, count)` reads the
+    file's first `_HEAD` bytes where a JPEG's frame header is looked for (default: from
+    `head`). Decoders are lenient (OpenCV and PIL return a grey-padded picture for a JPEG cut
+    short), so completeness is checked on the end markers, and a JPEG's size on what its bytes
+    can hold.
     """
     if size == 0:
         return "empty file"
@@ -63,7 +65,7 @@ def _sniff(head, tail, size):
         # EOI may be followed by padding or a vendor trailer; it must be in the last KBs.
         if b"\xff\xd9" not in tail:
             return "truncated JPEG (no end-of-image marker)"
-        return _jpeg_size_lie(head, size)
+        return _jpeg_size_lie(read or _reader_of_bytes(head), size)
     if head[:8] == b"\x89PNG\r\n\x1a\n":
         return None if b"IEND" in tail else "truncated PNG (no IEND chunk)"
     if head[:2] == b"BM" and len(head) >= 6:
@@ -75,8 +77,9 @@ def _sniff(head, tail, size):
 
 
 _TAIL = 4096
-# Header bytes read to find a JPEG's frame header (EXIF and other APP segments come first and
-# hold at most 64 KB each; a frame header further in is not checked).
+# How far into a JPEG its frame header is looked for (EXIF and other APP segments come first and
+# hold at most 64 KB each; a frame header further in is not checked). A file is read only at
+# its segments' starts, a few bytes each, not all of this.
 _HEAD = 1 << 17
 # The most pixels one byte of a Huffman-coded JPEG can stand for. Every 8 x 8 block of the first
 # component costs at least one bit (its DC code), so no such JPEG holds more than 512 pixels per
@@ -89,32 +92,50 @@ MAX_JPEG_PIXELS_PER_BYTE = 2048
 _HUFFMAN_FRAMES = (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7)
 
 
-def _jpeg_frame(head):
-    """`(width, height, marker)` of the JPEG frame header found in `head`, or None."""
+def _reader_of_bytes(data):
+    """`read(offset, count)` over `data`'s first `_HEAD` bytes."""
+    return lambda at, count: data[at:min(at + count, _HEAD)]
+
+
+def _reader_of_file(handle):
+    """`read(offset, count)` over an open file's first `_HEAD` bytes."""
+    def read(at, count):
+        count = min(count, _HEAD - at)
+        if count <= 0:
+            return b""
+        handle.seek(at)
+        return handle.read(count)
+
+    return read
+
+
+def _jpeg_frame(read):
+    """`(width, height, marker)` of the JPEG frame header, walking the marker segments with
+    `read(offset, count)`, or None."""
     at = 2
-    while at + 4 <= len(head):
-        if head[at] != 0xFF:
+    while True:
+        segment = read(at, 9)
+        if len(segment) < 4 or segment[0] != 0xFF:
             return None
-        marker = head[at + 1]
+        marker = segment[1]
         if marker == 0xFF:  # fill byte
             at += 1
             continue
-        length = int.from_bytes(head[at + 2:at + 4], "big")
+        length = int.from_bytes(segment[2:4], "big")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if at + 9 > len(head):
+            if len(segment) < 9:
                 return None
-            height = int.from_bytes(head[at + 5:at + 7], "big")
-            width = int.from_bytes(head[at + 7:at + 9], "big")
+            height = int.from_bytes(segment[5:7], "big")
+            width = int.from_bytes(segment[7:9], "big")
             return width, height, marker
         if marker == 0xDA or length < 2:  # the scan started without a frame: not ours to judge
             return None
         at += 2 + length
-    return None
 
 
-def _jpeg_size_lie(head, size):
+def _jpeg_size_lie(read, size):
     """Why a JPEG's header promises more pixels than its `size` bytes can hold, or None."""
-    frame = _jpeg_frame(head)
+    frame = _jpeg_frame(read)
     if frame is None or frame[2] not in _HUFFMAN_FRAMES:
         return None
     width, height, _ = frame
@@ -135,14 +156,14 @@ def _check_file(path, decode=False):
         with open(path, "rb") as f:
             if decode:
                 return _decode_bytes(f.read())[1]
-            head = f.read(_HEAD)
+            head = f.read(_TAIL)
             f.seek(max(0, size - _TAIL))
             tail = f.read()
+            return _sniff(head, tail, size, read=_reader_of_file(f))
     except FileNotFoundError:
         return "missing"
     except OSError as e:
         return f"unreadable ({e.strerror or e})"
-    return _sniff(head, tail, size)
 
 
 def _decode_bytes(data):
@@ -249,7 +270,7 @@ def validate_images(frame, mode="header", num_threads=8, warn=True):
         frame: a `read_split` frame.
         mode: "header" checks each file exists, is not empty, starts like a
             JPEG/PNG/BMP/GIF and ends with its end marker (a truncated file is
-            caught; it reads 4 KB per file). "decode" also decodes every file
+            caught; it reads about 8 KB per file). "decode" also decodes every file
             with OpenCV (slower: a full pass over the data). "none" checks
             nothing (the pipeline still drops undecodable files, uncounted).
             Arrays are checked for a valid image shape and dtype.

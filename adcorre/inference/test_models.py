@@ -351,12 +351,7 @@ class TestModels:
         embedding_map.require_heads(self.model)
         frame = dataset_readers.read_split(dataset_name, data_dir, split, **read_kwargs)
         available = len(frame)
-        if available > max_samples:
-            frame = frame.sample(max_samples, random_state=seed).reset_index(drop=True)
-        dataset = input_pipeline.make_dataset(frame, input_size=self.info.input_size[0],
-                                              batch_size=batch_size)
-        batches = ((self.to_model_input(images.numpy()), labels.numpy())
-                   for images, labels in dataset)
+        batches = self._model_batches(frame, max_samples, batch_size, seed)
         heads, labels = embedding_map.collect_embeddings(self.model, batches)
         points = embedding_map.embedding_points(heads, seed)
         names = config.label_names(8 if labels.max() >= 7 else 7)  # dataset labels are canonical
@@ -495,10 +490,17 @@ class TestModels:
             return None
         dataset_name, data_dir, split = source
         frame = dataset_readers.read_split(dataset_name, data_dir, split)
-        frame = frame.sample(min(samples, len(frame)), random_state=0).reset_index(drop=True)
+        return [images for images, _ in self._model_batches(frame, samples, batch_size, seed=0)]
+
+    def _model_batches(self, frame, max_samples, batch_size, seed):
+        """`(model input, labels)` batches of `frame`'s pictures: a random sample of
+        `max_samples` (fixed by `seed`) where it holds more."""
+        if len(frame) > max_samples:
+            frame = frame.sample(max_samples, random_state=seed).reset_index(drop=True)
         dataset = input_pipeline.make_dataset(frame, input_size=self.info.input_size[0],
                                               batch_size=batch_size)
-        return [self.to_model_input(images.numpy()) for images, _ in dataset]
+        for images, labels in dataset:
+            yield self.to_model_input(images.numpy()), labels.numpy()
 
     def _require_keras_model(self, task, needs):
         if isinstance(self.model, ExportedModel):

@@ -15,7 +15,7 @@ from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's sta
 import keras
 from keras import ops
 
-from adcorre.config import OPTIMIZERS
+from adcorre.config import OPTIMIZERS, check_choice
 
 
 @keras.saving.register_keras_serializable(package="adcorre")
@@ -99,6 +99,7 @@ def make_optimizer(kind, learning_rate, weight_decay=0.0):
     >>> type(make_optimizer("torch_adam", 1e-3, weight_decay=1e-4)).__name__
     'TorchAdam'
     """
+    check_choice("optimizer", kind, OPTIMIZERS)
     if kind == "adam":
         if weight_decay:
             raise ValueError(f"weight_decay={weight_decay} is torch's coupled L2, which the "
@@ -106,4 +107,3 @@ def make_optimizer(kind, learning_rate, weight_decay=0.0):
         return keras.optimizers.Adam(learning_rate)
     if kind == "torch_adam":
         return TorchAdam(learning_rate, coupled_weight_decay=weight_decay)
-    raise ValueError(f"Unknown optimizer {kind!r}; expected one of {OPTIMIZERS}.")

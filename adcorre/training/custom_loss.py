@@ -31,7 +31,7 @@ from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's sta
 import keras
 from keras import ops
 
-from adcorre.config import LOSS_ARITHMETICS, official_ce_weight
+from adcorre.config import LOSS_ARITHMETICS, check_choice, official_ce_weight
 
 
 def _default_epsilon(epsilon):
@@ -156,9 +156,7 @@ class AdCorreLoss:
                  ed_weight=1.0, epsilon=None, arithmetic="paper"):
         if int(num_classes) < 1:
             raise ValueError(f"AdCorreLoss: num_classes must be >= 1, got {num_classes}.")
-        if arithmetic not in LOSS_ARITHMETICS:
-            raise ValueError(f"AdCorreLoss: arithmetic must be one of {LOSS_ARITHMETICS}, got "
-                             f"{arithmetic!r}.")
+        check_choice("arithmetic", arithmetic, LOSS_ARITHMETICS)
         self.num_classes = int(num_classes)
         self.arithmetic = arithmetic
         self.ce_weight = float(official_ce_weight(num_classes) if ce_weight is None else ce_weight)

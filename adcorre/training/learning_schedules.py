@@ -18,7 +18,7 @@ from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's sta
 import keras
 from keras import ops
 
-from adcorre.config import LR_SCHEDULES
+from adcorre.config import LR_SCHEDULES, check_choice
 
 
 def _rate_dtype():
@@ -91,6 +91,7 @@ def make_schedule(kind, learning_rate, steps_per_epoch=None, decay=1e-5, every_e
     >>> [round(float(schedule(t)), 7) for t in (0, 100000)]   # t = 0 is the first step
     [0.001, 0.0005]
     """
+    check_choice("lr_schedule", kind, LR_SCHEDULES)
     if kind == "inverse_time":
         if decay < 0:
             raise ValueError(f"The inverse-time decay must be >= 0, got {decay}.")
@@ -99,7 +100,6 @@ def make_schedule(kind, learning_rate, steps_per_epoch=None, decay=1e-5, every_e
             learning_rate, decay_steps=1, decay_rate=decay)
     if kind == "step":
         return EpochStepDecay(learning_rate, steps_per_epoch, every_epochs, factor)
-    raise ValueError(f"Unknown learning-rate schedule {kind!r}; expected one of {LR_SCHEDULES}.")
 
 
 def last_step_rate(optimizer):

@@ -270,7 +270,7 @@ class TrainModel:
         """Refuses to resume `save_dir` under settings that move its backup's position."""
         if position is None:
             state_path = os.path.join(save_dir, "training_state.json")
-            if os.path.exists(state_path):
+            if os.path.exists(state_path) and not _stopped_before_its_first_backup(state_path):
                 raise ResumeError(
                     f"{save_dir} holds a finished run ({state_path}) but no backup to continue "
                     "it from (runs of earlier versions deleted it at the end). Choose a new "
@@ -374,12 +374,19 @@ class TrainModel:
         config = self.config
         arch = arch or config.arch
         get_arch(arch)  # an unknown name fails here, naming the arches there are
+        save_dir = config.save_dir or os.path.join(
+            "runs", f"{config.dataset_name}_{arch}_{time.strftime('%Y%m%d-%H%M%S')}")
+        # From here on, SIGTERM stops the run as Ctrl+C does (start-up writes files too).
+        with _signals_stop_the_run(save_dir):
+            return self._train(arch, weight_path, save_dir)
+
+    def _train(self, arch, weight_path, save_dir):
+        """`train`'s work, once the run folder is named."""
+        config = self.config
         keras.utils.set_random_seed(config.seed)
         jit = self._configure_devices()
         strategy = choose_strategy()
         chief = _is_chief()
-        save_dir = config.save_dir or os.path.join(
-            "runs", f"{config.dataset_name}_{arch}_{time.strftime('%Y%m%d-%H%M%S')}")
         names = label_names(config.num_classes)
 
         train, val, test = self._read_splits()
@@ -398,16 +405,22 @@ class TrainModel:
         start_epoch, start_batch = backup.load(trainer)
         state = {}
         state_path = os.path.join(save_dir, "training_state.json")
-        if start_epoch or start_batch:
-            if start_epoch < config.epochs:
-                print(f"Resuming {save_dir} at epoch {start_epoch + 1}, batch {start_batch}.")
-            if os.path.exists(state_path):
-                with open(state_path) as handle:
-                    state = json.load(handle)
+        if os.path.exists(state_path):
+            # A backup to resume from, or (refused above otherwise) a run stopped in its first
+            # epoch after its records but before its first backup: it starts over.
+            with open(state_path) as handle:
+                state = json.load(handle)
+            if start_epoch or start_batch:
+                if start_epoch < config.epochs:
+                    print(f"Resuming {save_dir} at epoch {start_epoch + 1}, batch "
+                          f"{start_batch}.")
+            else:
+                print(f"Starting {save_dir} over: it was stopped in its first epoch, before "
+                      "its first backup.")
             if chief:
                 _agree_with_the_backup(save_dir, state, start_epoch)
-        # Without a backup this is a new run (a folder holding a finished run without its
-        # backup was refused above, so no history is mixed into another's).
+        elif start_epoch or start_batch:
+            print(f"Resuming {save_dir} at epoch {start_epoch + 1}, batch {start_batch}.")
         skipped = {"train": train.skipped, "test": test.skipped}
         if val is not None:
             skipped["validation"] = val.skipped
@@ -457,16 +470,15 @@ class TrainModel:
               f"{_strategy_name(strategy)} ({replicas} replica{'s' if replicas != 1 else ''}), "
               f"jit_compile={jit}, policy {keras.mixed_precision.global_policy().name}. "
               f"Output: {save_dir}")
-        with _signals_stop_the_run(save_dir):
-            for epoch in range(start_epoch, config.epochs):
-                skip = start_batch if epoch == start_epoch else 0
-                dataset = self._training_dataset(train, epoch, skip, steps)
-                # One fit call per epoch: each epoch's data order is fixed by (seed, epoch), so
-                # a resumed epoch can skip exactly the batches it had already trained on.
-                trainer.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks,
-                            verbose=verbose, shuffle=False)
-                if trainer.stop_training:
-                    break
+        for epoch in range(start_epoch, config.epochs):
+            skip = start_batch if epoch == start_epoch else 0
+            dataset = self._training_dataset(train, epoch, skip, steps)
+            # One fit call per epoch: each epoch's data order is fixed by (seed, epoch), so a
+            # resumed epoch can skip exactly the batches it had already trained on.
+            trainer.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks,
+                        verbose=verbose, shuffle=False)
+            if trainer.stop_training:
+                break
         best = state.get("best_path")
         if start_epoch >= config.epochs:
             print(f"{save_dir} has finished its {start_epoch} epochs already; pass more epochs "
@@ -514,6 +526,17 @@ def _signals_stop_the_run(save_dir):
             signal.signal(signal.SIGTERM, previous)
 
 
+def _stopped_before_its_first_backup(state_path):
+    """True for the records of a run of this version that has no backup yet: it was stopped in
+    its first epoch between writing them and the backup's commit (this version keeps a finished
+    run's last backup, and says how it selects its best epoch; earlier versions did neither)."""
+    try:
+        with open(state_path) as handle:
+            return "selected_by" in json.load(handle)
+    except (OSError, ValueError):
+        return False
+
+
 def _agree_with_the_backup(save_dir, state, done):
     """Makes training_state.json's history and log.csv agree with the backup a run resumes from.
 
@@ -530,6 +553,7 @@ def _agree_with_the_backup(save_dir, state, done):
     kept = [entry for entry in history if int(entry.get("epoch", 0)) <= done]
     if len(kept) != len(history):
         state["history"] = kept
+        _best_of_the_kept_epochs(save_dir, state)
         atomic_files.write_json(os.path.join(save_dir, "training_state.json"), state)
     log = os.path.join(save_dir, "log.csv")
     if not os.path.exists(log):
@@ -546,6 +570,30 @@ def _agree_with_the_backup(save_dir, state, done):
         lines = io.StringIO()
         csv.writer(lines).writerows([rows[0], *body])  # the excel dialect, as Keras writes it
         atomic_files.write_text(log, lines.getvalue())
+
+
+def _best_of_the_kept_epochs(save_dir, state):
+    """Points `best_*` and `latest_path` at the epochs `state["history"]` keeps, so a dropped
+    epoch's score is not what the epoch trained again must beat. Only epochs whose file is still
+    there can be the best (without --keep-all an epoch's file goes when a later one beats it)."""
+    selected_by = "val_accuracy" if state.get("selected_by") == "validation" else "test_accuracy"
+
+    def file_of(entry):  # EpochEnd's name for an epoch's model
+        return os.path.join(save_dir, f"{state.get('dataset')}_{int(entry['epoch'])}_AC_"
+                                      f"{float(entry['test_accuracy']):.4f}.h5")
+
+    for key in ("best_accuracy", "best_val_accuracy", "best_path", "best_epoch", "latest_path"):
+        state.pop(key, None)
+    present = [entry for entry in state["history"]
+               if "test_accuracy" in entry and os.path.exists(file_of(entry))]
+    if not present:
+        return
+    state["latest_path"] = file_of(present[-1])
+    best = max(present, key=lambda entry: float(entry.get(selected_by, -1.0)))  # the first
+    state.update(best_accuracy=float(best["test_accuracy"]), best_path=file_of(best),
+                 best_epoch=int(best["epoch"]))
+    if selected_by == "val_accuracy":
+        state["best_val_accuracy"] = float(best["val_accuracy"])
 
 
 def _best_model_note(state, test_split):

@@ -23,7 +23,7 @@ import numpy as np
 from keras import ops
 
 from adcorre import atomic_files
-from adcorre.config import ADCORRE_BATCHES
+from adcorre.config import ADCORRE_BATCHES, check_choice
 from adcorre.data.pictures import BadImageWarning
 from adcorre.models import weights_io
 from adcorre.reports import classification_summary, format_confusion_matrix, plot_confusion_matrix
@@ -96,9 +96,7 @@ class AdCorreTrainer(keras.Model):
                  use_adcorre=True, loss_arithmetic="paper", attention_window_batches=None,
                  **kwargs):
         super().__init__(**kwargs)
-        if adcorre_batch not in ADCORRE_BATCHES:
-            raise ValueError(f"adcorre_batch must be one of {ADCORRE_BATCHES}, got "
-                             f"{adcorre_batch!r}.")
+        check_choice("adcorre_batch", adcorre_batch, ADCORRE_BATCHES)
         self.network = network
         self.num_classes = num_classes
         self.ce_weight = ce_weight

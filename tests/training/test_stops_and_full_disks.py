@@ -51,6 +51,17 @@ elif mode == "term-after-state":  # SIGTERM right after epoch `argument`'s train
         if path.endswith("training_state.json") and payload["history"][-1]["epoch"] == int(argument):
             os.kill(os.getpid(), signal.SIGTERM)
     atomic_files.write_json = then_stop
+elif mode == "term-in-start-up":  # SIGTERM half way through writing run_config.json
+    write_json = atomic_files.write_json
+    def stop_inside(path, payload):
+        if not path.endswith("run_config.json"):
+            return write_json(path, payload)
+        with atomic_files.atomic_path(path) as temporary:
+            with open(temporary, "w") as handle:
+                handle.write("{")
+                handle.flush()
+                os.kill(os.getpid(), signal.SIGTERM)
+    atomic_files.write_json = stop_inside
 sys.exit(train.main([*sys.argv[4:], "--save-dir", save_dir]))
 """
 
@@ -97,6 +108,70 @@ def test_a_stop_between_an_epochs_records_and_its_backup_is_not_recorded_twice(t
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming" in resumed.stdout
     assert _records(save_dir) == ([1, 2, 3], [1, 2, 3])
+
+
+def test_a_stop_in_the_first_epoch_before_any_backup_starts_over(tmp_path):
+    """Without a mid-epoch backup (200 steps or fewer at the default --backup-every 200, the
+    demo's epochs), a stop after epoch 1's records left a folder no command could resume: "holds
+    a finished run ... but no backup"."""
+    save_dir = str(tmp_path / "run")
+    argv = [*ARGV[:-1], "0"]
+    stopped = _train(save_dir, "term-after-state", "1", argv)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    assert not os.path.exists(os.path.join(save_dir, "backup"))
+    again = _train(save_dir, argv=argv)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"Starting {save_dir} over" in again.stdout
+    assert _records(save_dir) == ([1, 2, 3], [1, 2, 3])
+
+
+def test_sigterm_during_start_up_is_the_same_clean_stop(tmp_path):
+    """Only the epochs were covered: a SIGTERM while run_config.json was written killed the
+    process with no `stopped:` line and left `.tmp-...-run_config.json`."""
+    save_dir = str(tmp_path / "run")
+    stopped = _train(save_dir, "term-in-start-up")
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    said = [line for line in stopped.stderr.splitlines() if line.startswith("stopped:")]
+    assert len(said) == 1 and "SIGTERM" in said[0] and "Traceback" not in stopped.stderr
+    assert _left_behind(save_dir) == []
+
+
+def _epoch_file(folder, epoch, accuracy):
+    path = folder / f"synth_{epoch}_AC_{accuracy:.4f}.h5"
+    path.write_bytes(b"model")
+    return str(path)
+
+
+@pytest.mark.parametrize("selected_by", ["test", "validation"])
+def test_dropped_epochs_take_their_best_and_latest_with_them(tmp_path, selected_by):
+    """History was trimmed to the backup's epochs but best_epoch still named a dropped one, so
+    the epoch trained again had to beat the score of a model no record listed."""
+    from adcorre.training.train_model import _agree_with_the_backup
+
+    key = "val_accuracy" if selected_by == "validation" else "test_accuracy"
+    # Epoch 1's file went when epoch 2 beat it (no --keep-all); epoch 3 is the dropped one.
+    scores = {1: (0.60, 0.90), 2: (0.50, 0.80), 3: (0.70, 0.95)}  # test, validation
+    paths = {epoch: _epoch_file(tmp_path, epoch, test) for epoch, (test, _) in scores.items()}
+    os.remove(paths[1])
+    history = [{"epoch": epoch, "test_accuracy": test, "val_accuracy": val}
+               for epoch, (test, val) in scores.items()]
+    state = {"dataset": "synth", "selected_by": selected_by, "history": history,
+             "best_epoch": 3, "best_accuracy": 0.70, "best_path": paths[3],
+             "latest_path": paths[3]}
+    if selected_by == "validation":
+        state["best_val_accuracy"] = 0.95
+    (tmp_path / "training_state.json").write_text(json.dumps(state))
+    _agree_with_the_backup(str(tmp_path), state, 2)
+    written = json.loads((tmp_path / "training_state.json").read_text())
+    assert written == state and [entry["epoch"] for entry in state["history"]] == [1, 2]
+    assert (state["best_epoch"], state["best_path"], state["latest_path"]) == (2, paths[2], paths[2])
+    assert state["best_accuracy"] == 0.50
+    assert state.get("best_val_accuracy") == (0.80 if key == "val_accuracy" else None)
+    # With epoch 1's file still there, it is the best of the kept epochs again.
+    _epoch_file(tmp_path, 1, 0.60)
+    state.update(history=history, best_epoch=3)
+    _agree_with_the_backup(str(tmp_path), state, 2)
+    assert (state["best_epoch"], state["latest_path"]) == (1, paths[2])
 
 
 @pytest.mark.parametrize("limit, backup_every", [
