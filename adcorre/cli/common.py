@@ -18,15 +18,19 @@ Example:
 >>> status, err.getvalue()
 (2, 'error: margin must be a number from 0 to 1, got -1.\\n')
 
-This module imports `errors` only.
+This module imports `errors` and `config` (and `data.dataset_readers` when a dataset folder is
+checked).
 """
 
 import argparse
 import gc
+import math
+import os
 import signal
 import sys
 
-from adcorre.errors import AdCorreError, one_line
+from adcorre import config
+from adcorre.errors import AdCorreError, DatasetNotFoundError, one_line
 
 # OS errors that name a path the user gave: fix the command, as for any usage error.
 PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
@@ -85,6 +89,24 @@ def run_task(task, *args, stopped="", **kwargs):
         return status
 
 
+def quiet_broken_pipe(main, *args, **kwargs):
+    """`main(*args, **kwargs)`'s exit status, or 1 without a traceback when stdout's reader went
+    away (`adcorre weights | head -1`).
+
+    Python's recipe (docs: signal, "Note on SIGPIPE"): stdout is flushed here, where the error
+    can be caught, and pointed at devnull so the interpreter's own flush at exit stays quiet.
+    """
+    try:
+        try:
+            return main(*args, **kwargs)
+        finally:  # `--list-weights` leaves through SystemExit with its lines still buffered
+            sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
 def positive_int(text):
     """An argparse type: an integer >= 1 (`--every`, `--n`...)."""
     try:
@@ -94,3 +116,74 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return value
+
+
+def number(minimum, inclusive, why="", maximum=math.inf, maximum_inclusive=False):
+    """An argparse type: a finite number above (or, `inclusive`, at least) `minimum` and below
+    (or, `maximum_inclusive`, at most) `maximum`; `why` ends the message (the upper bound, a
+    reason)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if (not math.isfinite(value) or value < minimum or (value == minimum and not inclusive)
+                or value > maximum or (value == maximum and not maximum_inclusive)):
+            bound = f"{'>=' if inclusive else '>'} {minimum:g}"
+            raise argparse.ArgumentTypeError(f"expected a number {bound}{why}, got {text!r}")
+        return value
+
+    return parse
+
+
+def labels(text):
+    """An argparse type (`--labels`): a preset of `config.LABEL_PRESETS` (one word, returned in
+    lower case) or two or more comma-separated names (a list).
+
+    One word is always a preset: a classifier of one class is no classifier, so a misspelt
+    preset is refused here rather than after the model loads.
+    """
+    if "," not in text:
+        if text.lower() not in config.LABEL_PRESETS:
+            raise argparse.ArgumentTypeError(
+                f"Unknown label preset {text!r}; expected one of "
+                f"{', '.join(config.LABEL_PRESETS)} or comma-separated label names")
+        return text.lower()
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated label names, got {text!r} "
+                                         "(an empty name)")
+    return names
+
+
+def input_range(text):
+    """An argparse type (`--input-range`): `LO,HI`, two numbers, LO < HI."""
+    try:
+        low, high = (float(value) for value in text.split(","))
+    except ValueError:
+        low = high = math.nan
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise argparse.ArgumentTypeError(f"expected LO,HI with LO < HI (e.g. 0,1 or "
+                                         f"--input-range=-1,1), got {text!r}")
+    return low, high
+
+
+def refuse_dash_values(parser, argv, flags=("--input-range",)):
+    """A usage error for `--input-range -1,1`: argparse reads a value that starts with "-" as
+    the next option and would only say "expected one argument"; this says to write `=`."""
+    argv = sys.argv[1:] if argv is None else argv
+    for flag, value in zip(argv, argv[1:]):
+        if flag in flags and value.startswith("-"):
+            example = value if value[1:2].isdigit() or value[1:2] == "." else "-1,1"
+            parser.error(f"argument {flag}: expected LO,HI; write {flag}={example} (joined with "
+                         "'='): a value starting with '-' is read as the next option")
+
+
+def check_data_dir(parser, dataset, data_dir):
+    """A dataset folder that is not there (`--data-dir`, or the default one): one usage error."""
+    from adcorre.data.dataset_readers import find_data_dir  # pandas: only when it is needed
+
+    try:
+        find_data_dir(dataset, data_dir, setting="--data-dir")
+    except DatasetNotFoundError as error:
+        parser.error(str(error))

@@ -11,7 +11,7 @@ Example:
 import argparse
 import sys
 
-from adcorre.cli.common import run_task
+from adcorre.cli.common import input_range, labels, positive_int, refuse_dash_values, run_task
 from adcorre.config import ARM_AFFINITY_MODES, LABEL_PRESETS
 
 
@@ -23,11 +23,15 @@ def build_parser(prog="adcorre convert"):
                     "its labels, input range and arch inside.")
     parser.add_argument("source", help="the file to read (.pth, .h5, .keras)")
     parser.add_argument("destination", help="the .h5 or .keras file to write")
-    parser.add_argument("--labels", default=None,
+    parser.add_argument("--labels", type=labels, default=None,
                         help=f"a preset ({', '.join(sorted(LABEL_PRESETS))}) or comma-separated "
                              "names; default: the source's")
-    parser.add_argument("--input-range", default=None, help="lo,hi (write --input-range=-1,1)")
-    parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--input-range", type=input_range, default=None,
+                        help="LO,HI the model takes (write --input-range=-1,1 when LO is "
+                             "negative); default: the source's")
+    parser.add_argument("--input-size", type=positive_int, default=None,
+                        help="the side in pixels the model takes, for files that do not fix it; "
+                             "default: the source's")
     parser.add_argument("--arm-affinity", default=None, choices=ARM_AFFINITY_MODES,
                         help="the ARM layer's inference affinity (PyTorch checkpoints: sample)")
     return parser
@@ -38,22 +42,21 @@ def _convert(args):
     from adcorre.models import weights_io
 
     runtime.quiet_tensorflow()
-    labels = args.labels
-    if labels and "," in labels:
-        labels = [name.strip() for name in labels.split(",")]
-    input_range = args.input_range.split(",") if args.input_range else None
-    path, info = weights_io.convert(args.source, args.destination, labels=labels,
-                                    input_range=input_range, input_size=args.input_size,
+    path, info = weights_io.convert(args.source, args.destination, labels=args.labels,
+                                    input_range=args.input_range, input_size=args.input_size,
                                     arm_affinity=args.arm_affinity)
+    colour = "grey" if info.channels == 1 else "RGB"
     print(f"{info.path} ({info.kind}, arch {info.arch}) -> {path}: labels "
-          f"{', '.join(info.labels)}; input RGB {info.input_size[0]}x{info.input_size[1]} "
+          f"{', '.join(info.labels)}; input {colour} {info.input_size[0]}x{info.input_size[1]} "
           f"in [{info.input_range[0]:g}, {info.input_range[1]:g}]")
     return 0
 
 
 def main(argv=None, prog="adcorre convert"):
     """Runs `adcorre convert` on `argv`; returns the exit status."""
-    return run_task(_convert, build_parser(prog).parse_args(argv))
+    parser = build_parser(prog)
+    refuse_dash_values(parser, argv)
+    return run_task(_convert, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The options of `python test.py`, parsed before TensorFlow loads.
 
 `parse_args` answers `--help` at once and rejects a bad value (a margin out of range, a port
-that is not one, an option without its task, a model file or dataset folder that is not
-there...) with one usage error and exit status 2, before the seconds TensorFlow takes to import;
+that is not one, a misspelt option, an option without its task, a model file, picture, video
+or dataset folder that is not there...) with one usage error and exit status 2, before the seconds TensorFlow takes to import;
 `adcorre.cli.test.main` then loads the model.
 
 Example (the parser alone; `parse_args` also checks that the files named exist):
@@ -15,7 +15,14 @@ import argparse
 import os
 
 from adcorre import config
-from adcorre.cli.common import positive_int
+from adcorre.cli.common import (
+    check_data_dir,
+    input_range,
+    labels,
+    number,
+    positive_int,
+    refuse_dash_values,
+)
 from adcorre.cli.weights import ListWeights
 from adcorre.inference import face_crops
 from adcorre.models import named_weights
@@ -24,8 +31,9 @@ from adcorre.models import named_weights
 def parse_args(argv=None, prog="test.py"):
     """Parses `argv` (default `sys.argv[1:]`); a bad value exits with status 2 and one line.
 
-    A model file or dataset folder that is not there is such a value too: it is reported here,
-    naming its flag, before TensorFlow loads.
+    A model file, picture, video or dataset folder that is not there is such a value too: it is
+    reported here, naming its flag, before TensorFlow loads. An unknown option is reported
+    before a missing one, so a misspelt `--imgae` is named rather than "--image is required".
 
     Args:
         argv: the options, as strings.
@@ -35,6 +43,10 @@ def parse_args(argv=None, prog="test.py"):
         An `argparse.Namespace`.
     """
     parser = build_parser(prog)
+    refuse_dash_values(parser, argv)
+    _, unknown = build_parser(prog, require_task=False).parse_known_args(argv)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args = parser.parse_args(argv)
     check_media_arguments(parser, args)
     check_paths(parser, args)
@@ -42,28 +54,24 @@ def parse_args(argv=None, prog="test.py"):
 
 
 def check_paths(parser, args):
-    """A `--weights` file or a `--dataset`'s folder that is not there: one usage error."""
+    """A `--weights` file, an `--image` or `--video` path or a `--dataset`'s folder that is not
+    there: one usage error. A file that is there but does not decode is said later, when it is
+    read (one picture's error row, exit status 1; a video's error)."""
     if not os.path.isfile(args.weights) and not named_weights.is_name(args.weights):
         what = "a folder, not a file" if os.path.isdir(args.weights) else "not found"
         parser.error(f"argument --weights: {args.weights!r}: {what}; expected a Keras .h5 / "
                      ".keras model file, a PyTorch .pth checkpoint or a released model's name "
                      f"({', '.join(named_weights.NAMED_WEIGHTS)}; --list-weights lists them)")
+    for path in args.image or ():
+        if not os.path.exists(path):
+            parser.error(f"argument --image: {path!r}: not found; expected a picture or a "
+                         "folder of pictures")
+    if args.video is not None and not os.path.exists(args.video):
+        camera = " (a camera is --webcam INDEX)" if args.video.isdigit() else ""
+        parser.error(f"argument --video: {args.video!r}: not found; expected a video "
+                     f"file{camera}")
     if args.dataset and args.dataset != config.DatasetName.synth:
-        from adcorre.data.dataset_readers import find_data_dir  # pandas: only when it is needed
-        from adcorre.errors import DatasetNotFoundError
-
-        try:
-            find_data_dir(args.dataset, args.data_dir, setting="--data-dir")
-        except DatasetNotFoundError as error:
-            parser.error(str(error))
-
-
-def _parse_range(text):
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. -1,1), got {text!r}") from None
-    return lo, hi
+        check_data_dir(parser, args.dataset, args.data_dir)
 
 
 def _parse_margin(text):
@@ -73,26 +81,30 @@ def _parse_margin(text):
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def parse_labels(text):
-    if text is None or text.lower() in config.LABEL_PRESETS:
-        return text
-    return [name.strip() for name in text.split(",")]
+def build_parser(prog="test.py", require_task=True):
+    """The parser of `adcorre test`.
 
+    Args:
+        prog: the command's name in usage and error lines.
+        require_task: False leaves `--weights` and the task optional (`parse_args` looks for
+            unknown options with it first).
 
-def build_parser(prog="test.py"):
+    Returns:
+        An `argparse.ArgumentParser`.
+    """
     parser = argparse.ArgumentParser(
         prog=prog,
         usage=f"{'python ' if prog.endswith('.py') else ''}{prog} --weights W (--image P [P ...] "
               "| --dataset D | --export FORMAT | --video V | --webcam [I] | --serve) [options]",
         description="Recognise facial expressions with an Ad-Corre (or other Keras) model.")
-    parser.add_argument("--weights", required=True,
+    parser.add_argument("--weights", required=require_task,
                         help=".h5 / .keras model file, a PyTorch checkpoint (.pth), or a "
                              "released model by name (" + ", ".join(named_weights.NAMED_WEIGHTS)
                              + "), fetched once into the cache")
     parser.add_argument("--list-weights", action=ListWeights,
                         help="list the released weights by name (file, source, classes, "
                              "reported accuracy, cached or not) and exit")
-    task = parser.add_mutually_exclusive_group(required=True)
+    task = parser.add_mutually_exclusive_group(required=require_task)
     task.add_argument("--image", nargs="+", help="picture(s) or folder(s) of pictures")
     task.add_argument("--dataset", help="evaluate on a dataset: " + ", ".join(
         config.DatasetName.all))
@@ -101,7 +113,8 @@ def build_parser(prog="test.py"):
     parser.add_argument("--split", default="test", help="dataset split (default: test)")
     parser.add_argument("--plot-cm", help="write the normalised confusion matrix to this PNG")
     parser.add_argument("--batch-size", type=positive_int, default=32,
-                        help="pictures (--dataset) or face crops (--image) per model call")
+                        help="pictures (--dataset) or face crops (--image) per model call "
+                             "(default: 32)")
     parser.add_argument("--out", help="export destination (default: next to the weights); "
                                       "never a folder or file the export did not write")
     parser.add_argument("--overwrite", action="store_true",
@@ -113,9 +126,11 @@ def build_parser(prog="test.py"):
     parser.add_argument("--representative", metavar="DATASET:SPLIT",
                         help="with --quantize int8: the pictures that calibrate it, e.g. "
                              "rafdb:train (with --data-dir) or synth:train")
-    parser.add_argument("--labels", help="label names, comma separated, or a preset: " + ", ".join(
-        config.LABEL_PRESETS))
-    parser.add_argument("--input-range", type=_parse_range, help="LO,HI the model takes; write --input-range=-1,1 when LO is negative")
+    parser.add_argument("--labels", type=labels,
+                        help="label names, comma separated, or a preset: " + ", ".join(
+                            config.LABEL_PRESETS))
+    parser.add_argument("--input-range", type=input_range,
+                        help="LO,HI the model takes; write --input-range=-1,1 when LO is negative")
     parser.add_argument("--input-size", type=int, help="for files that do not fix it")
     parser.add_argument("--detector", default=face_crops.DEFAULT_DETECTOR,
                         choices=(*face_crops.DETECTORS, "none"),
@@ -150,7 +165,8 @@ def _add_serve_arguments(parser, task):
     serving.add_argument("--port", type=_parse_port, default=8000,
                          help="TCP port (default 8000; 0 takes a free one)")
     serving.add_argument(
-        "--max-upload-mb", type=_parse_megabytes, default=config.MAX_UPLOAD_BYTES / 1e6,
+        "--max-upload-mb", type=number(1e-6, inclusive=True, why=" MB (1 byte)"),
+        default=config.MAX_UPLOAD_BYTES / 1e6,
         help=f"largest picture upload in MB (default {config.MAX_UPLOAD_BYTES / 1e6:g}); "
              "bigger ones are refused with HTTP 413")
 
@@ -163,16 +179,6 @@ def _parse_port(text):
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"expected a TCP port 0..65535 (0: any free one), got {text!r}")
     return port
-
-
-def _parse_megabytes(text):
-    try:
-        megabytes = float(text)
-    except ValueError:
-        megabytes = 0.0
-    if not megabytes > 0 or megabytes == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of MB, got {text!r}")
-    return megabytes
 
 
 def _add_media_arguments(parser, task):
@@ -208,7 +214,19 @@ def _add_media_arguments(parser, task):
 def check_media_arguments(parser, args):
     """Options of this group used without the task they belong to: one usage error."""
     stream = args.video is not None or args.webcam is not None
-    needs = [("--plot", args.plot, stream, "--video or --webcam"),
+    def changed(name):  # an option left at its default was not given (or changes nothing)
+        return getattr(args, name) != parser.get_default(name)
+
+    needs = [("--plot-cm", args.plot_cm, args.dataset, "--dataset"),
+             ("--split", changed("split"), args.dataset, "--dataset"),
+             ("--data-dir", args.data_dir, args.dataset or args.representative,
+              "--dataset or --representative"),
+             ("--out", args.out, args.export, "--export"),
+             ("--overwrite", args.overwrite, args.export, "--export"),
+             ("--host", changed("host"), args.serve, "--serve"),
+             ("--port", changed("port"), args.serve, "--serve"),
+             ("--max-upload-mb", changed("max_upload_mb"), args.serve, "--serve"),
+("--plot", args.plot, stream, "--video or --webcam"),
              ("--annotate", args.annotate, args.video, "--video"),
              ("--every", args.every != 1, args.video, "--video"),
              ("--detect-every", args.detect_every != 1, args.video, "--video"),

@@ -14,6 +14,8 @@ its options are read).
 import importlib
 import sys
 
+from adcorre.cli.common import quiet_broken_pipe
+
 # name -> (the module whose `main(argv, prog)` runs it, one line for the overview).
 COMMANDS = {
     "train": ("adcorre.cli.train", "train a model; no options: the CPU demo (tiny arch, SynthFER)"),
@@ -37,7 +39,12 @@ def usage():
 
 
 def main(argv=None):
-    """Runs `adcorre` on `argv` (default `sys.argv[1:]`); returns the exit status."""
+    """Runs `adcorre` on `argv` (default `sys.argv[1:]`); returns the exit status (1, quietly,
+    when stdout's reader stops early: `adcorre weights | head -1`)."""
+    return quiet_broken_pipe(_main, argv)
+
+
+def _main(argv):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())

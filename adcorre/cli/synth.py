@@ -6,20 +6,11 @@ Example:
 """
 
 import argparse
+import os
 import sys
 
-from adcorre.cli.common import positive_int, run_task
+from adcorre.cli.common import number, positive_int, run_task
 from adcorre.data import synth_faces
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return value
 
 
 def build_parser(prog="adcorre synth"):
@@ -34,23 +25,21 @@ def build_parser(prog="adcorre synth"):
     parser.add_argument("--image-size", type=positive_int, default=112,
                         help="side in pixels, at least 24 (default: 112)")
     parser.add_argument("--seed", type=int, default=0, help="default: 0")
-    parser.add_argument("--test-fraction", type=_fraction, default=0.2,
+    parser.add_argument("--test-fraction", default=0.2,
+                        type=number(0, inclusive=True, why=" and <= 1", maximum=1,
+                                    maximum_inclusive=True),
                         help="share of the faces in the test split (default: 0.2)")
     parser.add_argument("--original", action="store_true",
                         help="RAF-DB: write Image/original/ instead of Image/aligned/")
-    parser.add_argument("--preview", help="write a contact sheet PNG here")
+    parser.add_argument("--preview", help="write a contact sheet here (.png or .jpg)")
     parser.add_argument("--per-class", type=positive_int, default=8,
                         help="examples per class in --preview (default: 8)")
     return parser
 
 
 def _synth(args):
-    import cv2
-
     if args.preview:
-        sheet = synth_faces.contact_sheet(args.per_class, args.image_size, args.seed)
-        if not cv2.imwrite(args.preview, sheet[..., ::-1]):
-            raise OSError(f"Could not write {args.preview!r} (expected a writable .png path).")
+        synth_faces.write_preview(args.preview, args.per_class, args.image_size, args.seed)
         print(f"preview: {args.preview}")
     if args.out:
         synth_faces.write_dataset(args.out, layout=args.layout, n=args.n,
@@ -60,12 +49,27 @@ def _synth(args):
     return 0
 
 
+def _check_preview(parser, path):
+    """A `--preview` path that cannot be written (another suffix, no such folder): one usage
+    error, before the sheet is drawn."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in synth_faces.PREVIEW_SUFFIXES:
+        parser.error(f"argument --preview: {path!r}: expected a file ending in "
+                     f"{', '.join(synth_faces.PREVIEW_SUFFIXES)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        parser.error(f"argument --preview: {path!r}: no folder {folder}; expected a file in a "
+                     "folder that exists")
+
+
 def main(argv=None, prog="adcorre synth"):
     """Runs `adcorre synth` on `argv`; returns the exit status."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if not args.out and not args.preview:
         parser.error("give --out DIR (with --layout) and/or --preview FILE.png")
+    if args.preview:
+        _check_preview(parser, args.preview)
     return run_task(_synth, args)
 
 

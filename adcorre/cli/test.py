@@ -24,7 +24,7 @@ import warnings
 
 from adcorre import config
 from adcorre.cli import inference_options
-from adcorre.cli.common import exit_status, run_task
+from adcorre.cli.common import exit_status, quiet_broken_pipe, run_task
 from adcorre.errors import PictureError, one_line
 
 
@@ -37,7 +37,9 @@ def _picture_paths(sources):
         if os.path.isdir(source):
             found = sorted(
                 os.path.join(source, name) for name in os.listdir(source)
-                if name.lower().endswith(config.IMAGE_EXTENSIONS)
+                # "._a.jpg" (macOS's resource forks) and other hidden files are no pictures:
+                # skipped as dataset_readers skips them.
+                if name.lower().endswith(config.IMAGE_EXTENSIONS) and not name.startswith(".")
             )
             if not found:
                 raise PictureError(
@@ -108,7 +110,7 @@ def _serve(tester, args):
     from adcorre.serve import server
 
     web = server.RecognitionServer(tester, args.host, args.port,
-                                   max_upload_bytes=int(args.max_upload_mb * 1e6))
+                                   max_upload_bytes=round(args.max_upload_mb * 1e6))
     where = "" if args.host == "127.0.0.1" else f" (listening on {args.host})"
     print(f"Serving {os.path.basename(args.weights)} at {web.url}{where}; "
           f"API: POST {web.url}api/recognize. Ctrl+C stops.", flush=True)
@@ -213,12 +215,13 @@ def _run(args):
 
     runtime.announce_device(use_gpu=not args.cpu)
     tester = TestModels(
-        args.weights, GPU=not args.cpu, labels=inference_options.parse_labels(args.labels),
+        args.weights, GPU=not args.cpu, labels=args.labels,
         input_range=args.input_range, input_size=args.input_size,
         detector=None if args.detector == "none" else args.detector,
         align=not args.no_align, margin=args.margin, verbose=False)
-    if (args.image or args.video or args.webcam is not None or args.serve) and tester.drawn_faces_note():
-        print(tester.drawn_faces_note(), file=sys.stderr)
+    note = tester.drawn_faces_note()
+    if note and (args.image or args.video or args.webcam is not None or args.serve):
+        print(note, file=sys.stderr)
     if args.serve:
         return _serve(tester, args)
     if _is_media_task(args):
@@ -259,7 +262,10 @@ def main(argv=None, prog="test.py"):
         argv: the options, as strings.
         prog: the command's name in usage and error lines.
     """
-    return run_task(_run, inference_options.parse_args(argv, prog=prog))
+    def run():
+        return run_task(_run, inference_options.parse_args(argv, prog=prog))
+
+    return quiet_broken_pipe(run)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ naming it), 1 when the run stopped on the disk (full, not writable) or memory.
 import sys
 
 from adcorre.cli import train_options
-from adcorre.cli.common import run_task
+from adcorre.cli.common import quiet_broken_pipe, run_task
 
 
 def _train(args):
@@ -28,8 +28,11 @@ def main(argv=None, prog="train.py"):
         argv: the options, as strings.
         prog: the command's name in usage and error lines.
     """
-    args = train_options.parse_args(argv, prog=prog)
-    return run_task(_train, args, stopped="the run stopped: ")
+    def run():
+        args = train_options.parse_args(argv, prog=prog)
+        return run_task(_train, args, stopped="the run stopped: ")
+
+    return quiet_broken_pipe(run)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ folder that cannot be written...) with one usage error and exit status 2, before
 TensorFlow takes to import. Every option's help gives its true default: a fixed value, or the
 recipe's for each recipe of `config.RECIPES` (computed from them, so it cannot go stale).
 `training_arguments` turns the parsed options into `train.TrainModel`'s keyword arguments.
-This module imports `config` only.
+This module imports `config` and `cli.common`.
 
 Example:
 >>> args = parse_args(["--epochs", "2"])
@@ -16,10 +16,10 @@ Example:
 """
 
 import argparse
-import math
 import os
 import tempfile
 
+from adcorre.cli.common import check_data_dir, number
 from adcorre.config import (
     ADCORRE_BATCHES,
     ARCHES,
@@ -57,23 +57,6 @@ def _setting(field, why=""):
         if value is None or value < minimum:
             raise argparse.ArgumentTypeError(
                 f"expected an integer >= {minimum}{why}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _number(minimum, inclusive, why="", maximum=math.inf):
-    """An argparse type: a finite number above (or, `inclusive`, at least) `minimum` and below
-    `maximum`."""
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if (not math.isfinite(value) or value < minimum or (value == minimum and not inclusive)
-                or value >= maximum):
-            bound = f"{'>=' if inclusive else '>'} {minimum:g}"
-            raise argparse.ArgumentTypeError(f"expected a number {bound}{why}, got {text!r}")
         return value
 
     return parse
@@ -216,7 +199,7 @@ def _data_options(data):
                       help="the split each epoch is scored on; public_private_test: FER-2013 / "
                            "FERPlus PublicTest + PrivateTest (the official Ad-Corre test set), "
                            f"val: their PublicTest; default: test ({per_dataset('test_split')})")
-    data.add_argument("--val-fraction", type=_number(0, inclusive=False,
+    data.add_argument("--val-fraction", type=number(0, inclusive=False,
                                                      why=" and < 1", maximum=1),
                       default=None,
                       help="hold out this share of the training split (stratified, seeded by "
@@ -256,19 +239,19 @@ def _recipe_options(recipe):
     recipe.add_argument("--batch-size", type=_setting("batch_size", " (FD, MD and ED compare the samples "
                                                          "of a batch)"), default=None,
                         help=f"the global batch, >= 2; {recipe_default('batch_size')}")
-    recipe.add_argument("--lr", type=_number(0, inclusive=False), default=None,
+    recipe.add_argument("--lr", type=number(0, inclusive=False), default=None,
                         help=f"initial learning rate; {recipe_default('learning_rate')}")
     recipe.add_argument("--lr-schedule", default=None, choices=LR_SCHEDULES,
                         help="inverse_time: lr / (1 + lr_decay * step), the official Keras 2 "
                              "decay; step: x a factor every --lr-decay-every epochs "
                              f"({per_recipe('lr_decay_factor')}); {recipe_default('lr_schedule')}")
-    recipe.add_argument("--lr-decay", type=_number(0, inclusive=True), default=None,
+    recipe.add_argument("--lr-decay", type=number(0, inclusive=True), default=None,
                         help=f"per-step decay of the inverse_time schedule; "
                              f"{recipe_default('lr_decay')}")
     recipe.add_argument("--lr-decay-every", type=_setting("lr_decay_every"), default=None,
                         help=f"epochs between the step schedule's steps; "
                              f"{recipe_default('lr_decay_every')}")
-    recipe.add_argument("--ce-weight", type=_number(0, inclusive=True), default=None,
+    recipe.add_argument("--ce-weight", type=number(0, inclusive=True), default=None,
                         help="weight of the cross-entropy term; 50/C (C classes: 50/7 = "
                              "7.14) is the official code's balance; "
                              f"{recipe_default('ce_weight', _ce_weight_shown)}")
@@ -335,13 +318,7 @@ def parse_args(argv=None, prog="train.py"):
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.dataset != DatasetName.synth:
-        from adcorre.data.dataset_readers import find_data_dir  # pandas: only when it is needed
-        from adcorre.errors import DatasetNotFoundError
-
-        try:
-            find_data_dir(args.dataset, args.data_dir, setting="--data-dir")
-        except DatasetNotFoundError as error:
-            parser.error(str(error))
+        check_data_dir(parser, args.dataset, args.data_dir)
     if args.rafdb_images != "auto" and args.dataset != DatasetName.rafdb:
         parser.error(f"argument --rafdb-images: {args.rafdb_images} is for --dataset rafdb, "
                      f"not {args.dataset}")

@@ -18,12 +18,13 @@ def describe():
     lines = [f"Named weights (--weights NAME); cache: {named_weights.cache_folder()}"
              f" (${named_weights.HOME_VARIABLE}); mirror: ${named_weights.MIRROR_VARIABLE}", ""]
     for row in named_weights.listing():
+        spec = named_weights.NAMED_WEIGHTS[row["name"]]
         cached = "cached" if row["cached"] != "no" else "not cached"
         lines += [f"{row['name']:<18} {row['file']:<24} {row['reported']}  ({cached})",
                   f"    from     {row['source']}",
-                  f"    address  {row['address']}",
+                  f"    address  {row['address']}"
+                  + ("" if spec.url else " (no download: get it by hand, below)"),
                   f"    classes  {row['classes']}"]
-        spec = named_weights.NAMED_WEIGHTS[row["name"]]
         if spec.how_to_get:
             lines.append(f"    get it   {spec.how_to_get}; put it at "
                          f"{named_weights.cached_path(row['name'])}")

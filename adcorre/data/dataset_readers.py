@@ -69,7 +69,7 @@ def _split_name(split):
     if lower not in aliases:
         raise SettingError(
             f"Unknown split {split!r}: use 'train', 'val' or 'test' ('public_private_test' for "
-            f"FER-2013 and FERPlus), or a config.DatasetType: "
+            f"FER-2013 and FERPlus), or a dataset type: "
             f"{', '.join(config.DatasetType.all)}."
         )
     return aliases[lower], forced
@@ -691,7 +691,8 @@ def find_data_dir(dataset_name, data_dir=None, setting="data_dir="):
     if not os.path.isdir(data_dir):
         raise DatasetNotFoundError(
             f"{dataset_name} data folder not found: {data_dir}. Pass {setting} or set "
-            "$FER_DATA_ROOT (see config.default_data_dir).")
+            f"$FER_DATA_ROOT to the folder that holds {dataset_name}/ (the default is "
+            f"./data/{dataset_name}).")
     return data_dir
 
 

@@ -796,7 +796,8 @@ def _inverse(mapping):
 
 
 def _save(path, image_rgb, quality=95):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.dirname(path):  # "sheet.png" lies in the current folder, which is there
+        os.makedirs(os.path.dirname(path), exist_ok=True)
     ext = os.path.splitext(path)[1].lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(image_rgb[..., ::-1]), params)
@@ -1068,3 +1069,17 @@ def contact_sheet(per_class=8, image_size=112, seed=0):
                     0.5 * image_size / 112 + 0.15, (0, 0, 0), 1, cv2.LINE_AA)
         rows.append(np.concatenate([tag] + list(images), axis=1))
     return np.concatenate(rows, axis=0)
+
+
+# What `write_preview` writes: the encoders of OpenCV that every build has.
+PREVIEW_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def write_preview(path, per_class=8, image_size=112, seed=0):
+    """Writes `contact_sheet(per_class, image_size, seed)` to `path` with the datasets' writer.
+
+    Args:
+        path: a file ending in one of `PREVIEW_SUFFIXES`.
+        per_class, image_size, seed: as for `contact_sheet`.
+    """
+    _save(path, contact_sheet(per_class, image_size, seed))

@@ -255,5 +255,5 @@ def listing():
         rows.append({"name": name, "file": spec.file, "source": spec.source,
                      "classes": classes, "reported": spec.reported,
                      "cached": cached_path(name) if is_cached(name) else "no",
-                     "address": spec.url or "none (see how_to_get)"})
+                     "address": spec.url or "none"})
     return rows

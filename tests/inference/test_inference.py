@@ -242,6 +242,12 @@ def test_bad_picture_gets_one_clear_error(kind, grace, tester, tiny_file, tmp_pa
     with pytest.raises(error, match=message) as raised:
         tester.recognize_fer(str(path))
     assert str(path) in str(raised.value)
+    if kind == "missing":  # the command says it before the model loads: a usage error
+        with pytest.raises(SystemExit) as stop:
+            test_cli.main(["--weights", tiny_file, "--image", str(path)])
+        assert stop.value.code == 2
+        assert f"argument --image: {str(path)!r}: not found" in capsys.readouterr().err
+        return
     assert test_cli.main(["--weights", tiny_file, "--image", str(path)]) == 1
     output = capsys.readouterr()
     assert "Traceback" not in output.out + output.err

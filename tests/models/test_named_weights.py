@@ -136,6 +136,7 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 from adcorre.cli.main import main
 sys.exit(main(["test", "--weights", "adcorre-rafdb", "--image", "x.jpg"]))
 """
+    (tmp_path / "x.jpg").write_bytes(b"there: the pictures are checked before the weights")
     run = run_python(code, env={"ADCORRE_HOME": os.environ["ADCORRE_HOME"],
                                 "ADCORRE_WEIGHTS_MIRROR": os.environ["ADCORRE_WEIGHTS_MIRROR"],
                                 "CUDA_VISIBLE_DEVICES": ""}, cwd=tmp_path)
@@ -194,6 +195,7 @@ def test_a_release_without_an_address_says_where_to_get_it(tmp_path, monkeypatch
 
 
 def test_the_command_line_takes_a_name_and_says_one_line_when_offline(tmp_path):
+    (tmp_path / "x.jpg").write_bytes(b"there: the pictures are checked before the weights")
     run = run_python(module="adcorre", argv=["test", "--weights", "adcorre-rafdb", "--image",
                                              "x.jpg"],
                      env={"ADCORRE_HOME": str(tmp_path), "CUDA_VISIBLE_DEVICES": "",

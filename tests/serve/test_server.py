@@ -321,7 +321,7 @@ def test_cli_serve_options_are_checked_when_parsed(capsys):
     arguments = parser.parse_args(["--weights", "w.h5", "--serve"])
     assert (arguments.host, arguments.port, arguments.max_upload_mb) == ("127.0.0.1", 8000, 20.0)
     for option, value, words in (("--port", "70000", "expected a TCP port 0..65535"),
-                                 ("--max-upload-mb", "0", "expected a positive number of MB")):
+                                 ("--max-upload-mb", "0", "expected a number >= 1e-06 MB")):
         with pytest.raises(SystemExit):
             parser.parse_args(["--weights", "w.h5", "--serve", option, value])
         assert f"argument {option}: {words}" in capsys.readouterr().err
