@@ -93,8 +93,10 @@ class TestModels:
         self.verbose = verbose
         self.detector = face_crops.FaceDetector(detector) if detector else None
         self.timings = {}
-        if verbose and (note := self.drawn_faces_note()):
-            print(note, file=sys.stderr)
+        if verbose:
+            for note in (self.drawn_faces_note(), self._assumptions_note(labels, input_range)):
+                if note:
+                    print(note, file=sys.stderr)
 
     def drawn_faces_note(self):
         """One line saying the model knows only SynthFER's drawn faces, or None.
@@ -108,6 +110,24 @@ class TestModels:
         return (f"note: {os.path.basename(self.info.path)} was trained on SynthFER's drawn faces "
                 "and knows only those; for photographs use the official weights "
                 "(trained_models/README.md) or a model trained on a real dataset.")
+
+    def _assumptions_note(self, labels, input_range):
+        """One line naming what a foreign classifier's file does not say and was assumed (its
+        class names, its input range), or None: wrong guesses give wrong labels silently."""
+        if self.info.kind != "classifier":
+            return None
+        assumed = []
+        unnamed = tuple(f"class_{i}" for i in range(self.info.num_classes))
+        if labels is None and tuple(self.info.labels) == unnamed:
+            assumed.append(f"its classes are called class_0..class_{self.info.num_classes - 1} "
+                           "(name them with --labels, labels=)")
+        if input_range is None:
+            assumed.append("its input range is taken as 0,1 (set it with --input-range, "
+                           "input_range=)")
+        if not assumed:
+            return None
+        return (f"note: {os.path.basename(self.info.path)} does not say how to read it: "
+                f"{'; '.join(assumed)}.")
 
     # ---------------------------------------------------------------------------------- pictures
 

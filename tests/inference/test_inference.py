@@ -188,6 +188,21 @@ def test_gpu_flag_on_a_machine_without_gpu(tiny_file):
         assert TestModels(tiny_file, GPU=flag, verbose=False).info.kind == "project"
 
 
+def test_a_foreign_classifier_read_by_guesses_says_so(fer_model, capsys):
+    """Without --labels and --input-range the fer model answered `class_6 0.450` and said
+    nothing; with them it is `Neutral 0.968`."""
+    TestModels(fer_model, detector=None)
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(said) == 1 and "emotion_model.hdf5 does not say how to read it" in said[0]
+    assert "class_0..class_6 (name them with --labels" in said[0]
+    assert "input range is taken as 0,1 (set it with --input-range" in said[0]
+    TestModels(fer_model, labels="fer2013", detector=None)
+    said = capsys.readouterr().err
+    assert "--input-range" in said and "--labels" not in said
+    TestModels(fer_model, labels="fer2013", input_range=(-1, 1), detector=None)
+    assert "note:" not in capsys.readouterr().err
+
+
 def test_fer_package_model_on_real_faces(fer_model, grace, astronaut):
     tester = TestModels(fer_model, labels="fer2013", input_range=(-1, 1), verbose=False)
     assert (tester.info.channels, tester.info.input_size) == (1, (64, 64))
