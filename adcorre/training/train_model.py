@@ -47,6 +47,7 @@ from adcorre.training.trainer import (
     AdCorreTrainer,
     EpochEnd,
     ResumableBackup,
+    epoch_model_path,
     _CSVLogger,
     _is_chief,
     _strategy_name,
@@ -403,6 +404,9 @@ class TrainModel:
         self._check_resume(save_dir, backup.saved_position(), backup.settings)
         trainer = self._build_trainer(strategy, arch, weight_path, jit, steps)
         start_epoch, start_batch = backup.load(trainer)
+        resuming = bool(start_epoch or start_batch)
+        if resuming and start_epoch < config.epochs:
+            print(f"Resuming {save_dir} at epoch {start_epoch + 1}, batch {start_batch}.")
         state = {}
         state_path = os.path.join(save_dir, "training_state.json")
         if os.path.exists(state_path):
@@ -410,17 +414,11 @@ class TrainModel:
             # epoch after its records but before its first backup: it starts over.
             with open(state_path) as handle:
                 state = json.load(handle)
-            if start_epoch or start_batch:
-                if start_epoch < config.epochs:
-                    print(f"Resuming {save_dir} at epoch {start_epoch + 1}, batch "
-                          f"{start_batch}.")
-            else:
+            if not resuming:
                 print(f"Starting {save_dir} over: it was stopped in its first epoch, before "
                       "its first backup.")
             if chief:
                 _agree_with_the_backup(save_dir, state, start_epoch)
-        elif start_epoch or start_batch:
-            print(f"Resuming {save_dir} at epoch {start_epoch + 1}, batch {start_batch}.")
         skipped = {"train": train.skipped, "test": test.skipped}
         if val is not None:
             skipped["validation"] = val.skipped
@@ -578,9 +576,9 @@ def _best_of_the_kept_epochs(save_dir, state):
     there can be the best (without --keep-all an epoch's file goes when a later one beats it)."""
     selected_by = "val_accuracy" if state.get("selected_by") == "validation" else "test_accuracy"
 
-    def file_of(entry):  # EpochEnd's name for an epoch's model
-        return os.path.join(save_dir, f"{state.get('dataset')}_{int(entry['epoch'])}_AC_"
-                                      f"{float(entry['test_accuracy']):.4f}.h5")
+    def file_of(entry):
+        return epoch_model_path(save_dir, state.get("dataset"), entry["epoch"],
+                                entry["test_accuracy"])
 
     for key in ("best_accuracy", "best_val_accuracy", "best_path", "best_epoch", "latest_path"):
         state.pop(key, None)

@@ -236,6 +236,12 @@ def _is_chief():
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0
 
 
+def epoch_model_path(save_dir, dataset_name, epoch, test_accuracy):
+    """Where an epoch's model is saved: `<save_dir>/<dataset>_<epoch>_AC_<accuracy>.h5` (epochs
+    counted from 1; the accuracy on the split each epoch is scored on)."""
+    return os.path.join(save_dir, f"{dataset_name}_{int(epoch)}_AC_{float(test_accuracy):.4f}.h5")
+
+
 class EpochEnd(keras.callbacks.Callback):
     """Refreshes the attention map, evaluates, saves `<dataset>_<epoch>_AC_<acc>.h5`, keeps the best.
 
@@ -335,8 +341,8 @@ class EpochEnd(keras.callbacks.Callback):
         print(f"{line}; omega [{', '.join(f'{v:.3f}' for v in omega)}]")
         if not self.chief:
             return
-        stem = f"{self.dataset_name}_{number}_AC_{summary['accuracy']:.4f}"
-        path = os.path.join(self.save_dir, stem + ".h5")
+        path = epoch_model_path(self.save_dir, self.dataset_name, number, summary["accuracy"])
+        stem = os.path.splitext(os.path.basename(path))[0]
         weights_io.save_model(
             self.model.network, path, labels=self.names, input_range=(0.0, 1.0), arch=self.arch,
             extra={"epoch": number, "dataset": self.dataset_name, **scores},
