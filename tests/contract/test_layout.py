@@ -6,6 +6,9 @@ module, the ones inside functions too (a late import is still a dependency), and
 table must name every module and exactly what it imports. Between subpackages imports flow one
 way (training and inference never import each other). The root holds exactly the card's names,
 each a face of the package; every module that loads Keras at its top quiets TensorFlow first.
+A registry package (`data.datasets`) is a module on the graph too, and a dataset is one module:
+each module of that package declares one record named as itself, and no other module names one
+(but `data.dataset_readers`, which keeps the public names that lived in it).
 """
 
 import ast
