@@ -24,6 +24,7 @@ from adcorre.cli.common import (
     refuse_dash_values,
 )
 from adcorre.cli.weights import ListWeights
+from adcorre.data import datasets
 from adcorre.inference import face_crops
 from adcorre.models import named_weights
 
@@ -106,8 +107,7 @@ def build_parser(prog="test.py", require_task=True):
                              "reported accuracy, cached or not) and exit")
     task = parser.add_mutually_exclusive_group(required=require_task)
     task.add_argument("--image", nargs="+", help="picture(s) or folder(s) of pictures")
-    task.add_argument("--dataset", help="evaluate on a dataset: " + ", ".join(
-        config.DatasetName.all))
+    task.add_argument("--dataset", help="evaluate on a dataset: " + ", ".join(datasets.names()))
     task.add_argument("--export", choices=config.EXPORT_FORMATS, help="write the model for serving")
     parser.add_argument("--data-dir", help="dataset folder (default: ./data/<dataset>)")
     parser.add_argument("--split", default="test", help="dataset split (default: test)")
@@ -248,6 +248,6 @@ def check_media_arguments(parser, args):
                      "calibrate its 8-bit ranges), e.g. rafdb:train")
     if args.representative:
         dataset, _, split = args.representative.partition(":")
-        if dataset not in config.DatasetName.all or not split:
+        if dataset not in datasets.names() or not split:
             parser.error(f"--representative: expected DATASET:SPLIT with a dataset among "
-                         f"{', '.join(config.DatasetName.all)}, got {args.representative!r}")
+                         f"{', '.join(datasets.names())}, got {args.representative!r}")

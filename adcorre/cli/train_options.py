@@ -37,6 +37,7 @@ from adcorre.config import (
     LearningConfig,
     default_data_dir,
 )
+from adcorre.data import datasets
 
 SWITCH = {"auto": "auto", "on": True, "off": False}
 
@@ -181,7 +182,7 @@ def build_parser(prog="train.py"):
 
 
 def _data_options(data):
-    data.add_argument("--dataset", default=DatasetName.synth, choices=DatasetName.all,
+    data.add_argument("--dataset", default=DatasetName.synth, choices=datasets.names(),
                       help="synth: SynthFER, drawn in memory (default: synth)")
     data.add_argument("--data-dir", default=None,
                       help=f"the dataset's root folder as it ships (default: "
