@@ -6,9 +6,8 @@ short or answer with an HTML login page instead. `ADCORRE_WEIGHTS_MIRROR` points
 `ADCORRE_HOME` at a temporary folder.
 """
 
-import http.server
+import hashlib
 import os
-import threading
 import urllib.error
 
 import numpy as np
@@ -17,47 +16,10 @@ import pytest
 from adcorre import errors
 from adcorre.cli import weights as weights_cli
 from adcorre.inference.test_models import TestModels
-from adcorre.models import named_weights, weights_io
+from adcorre.models import downloads, named_weights, weights_io, weights_table
 from forge_official import forge_official
 from helpers import run_python
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves `server.files` (name -> bytes); `server.mode` "whole", "short", "chunk_cut" or
-    "html"."""
-
-    def do_GET(self):  # noqa: N802  (http.server's name)
-        self.server.requests.append(self.path)
-        name = self.path.lstrip("/")
-        body = self.server.files.get(name)
-        if body is None:
-            self.send_error(404)
-            return
-        if self.server.mode == "html":
-            page = b"<!DOCTYPE html><html><body>Please log in</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-            return
-        if self.server.mode == "chunk_cut":
-            # A chunked answer whose first chunk promises the whole file, then the connection
-            # closes after half of it (no Content-Length to compare with).
-            self.send_response(200)
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            self.wfile.write(b"%x\r\n" % len(body) + body[:len(body) // 2])
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        # "short": the connection closes after half the announced bytes.
-        self.wfile.write(body if self.server.mode == "whole" else body[:len(body) // 2])
-
-    def log_message(self, *args):
-        pass
+from weight_server import serving
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +31,11 @@ def forged(tmp_path_factory):
 @pytest.fixture
 def mirror(forged, tmp_path, monkeypatch):
     """A loopback server holding the forged file as RafDB_8696.h5; the cache in tmp_path."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.files = {"RafDB_8696.h5": open(forged["path"], "rb").read()}
-    server.requests, server.mode = [], "whole"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("ADCORRE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("ADCORRE_WEIGHTS_MIRROR", f"http://127.0.0.1:{server.server_port}/")
-    monkeypatch.chdir(tmp_path)  # no file named like a release here
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving({"RafDB_8696.h5": open(forged["path"], "rb").read()}) as server:
+        monkeypatch.setenv("ADCORRE_HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("ADCORRE_WEIGHTS_MIRROR", server.url)
+        monkeypatch.chdir(tmp_path)  # no file named like a release here
+        yield server
 
 
 def _cache_listing(tmp_path):
@@ -92,17 +48,33 @@ def test_a_name_is_fetched_once_cached_and_loaded_as_the_official_kind(mirror, f
     assert mirror.requests == ["/RafDB_8696.h5"]  # the mirror's base URL + the file's name
     assert tester.info.kind == "official" and tester.info.arch == "xcp"
     assert tester.info.path == str(tmp_path / "home" / "weights" / "RafDB_8696.h5")
-    assert _cache_listing(tmp_path) == ["RafDB_8696.h5"]
+    # No digest is published for the official files: the first download's is recorded beside it.
+    assert _cache_listing(tmp_path) == ["RafDB_8696.h5", "RafDB_8696.h5.sha256"]
+    served = hashlib.sha256(mirror.files["RafDB_8696.h5"]).hexdigest()
+    assert (tmp_path / "home" / "weights" / "RafDB_8696.h5.sha256").read_text() == \
+        f"{served}  RafDB_8696.h5\n"
     probabilities = tester.model.predict(forged["images"], verbose=0)[0]
     np.testing.assert_allclose(probabilities, forged["outputs"][0], atol=1e-5)
     again = TestModels(h5_address="adcorre-rafdb", verbose=False)  # from the cache now
     assert mirror.requests == ["/RafDB_8696.h5"] and again.info.kind == "official"
 
 
+def _table_row(out, name):
+    """The cells of `name`'s row of `adcorre weights`' table (split on runs of 2+ spaces)."""
+    import re
+
+    rows = [re.split(r"\s{2,}", line) for line in out.splitlines() if line.startswith(name + " ")]
+    assert len(rows) == 1, out
+    return rows[0]
+
+
 def test_the_listing_says_what_is_cached(mirror, capsys):
     assert weights_cli.main([]) == 0
-    assert "adcorre-rafdb      RafDB_8696.h5            86.96 % on RAF-DB  (not cached)" in \
-        capsys.readouterr().out
+    out = capsys.readouterr().out
+    header = _table_row(out, "name")
+    row = dict(zip(header, _table_row(out, "xcp.rafdb")))
+    assert (row["aliases"], row["file"], row["reported"], row["cached"]) == (
+        "adcorre-rafdb", "RafDB_8696.h5", "86.96 % on RAF-DB", "no")
     weights_io.load_model("adcorre-rafdb")
     weights_cli.main(["--json"])
     rows = [line for line in capsys.readouterr().out.splitlines() if '"adcorre-rafdb"' in line]
@@ -175,7 +147,7 @@ def test_offline_names_the_address_and_where_to_put_the_file(tmp_path, monkeypat
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(named_weights.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(downloads.urllib.request, "urlopen", offline)
     with pytest.raises(errors.WeightsUnavailableError) as raised:
         TestModels(h5_address="adcorre-fer2013", verbose=False)
     said = str(raised.value)
@@ -208,6 +180,7 @@ def test_the_command_line_takes_a_name_and_says_one_line_when_offline(tmp_path):
 def test_the_progress_bar_draws_on_request(mirror, tmp_path, capsys):
     spec = named_weights.NAMED_WEIGHTS["adcorre-rafdb"]
     target = str(tmp_path / "bar" / spec.file)
-    named_weights.download(named_weights.address("adcorre-rafdb"), target, spec, progress=True)
+    downloads.download(named_weights.address("adcorre-rafdb"), target, what=spec.name,
+                       signatures=(b"\x89HDF",), progress=True)
     err = capsys.readouterr().err
     assert "\rRafDB_8696.h5: [##############################]" in err and os.path.isfile(target)
