@@ -45,8 +45,8 @@ def describe():
                   f"${downloads.TIMEOUT_VARIABLE} (default {downloads.DEFAULT_TIMEOUT_S:g} s)"]
     for row in rows:
         if row["how_to_get"]:
-            lines.append(f"{row['name']} has no download address: {row['how_to_get']}; put it "
-                         f"at {named_weights.cached_path(row['name'])}")
+            lines.append(f"no download address for {row['name']}: {row['how_to_get']}; put "
+                         f"it at {named_weights.cached_path(row['name'])}")
     lines.append("--verify checks the files here against their digests; --json gives every "
                  "field (address, kind, classes)")
     return "\n".join(lines)

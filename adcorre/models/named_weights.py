@@ -154,10 +154,15 @@ def fetch(name, progress=None):
             f"it by hand and put it at {target}, or pass its path to --weights (h5_address=), or "
             f"set {MIRROR_VARIABLE} to a base URL that serves {record.file}.")
     recorded = _recorded_digest(target)
+    advice = _advice(record, target)
+    if recorded and not record.digest:
+        advice = (f"The expected SHA-256 was recorded at its first download, in {target}"
+                  f"{RECORD_SUFFIX}: remove that file to take what the address serves now. "
+                  + advice)
     digests = downloads.download(
         url, target, what=f"{record.name} ({record.file})", progress=progress,
         signatures=_SIGNATURES[os.path.splitext(record.file)[1]],
-        digest=record.digest or recorded, advice=_advice(record, target))
+        digest=record.digest or recorded, advice=advice)
     wrote_record = record.digest is None and recorded is None
     if wrote_record:
         _write_record(target, digests["sha256"])
@@ -298,9 +303,10 @@ def verify():
             else:
                 _CHECKED_HERE.pop(path, None)  # --verify reads every byte again
                 check_digest(record, path)
-                against = record.digest_source or f"recorded in {path}{RECORD_SUFFIX}"
-                row.update(status="ok", said=f"{path}: its {_digest_words(record, path)} "
-                                             f"digest matches ({against})")
+                against = (f"its published {record.digest.split(':')[0].upper()} "
+                           f"({record.digest_source})" if record.digest else
+                           f"the SHA-256 recorded at its first download ({path}{RECORD_SUFFIX})")
+                row.update(status="ok", said=f"{path}: matches {against}")
         except WeightFileError as error:  # a mismatch, or a record that is not one
             row.update(status="mismatch", said=str(error))
         if record.github_blob and row["status"] == "ok":
