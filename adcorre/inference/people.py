@@ -107,19 +107,24 @@ class _Person:
         self._see(box, time_s)
 
     def _see(self, box, time_s):
-        self.centre = np.array([box[0] + box[2] / 2.0, box[1] + box[3] / 2.0])
-        self.time_s = time_s
+        x, y = box[0] + box[2] / 2.0, box[1] + box[3] / 2.0
+        self.centre, self.time_s = np.array([x, y], np.float64), time_s
         # A box much narrower than the face was is a face partly hidden: its centre is off
         # the face's, so it moves the person but does not steer its velocity.
         if max(box[2], box[3]) >= PARTIAL_WIDTH * self.width:
-            self.sightings.append((time_s, self.centre))
-        if len(self.sightings) >= 2:
-            times = np.array([t for t, _ in self.sightings])
-            centres = np.array([c for _, c in self.sightings])
-            spread = times - times.mean()
-            if (spread ** 2).sum() > 0:
-                self.velocity = (spread[:, None] * (centres - centres.mean(axis=0))).sum(
-                    axis=0) / (spread ** 2).sum()
+            self.sightings.append((float(time_s), float(x), float(y)))
+        # The least-squares slope, in plain floats: a handful of points costs numpy more in
+        # calls than in arithmetic.
+        count = len(self.sightings)
+        if count >= 2:
+            mean_t = sum(t for t, _, _ in self.sightings) / count
+            mean_x = sum(x for _, x, _ in self.sightings) / count
+            mean_y = sum(y for _, _, y in self.sightings) / count
+            scale = sum((t - mean_t) ** 2 for t, _, _ in self.sightings)
+            if scale > 0:
+                self.velocity = np.array([
+                    sum((t - mean_t) * (x - mean_x) for t, x, _ in self.sightings) / scale,
+                    sum((t - mean_t) * (y - mean_y) for t, _, y in self.sightings) / scale])
 
     def predicted(self, time_s):
         return self.centre + self.velocity * (time_s - self.time_s)
@@ -163,8 +168,8 @@ class PersonTracker:
         self.people = [p for p in self.people if time_s - p.time_s <= self.memory_s]
         faces = [index for index, box in enumerate(boxes) if box is not None]
         looks = {index: appearance(picture, boxes[index]) for index in faces}
-        clear = {index: not any(_overlap(boxes[index], boxes[other]) > 0
-                                for other in faces if other != index) for index in faces}
+        overlapping = _overlapping([boxes[index] for index in faces])
+        clear = {index: not overlapping[row].any() for row, index in enumerate(faces)}
         recent = [p for p in self.people if p.time_s == self.last_time]
         earlier = [p for p in self.people if p.time_s != self.last_time]
         assigned = {}
@@ -191,29 +196,37 @@ class PersonTracker:
             return {}
         from scipy.optimize import linear_sum_assignment
 
-        cost = np.full((len(faces), len(people)), _UNMATCHABLE)
-        for row, index in enumerate(faces):
-            x, y, w, h = boxes[index]
-            centre, width = np.array([x + w / 2.0, y + h / 2.0]), float(max(w, h))
-            for column, person in enumerate(people):
-                elapsed = time_s - person.time_s
-                allowance = MAX_JUMP_WIDTHS + MAX_DRIFT_WIDTHS_PER_S * elapsed
-                distance = np.linalg.norm(centre - person.predicted(time_s)) / person.width
-                ratio = width / max(person.width, 1e-9)
-                similarity = float(looks[index] @ person.look)
-                if (distance > allowance or not 1 / MAX_SIZE_RATIO <= ratio <= MAX_SIZE_RATIO
-                        or similarity < MIN_SIMILARITY):
-                    continue
-                cost[row, column] = distance / allowance + APPEARANCE_WEIGHT * (1.0 - similarity)
+        found = np.array([boxes[index] for index in faces], np.float64)
+        centres = found[:, :2] + found[:, 2:] / 2.0
+        widths = found[:, 2:].max(axis=1)
+        elapsed = np.array([time_s - person.time_s for person in people])
+        predicted = np.array([person.predicted(time_s) for person in people])
+        person_widths = np.array([person.width for person in people])
+        # Rows: faces; columns: people.
+        allowance = MAX_JUMP_WIDTHS + MAX_DRIFT_WIDTHS_PER_S * elapsed[None, :]
+        distance = np.linalg.norm(centres[:, None, :] - predicted[None, :, :], axis=2) / \
+            person_widths[None, :]
+        ratio = widths[:, None] / np.maximum(person_widths[None, :], 1e-9)
+        similarity = np.array([looks[index] for index in faces]) @ np.array(
+            [person.look for person in people]).T
+        allowed = ((distance <= allowance) & (ratio >= 1 / MAX_SIZE_RATIO)
+                   & (ratio <= MAX_SIZE_RATIO) & (similarity >= MIN_SIMILARITY))
+        cost = np.where(allowed, distance / allowance + APPEARANCE_WEIGHT * (1.0 - similarity),
+                        _UNMATCHABLE)
         rows, columns = linear_sum_assignment(cost)
-        return {faces[r]: people[c] for r, c in zip(rows, columns) if cost[r, c] < _UNMATCHABLE}
+        return {faces[r]: people[c] for r, c in zip(rows, columns) if allowed[r, c]}
 
 
-def _overlap(a, b):
-    """Area of the intersection of two `(x, y, w, h)` boxes."""
-    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    return max(0.0, width) * max(0.0, height)
+def _overlapping(boxes):
+    """(n, n) bool: which `(x, y, w, h)` boxes overlap which others (the diagonal False)."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    left, top = boxes[:, 0], boxes[:, 1]
+    right, bottom = left + boxes[:, 2], top + boxes[:, 3]
+    width = np.minimum(right[:, None], right[None, :]) - np.maximum(left[:, None], left[None, :])
+    height = np.minimum(bottom[:, None], bottom[None, :]) - np.maximum(top[:, None], top[None, :])
+    overlap = (width > 0) & (height > 0)
+    np.fill_diagonal(overlap, False)
+    return overlap
 
 
 class ProbabilitySmoother:
