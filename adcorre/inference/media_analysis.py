@@ -134,6 +134,8 @@ def recognize_video(tester, video_path, csv_path=None, every=1, annotate_path=No
     Raises:
         FileNotFoundError: no such file. VideoError: it cannot be opened or has no frame.
         VideoStopped: Ctrl+C or SIGTERM; it carries the rows so far (the CSV holds them).
+            While the video runs in the main thread, SIGTERM's handler is this function's; the
+            one before is put back at the end.
         A file or stream that breaks or stalls in the middle gives the rows up to there and
         one warning.
     """
