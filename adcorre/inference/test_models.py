@@ -301,15 +301,17 @@ class TestModels:
         """One row per face per analysed frame of a video, as `recognize_faces` sees each frame.
 
         Args:
-            video_path: a video file (mp4, avi, mkv, mov...).
-            csv_path: also write the rows as CSV.
+            video_path: a video file (mp4, avi, mkv, mov...) or an `http(s)://` or `rtsp://`
+                address.
+            csv_path: also write the rows as CSV, as they are analysed.
             every: analyse every n-th frame.
-            **options: `annotate_path`, `detect_every`, `batch_size`, `progress` of
-                `media_analysis.recognize_video`.
+            **options: `annotate_path`, `detect_every`, `batch_size`, `progress`, `smooth`,
+                `stall_timeout`, `return_table` of `media_analysis.recognize_video`.
 
         Returns:
-            pandas DataFrame: `frame, time_s, face, x, y, w, h, label` + one probability column
-            per name of `info.labels` (see `media_analysis`).
+            pandas DataFrame: `frame, time_s, face, person, x, y, w, h, label` + one probability
+            column per name of `info.labels` (see `media_analysis`); `person` follows one
+            person from frame to frame.
         """
         return media_analysis.recognize_video(self, video_path, csv_path, every, **options)
 
