@@ -2,8 +2,10 @@
 
 Everything the project writes for a user (model files, logs, reports, CSV tables, pictures)
 goes through `atomic_path`: the content is written to a temporary name in the same folder,
-then `os.replace` (atomic on POSIX and Windows) puts it in place. A killed run, a full disk
-or an exception while writing leaves nothing half-written behind.
+flushed to the disk (`fsync`), then `os.replace` (atomic on POSIX and Windows) puts it in place
+and the folder's new entry is flushed too. A killed run, a full disk, an exception while
+writing or a power cut leaves the old file or the new one, never half of one or an empty one
+under the final name (without the first `fsync` the rename can reach the disk before the data).
 
 Example (the folder `out` is created; no temporary file is left in it):
 >>> with atomic_path("out/report.txt") as temporary:
@@ -18,6 +20,35 @@ import contextlib
 import json
 import os
 import tempfile
+
+
+def _fsync_file(path):
+    """Flushes one file's data to the disk (opened for writing: Windows' flush needs it)."""
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_tree(path):
+    """Flushes a written file, or every file of a written folder (a SavedModel) and the folder."""
+    if not os.path.isdir(path):
+        _fsync_file(path)
+        return
+    for folder, _, files in os.walk(path):
+        for name in files:
+            _fsync_file(os.path.join(folder, name))
+        fsync_folder(folder)
+
+
+def fsync_folder(folder):
+    """Flushes a folder's entries (a rename into it) to the disk. POSIX only: Windows opens no
+    folder as a file, and its renames are journalled by NTFS."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 @contextlib.contextmanager
@@ -42,7 +73,9 @@ def atomic_path(path):
     os.remove(temporary)  # writers create the file themselves; only the unique name was wanted
     try:
         yield temporary
+        _fsync_tree(temporary)
         os.replace(temporary, path)
+        fsync_folder(folder)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)

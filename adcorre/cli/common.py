@@ -18,8 +18,8 @@ Example:
 >>> status, err.getvalue()
 (2, 'error: margin must be a number from 0 to 1, got -1.\\n')
 
-This module imports `errors` and `config` (and `data.dataset_readers` when a dataset folder is
-checked).
+This module imports `errors` and `config` (and `data.datasets` and `data.dataset_readers` when a
+dataset folder is checked).
 """
 
 import argparse
@@ -30,7 +30,7 @@ import signal
 import sys
 
 from adcorre import config
-from adcorre.errors import AdCorreError, DatasetNotFoundError, one_line
+from adcorre.errors import AdCorreError, DatasetNotFoundError, SettingError, one_line
 
 # OS errors that name a path the user gave: fix the command, as for any usage error.
 PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
@@ -180,10 +180,20 @@ def refuse_dash_values(parser, argv, flags=("--input-range",)):
 
 
 def check_data_dir(parser, dataset, data_dir):
-    """A dataset folder that is not there (`--data-dir`, or the default one): one usage error."""
-    from adcorre.data.dataset_readers import find_data_dir  # pandas: only when it is needed
+    """One usage error, before TensorFlow loads, for an unknown `--dataset`, a dataset folder
+    that is not there (`--data-dir`, or the default one), or one that lacks what its layout
+    needs (the dataset record's `required` files)."""
+    from adcorre.data import datasets  # noqa: PLC0415 - the records: only when a dataset is named
+    from adcorre.data.dataset_readers import find_data_dir  # noqa: PLC0415
 
     try:
-        find_data_dir(dataset, data_dir, setting="--data-dir")
-    except DatasetNotFoundError as error:
+        record = datasets.get(dataset, setting="--dataset")
+        if not record.needs_data_dir:
+            return
+        folder = find_data_dir(dataset, data_dir, setting="--data-dir")
+    except (SettingError, DatasetNotFoundError) as error:
         parser.error(str(error))
+    missing = record.missing(folder)
+    if missing:
+        parser.error(f"argument --data-dir: {folder} holds no {record.title}: {'; '.join(missing)}"
+                     f" not found there. Expected {record.layout_text}.")

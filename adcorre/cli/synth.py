@@ -10,14 +10,14 @@ import os
 import sys
 
 from adcorre.cli.common import number, positive_int, run_task
-from adcorre.data import synth_faces
+from adcorre.data import datasets, synth_faces
 
 
 def build_parser(prog="adcorre synth"):
     parser = argparse.ArgumentParser(
         prog=prog, description="Write the SynthFER dataset (faces drawn with the 7 expressions) "
                                "in a real dataset's layout, or a preview sheet.")
-    parser.add_argument("--layout", default="rafdb", choices=synth_faces.LAYOUTS,
+    parser.add_argument("--layout", default="rafdb", choices=datasets.layouts(),
                         help="the on-disk format to write (default: rafdb)")
     parser.add_argument("--out", help="output folder for --layout")
     parser.add_argument("--n", type=positive_int, default=2000,

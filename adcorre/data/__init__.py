@@ -1,10 +1,12 @@
 """Data: dataset readers, pictures, the input pipeline and SynthFER (the root's `data_helper`).
 
-The work is done by four modules, one job each; this package re-exports what users call, each
+The work is done by four modules (and the dataset records), one job each; this package re-exports what users call, each
 name loaded on first use (so `import adcorre.data` loads neither pandas nor TensorFlow):
 
-- `dataset_readers`: `read_split(dataset_name, data_dir, split)` for every on-disk format
-  (no TensorFlow needed), with its errors `DatasetNotFoundError` and `DatasetFormatError`;
+- `dataset_readers`: `read_split(dataset_name, data_dir, split)` for every dataset (no
+  TensorFlow needed), with its errors `DatasetNotFoundError` and `DatasetFormatError`; each
+  dataset is one record (`datasets.DATASETS`), its reader and SynthFER writer in its own module
+  of `datasets/`;
 - `pictures`: `load_image`, `validate_images`, `ImageDecodeError`, `BadImageWarning`;
 - `input_pipeline`: `make_dataset`, `epoch_order`, `distribute_dataset` and `Augmentation`
   (TensorFlow's `tf.data`);

@@ -37,7 +37,7 @@ from adcorre.config import (
     default_data_dir,
     label_names,
 )
-from adcorre.data import dataset_readers, input_pipeline, pictures
+from adcorre.data import dataset_readers, datasets, input_pipeline, pictures
 from adcorre.errors import DatasetFormatError, ResumeError, SettingError
 from adcorre.models.cnn_model import CNNModel
 from adcorre.models.registry import get_arch
@@ -74,13 +74,15 @@ class TrainModel:
     `"synth_demo"` for SynthFER and `"adcorre"` otherwise.
 
     Args:
-        dataset_name: one of `config.DatasetName.all`; `"synth"` generates SynthFER in memory.
+        dataset_name: a name of `adcorre.data.datasets.DATASETS`; `"synth"` generates SynthFER in memory.
         ds_type: `config.DatasetType`; for AffectNet `train` means 8 classes, `train_7` 7.
         data_dir: the dataset's root folder as it ships (default `config.default_data_dir`).
         rafdb_images: RAF-DB's faces: `"auto"` (Image/aligned/ when it is there, else the
             original photos), `"aligned"`, or `"original"`: the photos cropped by their box
             files (`Annotation/boundingbox/` or `boundingbox/`), as the official config names.
-        weights: `"imagenet"` (backbone only), `None` (from scratch) or a weight file path.
+        weights: `"imagenet"` (backbone only), `None` (from scratch), a weight file path, or a
+            downloadable file's name (`"adcorre-rafdb"`, `"xcp.rafdb"`: a released file of the
+            arch to start from, fetched once; `"xcp.imagenet"` is `"imagenet"` for xcp).
         lr: initial Adam learning rate.
         lr_schedule: `"inverse_time"` (Ad-Corre: `lr / (1 + lr_decay * t)` after t optimizer
             steps, the official Keras 2 `Adam(1e-3, decay=1e-5)`) or `"step"` (x
@@ -163,6 +165,7 @@ class TrainModel:
                              "input_pipeline.Augmentation or one of "
                              f"{tuple(input_pipeline.AUGMENTATIONS)}, got {augmentation!r}.")
         self.config = LearningConfig.from_recipe(recipe, **given)
+        datasets.check_settings(self.config)  # its name, its splits, the settings only it reads
 
     def __getattr__(self, name):
         # The settings read as attributes, as they did when TrainModel kept them one by one.
@@ -181,20 +184,12 @@ class TrainModel:
     def _read(self, split):
         """The `read_split` frame of `split` (SynthFER drawn at the model's input size)."""
         config = self.config
-        options = {}
-        if config.dataset_name == DatasetName.synth:
-            size = config.synth_train_size if split == "train" else config.synth_test_size
-            # Draw at the model's input size (up to 224), so no resize blurs the faces.
-            options = {"n": size, "image_size": min(config.input_size, 224), "seed": config.seed}
-        elif config.dataset_name == DatasetName.affectnet:
-            options = {"num_classes": config.num_classes}
-        elif config.dataset_name == DatasetName.rafdb and config.rafdb_images != "auto":
-            options = {"aligned": config.rafdb_images == "aligned"}
+        options = datasets.get(config.dataset_name).run_options(config, split)
         return dataset_readers.read_split(config.dataset_name, self._data_dir(), split, **options)
 
     def _data_dir(self):
         config = self.config
-        if config.data_dir is None and config.dataset_name != DatasetName.synth:
+        if config.data_dir is None and datasets.get(config.dataset_name).needs_data_dir:
             return default_data_dir(config.dataset_name)
         return config.data_dir
 

@@ -6,6 +6,9 @@ module, the ones inside functions too (a late import is still a dependency), and
 table must name every module and exactly what it imports. Between subpackages imports flow one
 way (training and inference never import each other). The root holds exactly the card's names,
 each a face of the package; every module that loads Keras at its top quiets TensorFlow first.
+A registry package (`data.datasets`) is a module on the graph too, and a dataset is one module:
+each module of that package declares one record named as itself, and no other module names one
+(but `data.dataset_readers`, which keeps the public names that lived in it).
 """
 
 import ast
@@ -22,6 +25,10 @@ ARCHITECTURE = os.path.join(REPO_ROOT, "docs", "architecture.md")
 # The subpackages in the order imports may flow (a later one may import an earlier one);
 # `core` stands for the package's own top-level modules and `models.registry`.
 LAYERS = ("core", "models", "data", "training", "inference", "serve", "cli")
+# Packages whose `__init__.py` holds a record type and the registry its modules fill: each is a
+# module of its own on the graph, under its package's name, above the modules that register
+# into it (it finds them itself, by listing its folder, and names none of them).
+REGISTRIES = ("data.datasets",)
 # The card's names at the root, and nothing else that Python imports.
 ROOT_FACES = {"train.py", "test.py", "config.py", "cnn_model.py", "custom_loss.py",
               "data_helper.py"}
@@ -33,8 +40,9 @@ def _page():
 
 
 def _our_modules():
-    """Dotted names relative to the package (`models.arm`), `__init__` and `__main__` left out."""
-    found = []
+    """Dotted names relative to the package (`models.arm`), `__init__` and `__main__` left out
+    but for the registries' `__init__` (named by their package)."""
+    found = list(REGISTRIES)
     for folder, _, files in os.walk(PACKAGE):
         for name in files:
             if name.endswith(".py") and name not in ("__init__.py", "__main__.py"):
@@ -43,8 +51,13 @@ def _our_modules():
     return sorted(found)
 
 
+def _path(module):
+    base = os.path.join(PACKAGE, *module.split("."))
+    return os.path.join(base, "__init__.py") if module in REGISTRIES else base + ".py"
+
+
 def _source(module):
-    with open(os.path.join(PACKAGE, *module.split(".")) + ".py", encoding="utf-8") as handle:
+    with open(_path(module), encoding="utf-8") as handle:
         return handle.read()
 
 
@@ -135,9 +148,10 @@ def test_imports_flow_one_way_between_subpackages():
 
 
 def test_package_inits_import_nothing_of_ours_eagerly():
+    registries = {os.path.join(PACKAGE, *name.split(".")) for name in REGISTRIES}
     for folder, _, files in os.walk(PACKAGE):
-        if "__init__.py" not in files:
-            continue
+        if "__init__.py" not in files or folder in registries:
+            continue  # a registry is a module on the graph, checked as the others are
         with open(os.path.join(folder, "__init__.py"), encoding="utf-8") as handle:
             tree = ast.parse(handle.read())
         eager = [ast.unparse(node) for node in tree.body
@@ -205,3 +219,55 @@ def test_the_check_sees_late_dotted_and_module_imports():
     ours = ["config", "models.weights_io", "training.trainer", "serve.server", "data.pictures"]
     assert _imports_in(source, ours) == {"config", "models.weights_io", "training.trainer",
                                          "serve.server"}
+
+
+# -------------------------------------------------------------------- a dataset is one module
+
+DATASETS_PACKAGE = os.path.join(PACKAGE, "data", "datasets")
+
+
+def _dataset_modules():
+    return sorted(name[:-3] for name in os.listdir(DATASETS_PACKAGE)
+                  if name.endswith(".py") and not name.startswith("_"))
+
+
+def _declared_record(source):
+    """The `name=` of the one `DATASET = register(Dataset(name=..., ...))` at a module's top
+    level, or a list of what was found instead."""
+    found = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and "register(" in ast.unparse(node.value):
+            call = node.value
+            inner = call.args[0] if getattr(call, "args", None) else None
+            names = [k.value.value for k in getattr(inner, "keywords", ())
+                     if k.arg == "name" and isinstance(k.value, ast.Constant)]
+            found.append((ast.unparse(node.targets[0]), getattr(call.func, "id", None),
+                          getattr(getattr(inner, "func", None), "id", None), names))
+    if len(found) == 1 and found[0][:3] == ("DATASET", "register", "Dataset") and found[0][3]:
+        return found[0][3][0]
+    return found
+
+
+def test_each_dataset_module_declares_one_record_named_as_itself():
+    declared = {module: _declared_record(_source(f"data.datasets.{module}"))
+                for module in _dataset_modules()}
+    assert declared == {module: module for module in declared}, declared
+    from adcorre.data import datasets
+
+    # The registry finds every module itself, and each record's reader and writer are its own.
+    assert list(datasets.DATASETS) == list(datasets.names()) == _dataset_modules()
+    for name, record in datasets.DATASETS.items():
+        assert record.read.__module__ == f"adcorre.data.datasets.{name}", name
+        assert record.write_synth is None or record.write_synth.__module__ == record.read.__module__
+
+
+def test_nothing_but_the_registry_finds_a_dataset_module():
+    """The registry names none of its modules (it lists its folder); outside the package only
+    `data.dataset_readers` imports one, to keep the public names that lived there before."""
+    ours = _our_modules()
+    modules = {f"data.datasets.{name}" for name in _dataset_modules()}
+    assert not _imports_of("data.datasets", ours) & modules
+    outside = {module: sorted(_imports_of(module, ours) & modules) for module in ours
+               if module not in modules and module != "data.datasets"}
+    assert {module: found for module, found in outside.items() if found} == {
+        "data.dataset_readers": ["data.datasets.ferplus", "data.datasets.rafdb"]}

@@ -13,7 +13,7 @@ import pytest
 
 from adcorre import config
 from adcorre import data as data_helper
-from adcorre.data import dataset_readers, input_pipeline, synth_faces
+from adcorre.data import dataset_readers, datasets, input_pipeline, synth_faces
 from adcorre.errors import DatasetNotFoundError, SettingError
 
 N, SIZE, SEED = 40, 48, 11
@@ -255,8 +255,9 @@ def test_adcorre_recipe_balances_affectnet_and_scores_fer2013_on_both_tests(tmp_
         assert (recipe("adcorre", dataset_name=dataset).mrr,
                 recipe("adcorre", dataset_name=dataset).test_split) == (False, "test")
     assert recipe("arm", dataset_name="affectnet").mrr is False  # other recipes: their own
+    # The dataset's record checks the split (TrainModel calls check_settings on its config).
     with pytest.raises(SettingError, match="public_private_test.*fer2013 and ferplus only"):
-        recipe(dataset_name="rafdb", test_split="public_private_test")
+        datasets.check_settings(recipe(dataset_name="rafdb", test_split="public_private_test"))
     with pytest.raises(SettingError, match="val_fraction"):
         recipe(dataset_name="rafdb", val_fraction=1.0)
     # What MRR does to AffectNet's imbalanced training split: every class as often as the

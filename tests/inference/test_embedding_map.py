@@ -96,8 +96,11 @@ def test_a_model_without_heads_is_a_clear_error(tmp_path, capsys):
         embedding_map.require_heads(classifier)
     path = tmp_path / "classifier.keras"
     classifier.save(path)
-    # The error comes before the dataset is read: this folder holds no RAF-DB.
-    (tmp_path / "empty").mkdir()
+    # The error comes before the dataset is read: this folder holds RAF-DB's files (which the
+    # command checks before TensorFlow loads), but no face.
+    (tmp_path / "empty" / "EmoLabel").mkdir(parents=True)
+    (tmp_path / "empty" / "EmoLabel" / "list_patition_label.txt").write_text("")
+    (tmp_path / "empty" / "Image" / "aligned").mkdir(parents=True)
     code = test_cli.main(["--weights", str(path), "--labels", "fer2013", "--dataset", "rafdb",
                           "--data-dir", str(tmp_path / "empty"), "--embedding-plot",
                           str(tmp_path / "map.png")])
