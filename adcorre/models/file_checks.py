@@ -3,8 +3,8 @@
 The loaders (`models/loaders`) read through these checks: HDF5 files are opened read-only and
 their layer lists checked (every layer's weights read exactly once); `.keras` archives are sized
 from their directory before anything is unpacked, and unpacked by Keras into a folder of ours
-that goes whatever happens; a model config is read as plain JSON and refused when it holds code (`Lambda`
-and its kin, serialised lambdas) or layers neither Keras nor this project defines.
+that goes whatever happens; a model config is read as plain JSON and refused when it holds code
+(`Lambda` and its kin, serialised lambdas) or layers neither Keras nor this project defines.
 
 Example:
 >>> from adcorre.errors import WeightFileError

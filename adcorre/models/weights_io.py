@@ -2,7 +2,7 @@
 from it: `load_model` hands each file to the one loader that recognises it.
 
 `load_model(path_or_name)` resolves a release name once (`named_weights.locate`), opens one
-`loaders.probe.FileProbe` (the first bytes, the HDF5 root attributes or the zip directory, read
+`file_probe.FileProbe` (the first bytes, the HDF5 root attributes or the zip directory, read
 once), asks the loaders of `loaders.LOADERS` in order whether they recognise it, and hands the
 file over once, to the first that does; the caller's labels, input range and ARM affinity are
 applied to what it returns here, in one place. The loaders (`adcorre.models.loaders`, one module
@@ -58,14 +58,13 @@ from adcorre.errors import (  # noqa: F401  (the two WeightFile errors: re-expor
     WeightFileError,
     WeightFileNotFoundError,
 )
-from adcorre.models import arm, named_weights
-from adcorre.models.loaders import project_file, registry
-from adcorre.models.loaders.model_info import (  # noqa: F401  (ModelInfo: re-exported)
+from adcorre.models import arm, loaders, named_weights, project_metadata
+from adcorre.models.file_probe import FileProbe
+from adcorre.models.model_info import (  # noqa: F401  (ModelInfo: re-exported)
     ModelInfo,
     with_overrides,
 )
-from adcorre.models.loaders.probe import FileProbe
-from adcorre.models.loaders.project_file import (  # noqa: F401  (re-exported, they lived here)
+from adcorre.models.project_metadata import (  # noqa: F401  (re-exported, they lived here)
     METADATA_ATTRIBUTE,
     METADATA_MEMBER,
 )
@@ -159,8 +158,8 @@ def save_model(model, path, *, labels, input_range=(0.0, 1.0), arch=None, extra=
             f"got {labels!r}."
         )
     # Fails here, before anything is written, if extra is not JSON.
-    encoded = project_file.metadata_for(model, labels=labels, input_range=_resolve_range(input_range),
-                                        arch=arch, extra=extra)
+    encoded = project_metadata.metadata_for(model, labels=labels, arch=arch, extra=extra,
+                                            input_range=_resolve_range(input_range))
     if suffix == ".h5":
         atomic_files.write_bytes(path, _h5_model_bytes(model, encoded, include_optimizer))
         return path
@@ -223,8 +222,8 @@ def read_metadata(path):
     """The project metadata stored in a file by `save_model`, or None if it has none (a model
     file of another kind); a file that no loader recognises is refused as `load_model` does."""
     with FileProbe(_check_file(path)) as probe:
-        registry.loader_for(probe)
-        return project_file.read_metadata(probe)
+        loaders.loader_for(probe)
+        return project_metadata.read_metadata(probe)
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -275,7 +274,7 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
     path, fetched = named_weights.locate(path)
     try:
         with FileProbe(_check_file(path)) as probe:
-            loader = registry.loader_for(probe)
+            loader = loaders.loader_for(probe)
             model, info = loader.load(probe, labels=labels, input_size=input_size,
                                       arm_affinity=arm_affinity)
         named_weights.check_kind(path, info)  # under an official name: that release's kind
@@ -291,7 +290,7 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
 def loadable_kinds():
     """Every kind of file `load_model` reads, as messages name them: the loaders' own
     descriptions, then the named releases."""
-    return registry.loadable_kinds(
+    return loaders.loadable_kinds(
         f"a named release ({', '.join(named_weights.NAMED_WEIGHTS)}; `adcorre weights` lists them)")
 
 

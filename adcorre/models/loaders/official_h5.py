@@ -21,12 +21,8 @@ info.arch, info.num_embeddings, info.input_size   # ('xcp', 7, (224, 224))
 from adcorre.config import label_names
 from adcorre.errors import WeightFileError
 from adcorre.models import cnn_model, file_checks, official_files
-from adcorre.models.loaders.model_info import model_info, square_size, unnamed_labels
-
-NAME = "official"
-ORDER = 20
-SUFFIXES = (".h5", ".hdf5")
-DESCRIPTION = "an official Ad-Corre .h5 release (or its weights-only file)"
+from adcorre.models.loaders import Loader, register
+from adcorre.models.model_info import model_info, square_size, unnamed_labels
 
 
 def sniff(probe):
@@ -39,18 +35,8 @@ def sniff(probe):
     if not probe.is_hdf5:
         return False
     if probe.model_config is not None:
-        return graph_of(probe) is not None
+        return official_files.graph_of(probe) is not None
     return "layer_names" in probe.attributes
-
-
-def graph_of(probe):
-    """The official graph read off the file's `model_config` (an `official_files.OfficialSpec`),
-    or None: computed once per probe (this sniff, its load and `keras_classifier`'s sniff share
-    it)."""
-    if probe.model_config is None:
-        return None
-    return probe.derived("official_spec",
-                         lambda probe: official_files.spec_from_config(probe.model_config))
 
 
 def load(probe, *, labels=None, input_size=None, arm_affinity=None):
@@ -63,7 +49,10 @@ def load(probe, *, labels=None, input_size=None, arm_affinity=None):
     """
     path = probe.path
     file_checks.check_layer_lists(path, probe.hdf5)
-    spec = graph_of(probe) if probe.model_config is not None else _weights_only_graph(probe)
+    if probe.model_config is None:
+        spec = _weights_only_graph(probe)
+    else:
+        spec = official_files.graph_of(probe)
     if spec is None:
         raise WeightFileError(f"{path!r}: its model_config is not the Ad-Corre graph; expected "
                               "an official Ad-Corre file (keras_classifier reads other models).")
@@ -82,7 +71,7 @@ def load(probe, *, labels=None, input_size=None, arm_affinity=None):
     labels = (label_names(spec.num_classes) if spec.num_classes in (7, 8)
               else unnamed_labels(spec.num_classes))
     return model, model_info(
-        path, NAME, labels=labels, input_size=size, channels=3,
+        path, LOADER.name, labels=labels, input_size=size, channels=3,
         num_embeddings=spec.num_embeddings, arch=spec.arch,
         metadata={"keras_version": file_checks.as_text(probe.attributes.get("keras_version", "")),
                   "embedding_size": spec.embedding_size, "head_layers": list(spec.head_layers),
@@ -97,3 +86,9 @@ def _weights_only_graph(probe):
             "graph (Xception or ResNet50 + embedding heads + 'out'). Expected a full model file "
             "(model.save) or an official Ad-Corre weights file.")
     return spec
+
+
+LOADER = register(Loader(
+    name="official", order=20, suffixes=(".h5", ".hdf5"),
+    description="an official Ad-Corre .h5 release (or its weights-only file)", sniff=sniff,
+    load=load))

@@ -14,14 +14,8 @@ info.kind, info.loader   # ('onnxruntime', 'onnx')
 """
 
 from adcorre.models import exported
-from adcorre.models.loaders.model_info import load_export
-
-NAME = "onnx"
-ORDER = 60
-SUFFIXES = (".onnx",)
-DESCRIPTION = "an .onnx export"
-# Said of a file named like an export that no loader recognises.
-MISNAMED = "is not an ONNX model (no ModelProto header); expected a .onnx file `export` wrote."
+from adcorre.models.loaders import Loader, register
+from adcorre.models.model_info import load_export
 
 
 def sniff(probe):
@@ -30,6 +24,14 @@ def sniff(probe):
 
 
 def load(probe, *, labels=None, input_size=None, arm_affinity=None):
-    """The onnx export on onnxruntime, described by its `.json`; `labels` name its classes where
-    that description does not (input_size and arm_affinity do not apply to an export)."""
-    return load_export(probe, NAME, labels)
+    """The export on onnxruntime (an optional package), described by its `.json`; `labels`
+    name its classes where that description does not (input_size and arm_affinity do not
+    apply to an export)."""
+    return load_export(probe, LOADER.name, labels)
+
+
+LOADER = register(Loader(
+    name="onnx", order=60, suffixes=(".onnx",), description="an .onnx export", sniff=sniff,
+    load=load,
+    misnamed="is not an ONNX model (no ModelProto header);"
+             " expected a .onnx file `export` wrote."))

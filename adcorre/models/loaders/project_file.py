@@ -1,15 +1,14 @@
 """Loader of this project's own files: the `.h5` / `.keras` files `save_model` writes.
 
-Recognised by the metadata `save_model` stores in them (`sniff`): the HDF5 root attribute
-`adcorre_metadata`, or the `.keras` archive's member `adcorre_metadata.json`. The metadata (label
-names, input range, arch, input size, channels, heads, `extra`) is written (`metadata_for`) and
-read (`parse_metadata`, every field checked) here, so its format is spelled in one module. The
-model itself is Keras' own file, read by Keras in safe mode after `keras_files.checked_config`.
+Recognised by the metadata `save_model` stores in them (`project_metadata`): the HDF5 root
+attribute `adcorre_metadata`, or the `.keras` archive's member `adcorre_metadata.json`. The
+model is Keras' own file, read by Keras in safe mode once `keras_files.checked_config` passed
+it; label names, input range and arch come from the metadata, every field checked.
 
 Example:
 >>> from adcorre.models.cnn_model import CNNModel
 >>> from adcorre.models.weights_io import save_model
->>> from adcorre.models.loaders.probe import FileProbe
+>>> from adcorre.models.file_probe import FileProbe
 >>> from adcorre.config import EXPRESSIONS_7
 >>> path = save_model(CNNModel().get_model("tiny", weights=None, input_size=32), "tiny.h5",
 ...                   labels=EXPRESSIONS_7, arch="tiny")
@@ -19,138 +18,34 @@ Example:
 ('project', 'tiny', (32, 32))
 """
 
-import json
-
-import numpy as np
-
-from adcorre.errors import WeightFileError
-from adcorre.models import file_checks
-from adcorre.models.loaders import keras_files
-from adcorre.models.loaders.model_info import describe_keras
-from adcorre.models.registry import ARCHS
-
-NAME = "project"
-ORDER = 10
-SUFFIXES = (".h5", ".hdf5", ".keras")
-DESCRIPTION = "a .h5 / .keras file saved by this project"
-
-# Where the project's metadata lives inside a file.
-METADATA_ATTRIBUTE = "adcorre_metadata"
-METADATA_MEMBER = "adcorre_metadata.json"
-METADATA_FORMAT = "adcorre"
-METADATA_VERSION = 1
+from adcorre.models import keras_files, project_metadata
+from adcorre.models.loaders import Loader, register
+from adcorre.models.model_info import describe_keras
 
 
 def sniff(probe):
     """An HDF5 file with the `adcorre_metadata` attribute, or a zip with its JSON member."""
-    return METADATA_ATTRIBUTE in probe.attributes or METADATA_MEMBER in probe.members
+    return (project_metadata.METADATA_ATTRIBUTE in probe.attributes
+            or project_metadata.METADATA_MEMBER in probe.members)
 
 
 def load(probe, *, labels=None, input_size=None, arm_affinity=None):
     """The model `save_model` wrote, and its `ModelInfo` from the file's metadata.
 
     Args:
-        probe: the file's `FileProbe` (one `sniff` recognised).
+        probe: the file's `FileProbe` (`sniff` recognised it).
         labels, input_size, arm_affinity: unused: the file says all three (`load_model`
             applies the caller's labels and affinity to what this returns).
     """
     keras_files.checked_config(probe)
-    metadata = read_metadata(probe)
+    metadata = project_metadata.read_metadata(probe)
     model = keras_files.load_keras(probe, "a model saved by this project")
     return model, describe_keras(
-        model, probe.path, NAME, labels=tuple(metadata["labels"]),
+        model, probe.path, LOADER.name, labels=tuple(metadata["labels"]),
         input_range=metadata["input_range"], arch=metadata.get("arch"),
         metadata={k: v for k, v in metadata.items() if k not in ("labels", "input_range")})
 
 
-def read_metadata(probe):
-    """The file's metadata, checked (`parse_metadata`), or None where it has none."""
-    if METADATA_ATTRIBUTE in probe.attributes:
-        return parse_metadata(probe.path, probe.attributes[METADATA_ATTRIBUTE])
-    if METADATA_MEMBER not in probe.members:
-        return None
-    file_checks.check_archive_directory(probe.path, probe.archive)
-    return parse_metadata(probe.path, file_checks.read_member(
-        probe.path, probe.archive, METADATA_MEMBER, file_checks.MAX_METADATA_BYTES))
-
-
-def metadata_for(model, *, labels, input_range, arch, extra):
-    """The metadata `save_model` stores with `model`, as JSON text.
-
-    Args:
-        model: the functional model being saved.
-        labels: a name per output class (checked by the caller).
-        input_range: `(lo, hi)` (checked by the caller).
-        arch: the `cnn_model` arch name, or None.
-        extra: a JSON-serialisable dict, or None.
-
-    Raises:
-        TypeError: `extra` is not JSON, before anything is written.
-    """
-    input_shape = model.inputs[0].shape
-    return json.dumps({
-        "format": METADATA_FORMAT,
-        "version": METADATA_VERSION,
-        "labels": list(labels),
-        "input_range": list(input_range),
-        "arch": arch,
-        "input_size": [input_shape[1], input_shape[2]],
-        "channels": input_shape[-1],
-        "num_embeddings": len(model.outputs) - 1,
-        "extra": extra or {},
-    })
-
-
-def parse_metadata(path, raw):
-    """The project metadata of a file, checked field by field (`WeightFileError` otherwise)."""
-    try:
-        metadata = json.loads(file_checks.as_text(raw))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise WeightFileError(
-            f"{path!r}: its {METADATA_ATTRIBUTE} is not valid JSON ({error}); the file is "
-            "corrupt or was edited by hand. Expected the metadata save_model writes.") from None
-    if not isinstance(metadata, dict):
-        raise WeightFileError(f"{path!r}: its {METADATA_ATTRIBUTE} is {type(metadata).__name__} "
-                              "JSON; expected an object with labels, input_range, arch...")
-
-    def bad(field, expected):
-        value = metadata.get(field, "<missing>")
-        return WeightFileError(
-            f"{path!r}: {METADATA_ATTRIBUTE} field {field!r} is {value!r:.120}; expected "
-            f"{expected}. The file's metadata is corrupt or was edited by hand.")
-
-    def is_number(value):
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-
-    if metadata.get("format") != METADATA_FORMAT:
-        raise bad("format", repr(METADATA_FORMAT))
-    version = metadata.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= METADATA_VERSION:
-        raise bad("version", f"an integer 1..{METADATA_VERSION} (a newer file needs a newer "
-                             "version of this project)")
-    labels = metadata.get("labels")
-    if (not isinstance(labels, list) or not labels
-            or not all(isinstance(name, str) and name.strip() for name in labels)):
-        raise bad("labels", "a non-empty list of label names (strings), one per output class")
-    if len(set(labels)) != len(labels):
-        raise bad("labels", "names that differ from each other")
-    input_range = metadata.get("input_range")
-    if (not isinstance(input_range, list) or len(input_range) != 2
-            or not all(is_number(v) for v in input_range) or not input_range[0] < input_range[1]):
-        raise bad("input_range", "two numbers [lo, hi] with lo < hi")
-    if metadata.get("arch") is not None and metadata.get("arch") not in ARCHS:
-        raise bad("arch", f"null or one of {tuple(ARCHS)}")
-    size = metadata.get("input_size")
-    if size is not None and (not isinstance(size, list) or len(size) != 2 or not all(
-            v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
-            for v in size)):
-        raise bad("input_size", "[height, width], positive integers (or null)")
-    if metadata.get("channels") not in (None, 1, 3):
-        raise bad("channels", "1 or 3")
-    embeddings = metadata.get("num_embeddings")
-    if embeddings is not None and (not isinstance(embeddings, int) or isinstance(embeddings, bool)
-                                   or embeddings < 0):
-        raise bad("num_embeddings", "an integer >= 0")
-    if not isinstance(metadata.get("extra", {}), dict):
-        raise bad("extra", "an object")
-    return metadata
+LOADER = register(Loader(
+    name="project", order=10, suffixes=(".h5", ".hdf5", ".keras"),
+    description="a .h5 / .keras file saved by this project", sniff=sniff, load=load))

@@ -21,15 +21,8 @@ info.arch, info.labels[0], info.metadata["affinity"]   # ('resnet18_arm', 'Surpr
 from adcorre.config import LABEL_PRESETS
 from adcorre.errors import WeightFileError
 from adcorre.models import cnn_model, torch_checkpoints
-from adcorre.models.loaders.model_info import model_info, square_size, unnamed_labels
-
-NAME = "torch"
-ORDER = 40
-SUFFIXES = (".pth", ".pt", ".pth.tar", ".ckpt")
-DESCRIPTION = "a PyTorch .pth checkpoint (ARM's networks, torchvision's ResNet-18)"
-# Said of a file named like a checkpoint that no loader recognises.
-MISNAMED = ("is not a PyTorch file (neither the zip archive torch.save writes nor its legacy "
-            "pickle); it may be truncated. Expected a complete .pth checkpoint.")
+from adcorre.models.loaders import Loader, register
+from adcorre.models.model_info import model_info, square_size, unnamed_labels
 
 
 def sniff(probe):
@@ -71,5 +64,13 @@ def load(probe, *, labels=None, input_size=None, arm_affinity=None):
     metadata = {"network": checkpoint.network, "container": checkpoint.container}
     if checkpoint.arch == "resnet18_arm":
         metadata["affinity"] = arm_affinity
-    return model, model_info(path, NAME, labels=labels, input_size=size, channels=3,
+    return model, model_info(path, LOADER.name, labels=labels, input_size=size, channels=3,
                              num_embeddings=0, arch=checkpoint.arch, metadata=metadata)
+
+
+LOADER = register(Loader(
+    name="torch", order=40, suffixes=(".pth", ".pt", ".pth.tar", ".ckpt"),
+    description="a PyTorch .pth checkpoint (ARM's networks, torchvision's ResNet-18)",
+    sniff=sniff, load=load,
+    misnamed="is not a PyTorch file (neither the zip archive torch.save writes nor its legacy "
+             "pickle); it may be truncated. Expected a complete .pth checkpoint."))

@@ -15,14 +15,8 @@ info.kind, info.loader   # ('litert', 'tflite')
 """
 
 from adcorre.models import exported
-from adcorre.models.loaders.model_info import load_export
-
-NAME = "tflite"
-ORDER = 50
-SUFFIXES = (".tflite",)
-DESCRIPTION = "a .tflite export"
-# Said of a file named like an export that no loader recognises.
-MISNAMED = "is not a TFLite model (no TFL3 identifier); expected a .tflite file `export` wrote."
+from adcorre.models.loaders import Loader, register
+from adcorre.models.model_info import load_export
 
 
 def sniff(probe):
@@ -31,6 +25,14 @@ def sniff(probe):
 
 
 def load(probe, *, labels=None, input_size=None, arm_affinity=None):
-    """The tflite export on litert, described by its `.json`; `labels` name its classes where
-    that description does not (input_size and arm_affinity do not apply to an export)."""
-    return load_export(probe, NAME, labels)
+    """The export on LiteRT (TensorFlow's interpreter where LiteRT is missing), described by
+    its `.json`; `labels` name its classes where that description does not (input_size and
+    arm_affinity do not apply to an export)."""
+    return load_export(probe, LOADER.name, labels)
+
+
+LOADER = register(Loader(
+    name="tflite", order=50, suffixes=(".tflite",), description="a .tflite export", sniff=sniff,
+    load=load,
+    misnamed="is not a TFLite model (no TFL3 identifier);"
+             " expected a .tflite file `export` wrote."))

@@ -33,7 +33,7 @@ class ModelInfo:
         kind: `"project"`, `"official"`, `"classifier"` or `"torch"` (a Keras model built from
             the file), or the runtime an export runs on: `"litert"`, `"tflite-tensorflow"`,
             `"onnxruntime"` (an `exported.ExportedModel`, `predict_on_batch` only).
-        loader: the `NAME` of the loader that recognised the file (`loaders.LOADERS`):
+        loader: the `name` of the loader that recognised the file (`loaders.LOADERS`):
             `"project"`, `"official"`, `"classifier"`, `"torch"`, `"tflite"` or `"onnx"`.
         labels: the name of each output class, in output order.
         input_range: `(lo, hi)`; pixels in [0, 1] map linearly onto it.
@@ -68,7 +68,7 @@ def model_info(path, loader, *, labels, input_size, channels, num_embeddings, ki
 
     Args:
         path: the file.
-        loader: the loader's `NAME`; `kind` defaults to it.
+        loader: the loader's `name`; `kind` defaults to it.
         labels: the class names (any sequence of strings).
         input_size: `(height, width)`; channels, num_embeddings: as in `ModelInfo`.
         kind, input_range, arch, outputs_probabilities, metadata: as in `ModelInfo`.
@@ -150,7 +150,7 @@ def load_export(probe, loader, labels=None):
 
     Args:
         probe: the export's `FileProbe`.
-        loader: the export loader's `NAME`, which is also the format's name.
+        loader: the export loader's `name`, which is also the format's name.
         labels: class names overriding the description's (needed without one).
     """
     model, description = exported.load_exported(probe.path, labels=labels, format=loader)

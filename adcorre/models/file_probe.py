@@ -1,13 +1,13 @@
 """What every loader's `sniff` looks at, read from the file once: a `FileProbe`.
 
 `load_model` opens one probe per file and hands the same one to every loader's `sniff` and then
-to the one loader that recognised the file, so the file is opened for probing once whatever
-the number of loaders: its first bytes (and HDF5's signature after a user block) are read
-through one handle, which also serves as the zip archive's when the file is a zip; an HDF5 file
-is opened once more, read-only, by h5py, and its root attributes read into a dict. Nothing is unpacked and no model is built here. The probe stays
-open until its block ends, so the loader that takes the file reads the same open HDF5 file or
-zip directory (an official file's weights, a `.keras` archive's config) without opening it
-again.
+to the one loader that recognised the file, so the file is opened for probing once whatever the
+number of loaders: its first bytes (and HDF5's signature after a user block) are read through
+one handle, which also serves as the zip archive's when the file is a zip; an HDF5 file is
+opened once more, read-only, by h5py, and its root attributes read into a dict. Nothing is
+unpacked and no model is built here. The probe stays open until its block ends, so the loader
+that takes the file reads the same open HDF5 file or zip directory (an official file's weights,
+a `.keras` archive's config) without opening it again.
 
 Example:
 >>> import os, tempfile, zipfile
@@ -96,8 +96,8 @@ class FileProbe:
         """A fact computed from the probe on first use and kept, so that a sniff and the loader
         after it (or two sniffs) share it: `compute(probe)` runs once per key.
 
-        Example (`official_h5` reads the graph off the config once for its sniff and its load):
-        `probe.derived("official_spec", spec_of)`.
+        Example (the official graph, read off the config once for two sniffs and a load):
+        `probe.derived("official_spec", lambda probe: spec_from_config(probe.model_config))`.
         """
         if key not in self._derived:
             self._derived[key] = compute(self)
