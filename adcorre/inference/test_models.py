@@ -28,7 +28,7 @@ from adcorre import config
 from adcorre.data import dataset_readers, input_pipeline, pictures
 from adcorre.errors import AdCorreError, DatasetFormatError, ModelCapabilityError, SettingError
 from adcorre.inference import embedding_map, export, face_crops, grad_cam, media_analysis
-from adcorre.models import weights_io
+from adcorre.models import arm, weights_io
 from adcorre.models.exported import ExportedModel
 from adcorre.reports import classification_report, plot_confusion_matrix
 
@@ -438,7 +438,7 @@ class TestModels:
                                               validate="none", return_index=True)
         truth, predicted, scored = [], [], np.zeros(len(frame), bool)
         # ARM's protocol: each batch's mean affinity map (the model's traced function follows).
-        with (weights_io.arm_affinity(self.model, "batch") if protocol == "arm"
+        with (arm.arm_affinity(self.model, "batch") if protocol == "arm"
               else contextlib.nullcontext()):
             for images, labels, rows in dataset:
                 predicted.append(np.argmax(self.predict(images.numpy()), axis=-1))
