@@ -8,11 +8,14 @@ process, each with its own keep-alive connection) post grace_hopper.jpg to `/api
 request after another for `--seconds`; the table gives requests/s, p50 and p95 latency and the mean
 number of pictures per model call (from the server's `/metrics`; "-" for a server without it).
 The ratios at the end are the issue's figures: the rate of 8 clients over the rate of one, and the
-single-client p50 over the baseline's.
+single-client p50 over the baseline's. "CPU ms/req" is the server process's CPU time per request
+(Linux): on a machine shared with other work, where rates and latencies follow the load, it shows
+what batching saves.
 
 Run: `python bench/bench_server.py --baseline-repo /work/main` (about 4 minutes on 2 cores with
 the default 15 s per level); `--server-options "--max-batch 8 --max-wait-ms 2"` passes options to
-this checkout's server only (e.g. to measure other batching settings).
+this checkout's server only, and given several times measures a server per set of options in the
+same run (how the defaults were chosen).
 """
 
 import argparse
@@ -67,6 +70,15 @@ class ServerProcess:
         self.process.terminate()
         self.process.wait(timeout=60)
 
+    def cpu_seconds(self):
+        """User + system CPU seconds of the server process so far (Linux), or None."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def batch_totals(session, url):
     """(model calls, pictures) so far from `/metrics`, or None where the server has none."""
@@ -116,12 +128,15 @@ def measure(server, clients, seconds, data):
     with requests.Session() as session:
         before = batch_totals(session, server.url)
         load = os.getloadavg()[0]
+        cpu_before = server.cpu_seconds()
         rate, latencies = run_level(server.url, clients, seconds, data)
+        cpu = None if cpu_before is None else server.cpu_seconds() - cpu_before
         after = batch_totals(session, server.url)
     calls = None if before is None else (after[0] - before[0], after[1] - before[1])
     print(f"  {server.name:<9} {clients:>2} clients: {rate:6.2f} req/s, p50 "
           f"{np.median(latencies) * 1000:7.1f} ms (load {load:.2f})", flush=True)
-    return dict(latencies=latencies, seconds=len(latencies) / rate, calls=calls, load=load)
+    return dict(latencies=latencies, seconds=len(latencies) / rate, calls=calls, load=load,
+                cpu=cpu)
 
 
 def combine(rounds):
@@ -132,8 +147,11 @@ def combine(rounds):
     if all(calls) and sum(c[0] for c in calls):
         batch = sum(c[1] for c in calls) / sum(c[0] for c in calls)
     p50, p95 = np.percentile(latencies, [50, 95])
+    cpu = [part["cpu"] for part in rounds]
+    cpu_ms = None if None in cpu else 1000 * sum(cpu) / len(latencies)
     return dict(rate=len(latencies) / sum(part["seconds"] for part in rounds), p50=p50, p95=p95,
-                batch=batch, load=float(np.mean([part["load"] for part in rounds])))
+                batch=batch, load=float(np.mean([part["load"] for part in rounds])),
+                cpu_ms=cpu_ms)
 
 
 def warm_up(server, data):
@@ -151,8 +169,10 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3,
                         help="the servers take turns this many times at each level")
     parser.add_argument("--levels", type=int, nargs="+", default=list(LEVELS))
-    parser.add_argument("--server-options", default="",
-                        help="options for this checkout's server, e.g. '--max-wait-ms 2'")
+    parser.add_argument("--server-options", action="append",
+                        help="options for this checkout's server, e.g. '--max-wait-ms 2'; given "
+                             "again, another server of this checkout with those options takes "
+                             "its turns too (this#2, ...)")
     args = parser.parse_args(argv)
 
     import matplotlib.cbook
@@ -170,8 +190,9 @@ def main(argv=None):
             if args.baseline_repo:
                 servers.append(ServerProcess("baseline", os.path.abspath(args.baseline_repo),
                                              weights))
-            servers.append(ServerProcess("this", REPO, weights,
-                                         shlex.split(args.server_options)))
+            for number, options in enumerate(args.server_options or [""]):
+                name = "this" if number == 0 else f"this#{number + 1}"
+                servers.append(ServerProcess(name, REPO, weights, shlex.split(options)))
             for server in servers:
                 warm_up(server, data)
             results = {server.name: {} for server in servers}
@@ -192,12 +213,13 @@ def main(argv=None):
 
 def print_table(results, args):
     print(f"\n{'server':<9} {'clients':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} "
-          f"{'batch':>6} {'load':>5}")
+          f"{'batch':>6} {'CPU ms/req':>10} {'load':>5}")
     for name, rows in results.items():
         for level, row in rows.items():
             batch = "-" if row["batch"] is None else f"{row['batch']:.2f}"
+            cpu = "-" if row["cpu_ms"] is None else f"{row['cpu_ms']:.0f}"
             print(f"{name:<9} {level:>7} {row['rate']:7.2f} {row['p50']:8.1f} {row['p95']:8.1f} "
-                  f"{batch:>6} {row['load']:5.2f}")
+                  f"{batch:>6} {cpu:>10} {row['load']:5.2f}")
     print()
     for name, rows in results.items():
         if 1 in rows:
@@ -212,8 +234,10 @@ def print_table(results, args):
             if level in results["baseline"]:
                 print(f"{level} clients, requests/s, this / baseline: "
                       f"{results['this'][level]['rate'] / results['baseline'][level]['rate']:.2f}x")
-    print(f"\nload average {os.getloadavg()[0]:.2f} at the end; server options: "
-          f"{args.server_options or '(defaults)'}")
+    options = args.server_options or [""]
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end; server options: " + "; ".join(
+        f"{'this' if i == 0 else f'this#{i + 1}'}: {o or '(defaults)'}"
+        for i, o in enumerate(options)))
 
 
 if __name__ == "__main__":

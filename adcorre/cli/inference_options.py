@@ -185,8 +185,8 @@ def _add_serve_arguments(parser, task):
     serving.add_argument(
         "--max-wait-ms", type=number(0, inclusive=True, why=" ms"),
         default=batching.DEFAULT_MAX_WAIT_MS,
-        help=f"how long a picture waits for others to share its model call when the model is "
-             f"idle (default {batching.DEFAULT_MAX_WAIT_MS:g} ms; 0: only pictures already waiting)")
+        help=f"how long the model, once it has a picture, waits for more to share its call "
+             f"(default {batching.DEFAULT_MAX_WAIT_MS:g} ms; 0: only the pictures already waiting)")
     serving.add_argument(
         "--workers", type=positive_int, default=1,
         help="server processes: 1 (waitress serves from one process, whose threads batch "

@@ -1,9 +1,8 @@
 """Work that arrives from many threads at about the same time, done in one call: `Batcher`.
 
-The web app's request threads each `submit` one picture; one worker thread takes the first
-waiting picture, waits at most `max_wait_ms` milliseconds for more (none once `max_batch` are there, and
-none when pictures already queued while the previous batch ran), and hands the list to one call
-of `run_batch`. A model is much cheaper per picture in a batch (Xception on a 2-core CPU: a batch
+The web app's request threads each `submit` one picture; one worker thread takes the pictures
+waiting, waits at most `max_wait_ms` milliseconds for more (none once `max_batch` are there), and
+hands the list to one call of `run_batch`. A model is much cheaper per picture in a batch (Xception on a 2-core CPU: a batch
 of 16 costs about 60 % of 16 single calls), and the worker is the only thread that touches the
 model and the face detector, which are not safe for concurrent calls.
 
@@ -49,8 +48,8 @@ class Batcher:
             it raises for a batch of several, each item of that batch is run again alone, so
             an item that fails fails only its own `submit`.
         max_batch: at most this many items per call.
-        max_wait_ms: milliseconds the first item of a batch waits for others (0: take only
-            what is already queued).
+        max_wait_ms: milliseconds the worker waits for more items once it has one and the
+            batch is not full (0: take only what is already queued).
         observe: called after each batch with `(size, waits, seconds)`: the number of items,
             each item's seconds in the queue and the call's seconds (metrics).
         name: the worker thread's name.
@@ -103,9 +102,10 @@ class Batcher:
     def _collect(self, first):
         """`first` and whatever joins it within its wait: `(batch, whether a stop came)`."""
         batch = [first]
-        # Measured from the first item's arrival: one that queued while the last batch ran has
-        # waited already, and takes only what is there.
-        deadline = first.arrived + self.max_wait_ms / 1e3
+        # Measured from now, not from the first item's arrival: clients that send their next
+        # picture as soon as they have an answer would otherwise miss every other batch (the
+        # ones answered come back a few milliseconds after the worker took what had queued).
+        deadline = time.perf_counter() + self.max_wait_ms / 1e3
         while len(batch) < self.max_batch:
             try:
                 item = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))

@@ -131,8 +131,8 @@ class RecognitionApp:
         max_upload_bytes: larger request bodies get 413 with the cap in the message.
         web_dir: the folder holding `STATIC_FILES`.
         max_batch: at most this many pictures (of as many requests) per model call.
-        max_wait_ms: how long a picture waits for others to share its model call, when the
-            model is idle (a picture that arrives while it is busy waits for it anyway).
+        max_wait_ms: how long the batching thread, once it has a picture, waits for more to
+            share the model call (not when the batch is full).
 
     Any WSGI server can run it; `RecognitionServer` runs it on waitress. `close()` stops the
     batching thread (after the pictures already submitted).

@@ -640,3 +640,26 @@ def test_cli_batching_and_workers_options(capsys):
             parse_args(["--weights", grace_hopper_path(), "--image", grace_hopper_path(),
                         option, value])
         assert f"{option} goes with --serve" in capsys.readouterr().err
+
+
+def test_close_lets_the_requests_already_running_answer(tester, monkeypatch):
+    """Stopping frees the port, but a request the model is working on still gets its answer."""
+    grace = read_bytes(grace_hopper_path())
+    web = server.RecognitionServer(tester, port=0, log_requests=False).start()
+    real = web.app.tester.recognize_batch
+    entered = threading.Event()
+
+    def slow(pictures, whole=False, batch_size=16):
+        entered.set()
+        time.sleep(1.5)
+        return real(pictures, whole=whole, batch_size=batch_size)
+
+    monkeypatch.setattr(web.app.tester, "recognize_batch", slow)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(post_picture, web.url, grace)
+        assert entered.wait(60)
+        web.close()  # while the picture is in the model
+        answer = pending.result(timeout=60)
+    assert answer.status_code == 200 and len(answer.json()["faces"]) == 1
+    with pytest.raises(requests.ConnectionError):
+        requests.get(web.url + "api/health", timeout=5)
