@@ -115,8 +115,10 @@ def _serve(tester, args):
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     for name in ("adcorre.serve", "waitress"):
-        logging.getLogger(name).addHandler(handler)
-        logging.getLogger(name).setLevel(logging.INFO)
+        logger = logging.getLogger(name)
+        if not logger.handlers:  # once per process
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     web = server.RecognitionServer(tester, args.host, args.port,
                                    max_upload_bytes=round(args.max_upload_mb * 1e6),
                                    max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)

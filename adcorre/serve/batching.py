@@ -1,8 +1,9 @@
 """Work that arrives from many threads at about the same time, done in one call: `Batcher`.
 
 The web app's request threads each `submit` one picture; one worker thread takes the pictures
-waiting, waits at most `max_wait_ms` milliseconds for more (none once `max_batch` are there), and
-hands the list to one call of `run_batch`. A model is much cheaper per picture in a batch (Xception on a 2-core CPU: a batch
+waiting and, when other clients are about (it took more than one, its last batch held more, or
+the picture came while a batch ran), waits at most `max_wait_ms` milliseconds for more (none once `max_batch` are there); then it hands
+the list to one call of `run_batch`. A lone client's picture never waits. A model is much cheaper per picture in a batch (Xception on a 2-core CPU: a batch
 of 16 costs about 60 % of 16 single calls), and the worker is the only thread that touches the
 model and the face detector, which are not safe for concurrent calls.
 
@@ -23,7 +24,7 @@ from adcorre.errors import SettingError
 
 # The defaults of the web app, measured with `bench/bench_server.py` (docs/performance.md).
 DEFAULT_MAX_BATCH = 8
-DEFAULT_MAX_WAIT_MS = 5.0
+DEFAULT_MAX_WAIT_MS = 10.0
 _STOP = object()
 
 
@@ -48,8 +49,8 @@ class Batcher:
             it raises for a batch of several, each item of that batch is run again alone, so
             an item that fails fails only its own `submit`.
         max_batch: at most this many items per call.
-        max_wait_ms: milliseconds the worker waits for more items once it has one and the
-            batch is not full (0: take only what is already queued).
+        max_wait_ms: milliseconds the worker waits for more items when other submitters are
+            about (0: take only what is already queued).
         observe: called after each batch with `(size, waits, seconds)`: the number of items,
             each item's seconds in the queue and the call's seconds (metrics).
         name: the worker thread's name.
@@ -65,6 +66,8 @@ class Batcher:
         self._observe = observe
         self._queue = queue.Queue()
         self._closed = False
+        self._last_size = 1
+        self._free_since = 0.0
         self._closing = threading.Lock()
         self._worker = threading.Thread(target=self._loop, name=name, daemon=True)
         self._worker.start()
@@ -100,23 +103,45 @@ class Batcher:
                 return
 
     def _collect(self, first):
-        """`first` and whatever joins it within its wait: `(batch, whether a stop came)`."""
+        """`first`, what waits behind it, and what comes within the wait when company is about:
+        `(batch, whether a stop came)`."""
         batch = [first]
-        # Measured from now, not from the first item's arrival: clients that send their next
-        # picture as soon as they have an answer would otherwise miss every other batch (the
-        # ones answered come back a few milliseconds after the worker took what had queued).
-        deadline = time.perf_counter() + self.max_wait_ms / 1e3
-        while len(batch) < self.max_batch:
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
-            except queue.Empty:
-                break
-            if item is _STOP:
+        if self._take(batch, timeout=None):
+            return batch, True
+        queued = first.arrived < self._free_since  # it came while the last batch ran
+        if len(batch) > 1 or self._last_size > 1 or queued:
+            # Other clients are about: wait for their next pictures. Measured from now, not from
+            # the first picture's arrival, so clients that send again as soon as they have an
+            # answer meet in one batch instead of alternating between two half-full ones. A
+            # lone client (batches of one, each sent after the last answer) never waits.
+            if self._take(batch, timeout=time.perf_counter() + self.max_wait_ms / 1e3):
                 return batch, True
-            batch.append(item)
+        self._last_size = len(batch)
         return batch, False
 
+    def _take(self, batch, timeout):
+        """Adds queued items to `batch` up to `max_batch`: those already there (`timeout`
+        None), or those that come until the `timeout` deadline. True if a stop came."""
+        while len(batch) < self.max_batch:
+            try:
+                if timeout is None:
+                    item = self._queue.get_nowait()
+                else:
+                    item = self._queue.get(timeout=max(0.0, timeout - time.perf_counter()))
+            except queue.Empty:
+                return False
+            if item is _STOP:
+                return True
+            batch.append(item)
+        return False
+
     def _run(self, batch):
+        try:
+            self._run_items(batch)
+        finally:
+            self._free_since = time.perf_counter()
+
+    def _run_items(self, batch):
         started = time.perf_counter()
         try:
             results = self._run_batch([pending.item for pending in batch])
@@ -128,7 +153,7 @@ class Batcher:
                 batch[0].future.set_exception(error)
             else:  # find the item at fault: each alone
                 for pending in batch:
-                    self._run([pending])
+                    self._run_items([pending])
             return
         if self._observe is not None:
             self._observe(len(batch), [started - pending.arrived for pending in batch],

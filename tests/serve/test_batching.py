@@ -39,13 +39,28 @@ def _submit_all(batcher, items):
 
 def test_items_that_arrive_together_share_a_call_and_get_their_own_results():
     recorder = Recorder()
+    recorder.release.clear()  # the first call waits until all six are submitted
     batcher = Batcher(recorder, max_batch=16, max_wait_ms=2000)
     try:
-        assert _submit_all(batcher, list(range(6))) == [0, 2, 4, 6, 8, 10]
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            futures = [pool.submit(batcher.submit, item) for item in range(6)]
+            time.sleep(0.5)
+            recorder.release.set()
+            assert [future.result() for future in futures] == [0, 2, 4, 6, 8, 10]
+        # Once company was seen, the worker waits for it: the next six, sent one by one
+        # within the wait, share one call.
+        calls = len(recorder.calls)
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            futures = []
+            for item in range(6):
+                futures.append(pool.submit(batcher.submit, item))
+                time.sleep(0.05)
+            assert [future.result() for future in futures] == [0, 2, 4, 6, 8, 10]
     finally:
         batcher.close()
-    # Six submitted at once, a wait far longer than their arrival: one call of six.
-    assert [sorted(call) for call in recorder.calls] == [[0, 1, 2, 3, 4, 5]]
+    # The first item ran alone (nothing else had come yet), the five behind it together.
+    assert [len(call) for call in recorder.calls[:calls]] == [1, 5]
+    assert [sorted(call) for call in recorder.calls[calls:]] == [[0, 1, 2, 3, 4, 5]]
 
 
 def test_a_batch_never_exceeds_max_batch():
@@ -66,23 +81,31 @@ def test_a_batch_never_exceeds_max_batch():
     assert len(recorder.calls) <= 4
 
 
-def test_a_lone_item_waits_at_most_max_wait():
+def test_a_lone_client_never_waits_and_company_waits_at_most_max_wait():
     recorder = Recorder()
-    batcher = Batcher(recorder, max_batch=8, max_wait_ms=300)
+    batcher = Batcher(recorder, max_batch=8, max_wait_ms=1000)
     try:
-        start = time.perf_counter()
-        assert batcher.submit(5) == 10
-        waited = time.perf_counter() - start
+        for item in range(3):  # one after another: batches of one, no wait for company
+            start = time.perf_counter()
+            assert batcher.submit(item) == 2 * item
+            assert time.perf_counter() - start < 0.5
+        # Two at once (the first held until the second queues): the second came while a
+        # batch ran, so it waits for company, about max_wait and not unboundedly.
+        recorder.release.clear()
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            first = pool.submit(batcher.submit, 7)
+            time.sleep(0.2)
+            second = pool.submit(batcher.submit, 8)
+            time.sleep(0.2)
+            start = time.perf_counter()
+            recorder.release.set()
+            assert first.result() == 14
+            assert second.result() == 16
+            waited = time.perf_counter() - start
     finally:
         batcher.close()
-    assert 0.3 <= waited < 5, waited  # it waited for company, and not unboundedly
-    no_wait = Batcher(recorder, max_batch=8, max_wait_ms=0)
-    try:
-        start = time.perf_counter()
-        assert no_wait.submit(1) == 2
-        assert time.perf_counter() - start < 0.3
-    finally:
-        no_wait.close()
+    assert 1.0 <= waited < 10, waited
+    assert [len(call) for call in recorder.calls] == [1, 1, 1, 1, 1]
 
 
 def test_an_item_that_fails_fails_alone():

@@ -620,7 +620,7 @@ def test_cli_batching_and_workers_options(capsys):
 
     parser = build_parser()
     arguments = parser.parse_args(["--weights", "w.h5", "--serve"])
-    assert (arguments.max_batch, arguments.max_wait_ms, arguments.workers) == (8, 5.0, 1)
+    assert (arguments.max_batch, arguments.max_wait_ms, arguments.workers) == (8, 10.0, 1)
     arguments = parser.parse_args(["--weights", "w.h5", "--serve", "--max-batch", "16",
                                    "--max-wait-ms", "0"])
     assert (arguments.max_batch, arguments.max_wait_ms) == (16, 0.0)
