@@ -31,6 +31,15 @@ from adcorre.cli.weights import ListWeights
 from adcorre.data import datasets
 from adcorre.inference import face_crops
 from adcorre.models import weights_table
+from adcorre.serve import batching
+
+# `--workers N` above 1: what waitress does instead, and where several processes are to be had.
+WORKERS_REFUSED = (
+    "--workers {workers}: the server of --serve (waitress) runs in one process, whose threads "
+    "share one copy of the model and batch their pictures onto it; for several processes, "
+    "each loading its own copy, run the same app under gunicorn (Linux, macOS): "
+    "gunicorn -w {workers} -b 127.0.0.1:8000 \"adcorre.serve.server:create_app('{weights}')\" "
+    "(docs/usage.md, Web app and HTTP API)")
 
 
 def parse_args(argv=None, prog="test.py"):
@@ -187,6 +196,20 @@ def _add_serve_arguments(parser, task):
         default=config.MAX_UPLOAD_BYTES / 1e6,
         help=f"largest picture upload in MB (default {config.MAX_UPLOAD_BYTES / 1e6:g}); "
              "bigger ones are refused with HTTP 413")
+    serving.add_argument(
+        "--max-batch", type=positive_int, default=batching.DEFAULT_MAX_BATCH,
+        help=f"at most this many pictures of concurrent requests share one model call "
+             f"(default {batching.DEFAULT_MAX_BATCH}; 1 turns batching off)")
+    serving.add_argument(
+        "--max-wait-ms", type=number(0, inclusive=True, why=" ms"),
+        default=batching.DEFAULT_MAX_WAIT_MS,
+        help=f"how long the model, once it has a picture, waits for more to share its call "
+             f"(default {batching.DEFAULT_MAX_WAIT_MS:g} ms; 0: only the pictures already waiting)")
+    serving.add_argument(
+        "--workers", type=positive_int, default=1,
+        help="server processes: 1 (waitress serves from one process, whose threads batch "
+             "their pictures onto one copy of the model); for several processes see "
+             "docs/usage.md (gunicorn with adcorre.serve.server:create_app)")
 
 
 def _parse_port(text):
@@ -256,6 +279,9 @@ def check_media_arguments(parser, args):
              ("--host", changed("host"), args.serve, "--serve"),
              ("--port", changed("port"), args.serve, "--serve"),
              ("--max-upload-mb", changed("max_upload_mb"), args.serve, "--serve"),
+             ("--max-batch", changed("max_batch"), args.serve, "--serve"),
+             ("--max-wait-ms", changed("max_wait_ms"), args.serve, "--serve"),
+             ("--workers", changed("workers"), args.serve, "--serve"),
 ("--plot", args.plot, stream, "--video or --webcam"),
              ("--annotate", args.annotate, args.video, "--video"),
              ("--smooth", changed("smooth"), stream, "--video or --webcam"),
@@ -271,6 +297,8 @@ def check_media_arguments(parser, args):
             parser.error(f"{option} goes with {expected}")
     if args.explain and (args.csv or len(args.image) != 1 or os.path.isdir(args.image[0])):
         parser.error("--explain takes exactly one picture (--image PICTURE), without --csv")
+    if args.workers > 1:
+        parser.error(WORKERS_REFUSED.format(workers=args.workers, weights=args.weights))
     if args.quantize and args.export != "tflite":
         parser.error("--quantize goes with --export tflite")
     if args.representative and args.quantize != "int8":

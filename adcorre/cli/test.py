@@ -7,7 +7,7 @@ TensorFlow loads; then one `TestModels` does the task. Exit status 0, 2 for a ba
     python test.py --weights W --image PICTURE_OR_FOLDER [--image ...]
     python test.py --weights W --dataset rafdb --data-dir D [--split test] [--plot-cm cm.png]
     python test.py --weights W --export saved_model|tflite|onnx [--out PATH] [--overwrite]
-    python test.py --weights W --serve [--host 127.0.0.1] [--port 8000]    # web app + JSON API
+    python test.py --weights W --serve [--host 127.0.0.1] [--port 8000]    # web app, JSON API, /metrics
     python test.py --weights W --video clip.mp4 [--csv rows.csv] [--plot p.png] [--annotate a.mp4]
     python test.py --weights W --video rtsp://camera/stream --csv rows.csv [--smooth 1]
     python test.py --weights W --webcam [0] [--csv rows.csv]               # live, in a window
@@ -109,10 +109,21 @@ def _print_summary(summary):
 
 def _serve(tester, args):
     """Serves until Ctrl+C; the model is already loaded, once, in `tester`."""
+    import logging
+
     from adcorre.serve import server
 
+    # The access log and the server's warnings, one plain line each on stderr.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("adcorre.serve", "waitress"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:  # once per process
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     web = server.RecognitionServer(tester, args.host, args.port,
-                                   max_upload_bytes=round(args.max_upload_mb * 1e6))
+                                   max_upload_bytes=round(args.max_upload_mb * 1e6),
+                                   max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     where = "" if args.host == "127.0.0.1" else f" (listening on {args.host})"
     print(f"Serving {os.path.basename(args.weights)} at {web.url}{where}; "
           f"API: POST {web.url}api/recognize. Ctrl+C stops.", flush=True)
