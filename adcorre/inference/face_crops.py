@@ -8,8 +8,8 @@
   mesh (`face_mesh`): 468 landmarks, the eyes from them, and the head pose (yaw, pitch, roll).
 - Boxes are clipped to the picture: `Face.box` is the part of the face that shows, in whole
   pixels; `Face.extent` is the whole face as the detector sees it, which for a face cut by the
-  picture's edge reaches beyond it. Crops are centred on the whole face and padded where it
-  leaves the picture.
+  picture's edge reaches beyond it. Crops are centred on the whole face; where a crop leaves the
+  picture it shows the picture's mirror image (a face cut in half is completed, nothing wraps).
 - `crop_face(image, face, size)`: rotates the eyes level and crops a square around the face.
   The crop geometry matches the box crop, so aligned and unaligned faces look alike: the face
   width (the Haar box width, or 2.2 x the eye distance; at least the detector's own face width

@@ -316,8 +316,8 @@ class TestModels:
                 `media_analysis.recognize_video`.
 
         Returns:
-            pandas DataFrame: `frame, time_s, face, x, y, w, h, label` + one probability column
-            per name of `info.labels` (see `media_analysis`).
+            pandas DataFrame: `frame, time_s, face, x, y, w, h, yaw, pitch, roll, label` + one
+            probability column per name of `info.labels` (see `media_analysis`).
         """
         return media_analysis.recognize_video(self, video_path, csv_path, every, **options)
 

@@ -19,7 +19,7 @@ from adcorre.data import sample_faces
 from adcorre.errors import MissingDependencyError, PictureError
 from adcorre.inference import blazeface, face_crops
 from adcorre.inference.test_models import TestModels
-from helpers import grace_hopper_path, skimage_data_path
+from helpers import grace_hopper_path, run_python, skimage_data_path
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +192,22 @@ def test_litert_and_tensorflows_interpreter_find_the_same_faces(portraits):
     for (score_a, box_a, points_a), (score_b, box_b, points_b) in zip(*found):
         assert abs(score_a - score_b) < 1e-3 and np.allclose(box_a, box_b, atol=0.5)
         assert np.allclose(points_a, points_b, atol=0.5)
+
+
+def test_two_workers_make_their_interpreters_at_once_without_hanging():
+    # Each worker makes its interpreter inside the filter of TensorFlow's start-up noise
+    # (which points file descriptor 2 at a pipe); two at once hung for good before the filter
+    # took one thread at a time. The filter is on when the user set no TF_CPP_MIN_LOG_LEVEL.
+    done = run_python("""
+        import numpy as np
+        from adcorre.data import sample_faces
+        from adcorre.inference import blazeface
+        picture = sample_faces.group_picture((640, 480), 4, seed=1)[0]
+        for _ in range(3):
+            found = blazeface.BlazeFace(workers=2).detect(picture)
+        print(len(found))
+    """, env={"TF_CPP_MIN_LOG_LEVEL": ""}, timeout=240)
+    assert done.returncode == 0 and int(done.stdout.split()[-1]) >= 3, done.stderr[-2000:]
 
 
 def test_every_face_size_lies_whole_in_a_look_that_answers_for_it():
