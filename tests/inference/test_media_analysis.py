@@ -405,7 +405,7 @@ def test_cli_video_without_csv_prints_the_rows(model_file, video, capsys):
     assert test_cli.main(["--weights", model_file, "--video", video, "--every", "8"]) == 0
     printed = capsys.readouterr()
     lines = printed.out.strip().splitlines()
-    assert lines[0].startswith("frame,time_s,face,x,y,w,h,label,Neutral")
+    assert lines[0].startswith("frame,time_s,face,x,y,w,h,yaw,pitch,roll,label,Neutral")
     assert "2 frames analysed" in printed.err
 
 
