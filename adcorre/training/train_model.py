@@ -101,8 +101,8 @@ class TrainModel:
         num_embeddings, embedding_size: k and d of the heads.
         adcorre_batch: `"global"` (default) or `"local"`, see `trainer.AdCorreTrainer`.
         mrr: class-balanced sampling: minimal random resampling (ARM) tops every class of the
-            training split up to the largest one each epoch, each re-draw augmented afresh (the
-            `adcorre` recipe turns it on for AffectNet; `config.RECIPE_DATASET_SETTINGS`).
+            training split up to the largest one each epoch, each re-draw augmented afresh (off
+            in every recipe: no official file shows a balanced AffectNet copy).
         test_split: the split each epoch is scored on: `"test"`, `"val"` or, for FER-2013 and
             FERPlus, `"public_private_test"` (PublicTest + PrivateTest, the official Ad-Corre
             test set, which the `adcorre` recipe scores FER-2013 on).
