@@ -21,7 +21,7 @@ PACKAGE = os.path.join(REPO_ROOT, "adcorre")
 ARCHITECTURE = os.path.join(REPO_ROOT, "docs", "architecture.md")
 # The subpackages in the order imports may flow (a later one may import an earlier one);
 # `core` stands for the package's own top-level modules and `models.registry`.
-LAYERS = ("core", "models", "data", "training", "inference", "serve", "cli")
+LAYERS = ("core", "models", "data", "training", "inference", "serve", "reproduce", "cli")
 # The card's names at the root, and nothing else that Python imports.
 ROOT_FACES = {"train.py", "test.py", "config.py", "cnn_model.py", "custom_loss.py",
               "data_helper.py"}
