@@ -1,6 +1,6 @@
 """Reproducing the papers' tables by command: `adcorre reproduce` (`adcorre.cli.reproduce`).
 
-Three modules, one job each: `experiments` (one record per experiment: its data, recipe, test
+Four modules, one job each: `experiments` (one record per experiment: its data, recipe, test
 protocol, selection rule and the paper's figure with its source), `runner` (the runs of each
 experiment and seed, resumed or skipped, scored by the paper's protocol; the released files),
 `results` (means, spreads and intervals over seeds, `results.csv` and `results.md`) and
