@@ -43,11 +43,10 @@ RECIPE_DATASET_SETTINGS = {
         # The official test set of FER-2013 is PublicTest + PrivateTest (config.py: "both
         # public&private test", 7,178 faces); the 72.03 % was measured on it.
         "fer2013": dict(test_split="public_private_test"),
-        # The official AffectNet run trained on an offline augmented copy (config.py sizes the
-        # 8-class one at 2,420,940 against 287,651 hand-labelled faces) that evens out the
-        # classes; MRR tops every class up to the largest each epoch, every re-draw augmented
-        # afresh (docs/reproduction.md, "Where this differs").
-        "affectnet": dict(mrr=True),
+        # AffectNet trains on training.csv as it is: no official file shows a class-balanced
+        # copy (the 7-class run's num_of_samples_train_7 is 0 and never read), so MRR (`--mrr`)
+        # is this project's option, not the official behaviour (docs/reproduction.md,
+        # "Corrections").
     },
 }
 

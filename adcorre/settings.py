@@ -501,7 +501,8 @@ SETTINGS = (
     Setting("mrr", False, group="recipe", kind="bool", by_recipe=True,
             help="class-balanced sampling: minimal random resampling (ARM) tops every class "
                  "of the training split up to the largest one each epoch, each re-draw "
-                 "augmented afresh"),
+                 "augmented afresh (off in every recipe: no official file shows a balanced "
+                 "AffectNet copy)"),
     Setting("augmentation", None, group="recipe", kind="object", by_recipe=True,
             none_means="on", flag="--augment",
             words={"auto": FROM_RECIPE, "on": None, "off": False},
