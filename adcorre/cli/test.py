@@ -98,8 +98,9 @@ def _picture_line(row, width):
 def _print_summary(summary):
     print(f"{summary['dataset']} {summary['split']}: {summary['num_samples']} images, "
           f"accuracy {summary['accuracy']:.4f}, mean class accuracy "
-          f"{summary['mean_class_accuracy']:.4f} (skipped: {summary['skipped_images']} unreadable, "
-          f"{summary['skipped_labels']} of classes the model lacks)")
+          f"{summary['mean_class_accuracy']:.4f} (skipped: {summary['skipped_images']} "
+          f"unreadable or without a usable face box, {summary['skipped_labels']} of classes "
+          "the model lacks)")
     from adcorre.reports import format_report
 
     print(format_report(summary))

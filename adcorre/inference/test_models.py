@@ -405,8 +405,9 @@ class TestModels:
             dict: `accuracy`, `mean_class_accuracy` (mean recall over the classes present),
             `per_class` ({label: {precision, recall, f1, support}}), `confusion_matrix` (int
             array, rows true, columns predicted, in `labels` order), `labels`, `num_samples`,
-            `protocol`, `skipped_images` (unreadable) and `skipped_labels` (classes the model
-            lacks).
+            `protocol`, `skipped_images` (every face left out: unreadable, or the reader's
+            `attrs["box_skipped"]`, an unusable face box) and `skipped_labels` (classes the
+            model lacks).
         """
         if protocol not in EVALUATION_PROTOCOLS:
             raise SettingError(f"protocol must be one of {EVALUATION_PROTOCOLS}, got {protocol!r}.")
@@ -414,6 +415,8 @@ class TestModels:
             batch_size = ARM_TEST_BATCH if protocol == "arm" else 32
         to_model = self._canonical_to_model_index()
         frame = dataset_readers.read_split(dataset_name, data_dir, split, **read_kwargs)
+        # Faces the reader left out (an unusable face box; it warned of them) count as skipped.
+        skipped_by_reader = len(frame.attrs.get("box_skipped", ()))
         known = frame["label"].isin(list(to_model))
         skipped_labels = int((~known).sum())
         frame = frame[known].reset_index(drop=True)
@@ -451,7 +454,7 @@ class TestModels:
         truth, predicted = np.concatenate(truth), np.concatenate(predicted)
         summary = classification_report(truth, predicted, self.exps)
         summary.update(dataset=dataset_name, split=split, skipped_labels=skipped_labels,
-                       skipped_images=len(skipped), protocol=protocol)
+                       skipped_images=len(skipped) + skipped_by_reader, protocol=protocol)
         if plot_cm:
             plot_confusion_matrix(summary["confusion_matrix"], self.exps, plot_cm,
                                   title=f"{dataset_name} {split}: accuracy {summary['accuracy']:.4f}")
