@@ -223,6 +223,9 @@ def _run(args):
     note = tester.drawn_faces_note()
     if note and (args.image or args.video or args.webcam is not None or args.serve):
         print(note, file=sys.stderr)
+    note = tester.assumptions_note()  # every task: a wrong guess gives wrong labels silently
+    if note:
+        print(note, file=sys.stderr)
     if args.serve:
         return _serve(tester, args)
     if _is_media_task(args):

@@ -93,8 +93,9 @@ class TestModels:
         self.verbose = verbose
         self.detector = face_crops.FaceDetector(detector) if detector else None
         self.timings = {}
+        self._given = (labels, input_range)
         if verbose:
-            for note in (self.drawn_faces_note(), self._assumptions_note(labels, input_range)):
+            for note in (self.drawn_faces_note(), self.assumptions_note()):
                 if note:
                     print(note, file=sys.stderr)
 
@@ -111,23 +112,10 @@ class TestModels:
                 "and knows only those; for photographs use the official weights "
                 "(trained_models/README.md) or a model trained on a real dataset.")
 
-    def _assumptions_note(self, labels, input_range):
-        """One line naming what a foreign classifier's file does not say and was assumed (its
-        class names, its input range), or None: wrong guesses give wrong labels silently."""
-        if self.info.kind != "classifier":
-            return None
-        assumed = []
-        unnamed = tuple(f"class_{i}" for i in range(self.info.num_classes))
-        if labels is None and tuple(self.info.labels) == unnamed:
-            assumed.append(f"its classes are called class_0..class_{self.info.num_classes - 1} "
-                           "(name them with --labels, labels=)")
-        if input_range is None:
-            assumed.append("its input range is taken as 0,1 (set it with --input-range, "
-                           "input_range=)")
-        if not assumed:
-            return None
-        return (f"note: {os.path.basename(self.info.path)} does not say how to read it: "
-                f"{'; '.join(assumed)}.")
+    def assumptions_note(self):
+        """One line naming what the model's file does not say and was assumed (its class
+        names, its input range), or None (`weights_io.assumptions_note`)."""
+        return weights_io.assumptions_note(self.info, *self._given)
 
     # ---------------------------------------------------------------------------------- pictures
 

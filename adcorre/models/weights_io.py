@@ -111,6 +111,38 @@ class ModelInfo:
         return len(self.labels)
 
 
+def assumptions_note(info, labels=None, input_range=None):
+    """One line naming what a model's file does not say and was assumed, or None.
+
+    A foreign classifier's file names neither its classes nor its input range, and a PyTorch
+    checkpoint or a release of another class count names no classes: they are read as
+    `class_0..` and [0, 1], and a wrong guess gives wrong labels without a word. `TestModels`
+    and every command that reads a model (`adcorre test`, `adcorre convert`) print this line.
+
+    Args:
+        info: the `ModelInfo` of the model as read.
+        labels, input_range: what the caller gave (None: nothing, so the file's or the guess).
+
+    Example:
+    >>> info = ModelInfo("fer.hdf5", "classifier", ("class_0", "class_1"), (0.0, 1.0), (64, 64),
+    ...                  1, 0)
+    >>> print(assumptions_note(info))
+    note: fer.hdf5 does not say how to read it: its classes are called class_0..class_1 (name them with --labels, labels=); its input range is taken as 0,1 (set it with --input-range, input_range=).
+    """
+    assumed = []
+    unnamed = tuple(f"class_{i}" for i in range(info.num_classes))
+    if labels is None and tuple(info.labels) == unnamed:
+        assumed.append(f"its classes are called class_0..class_{info.num_classes - 1} "
+                       "(name them with --labels, labels=)")
+    if input_range is None and info.kind == "classifier":
+        assumed.append("its input range is taken as 0,1 (set it with --input-range, "
+                       "input_range=)")
+    if not assumed:
+        return None
+    return (f"note: {os.path.basename(info.path)} does not say how to read it: "
+            f"{'; '.join(assumed)}.")
+
+
 def resolve_labels(labels):
     """Turns a preset name or a sequence of names into a tuple of label names.
 

@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from adcorre import atomic_files
 from adcorre.data.datasets import Dataset, register
 from adcorre.data.label_files import (
     BOX_RULE,
@@ -152,7 +153,9 @@ def write_synth(out_dir, splits, seed, image_size, **_):
                          ";".join(f"{v:.2f}" for v in marks), code,
                          round(valence + rng.normal(0, 0.1), 4) if code <= CONTEMPT else valence,
                          round(arousal + rng.normal(0, 0.1), 4) if code <= CONTEMPT else arousal])
-        with open(os.path.join(out_dir, CSV_FILES[split]), "w", newline="") as f:
+        # Whole or not at all (atomically): a stopped writer never leaves part of a CSV.
+        with (atomic_files.atomic_path(os.path.join(out_dir, CSV_FILES[split])) as temporary,
+              open(temporary, "w", newline="") as f):
             writer = csv.writer(f)
             writer.writerow(COLUMNS)
             writer.writerows(rows)

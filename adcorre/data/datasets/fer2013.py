@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from adcorre import atomic_files
 from adcorre.data.datasets import Dataset, register
 from adcorre.data.label_files import format_error, frame, int_field, read_csv_rows, require_file
 from adcorre.labels import FER2013_TO_CANONICAL
@@ -132,7 +133,9 @@ def csv_row(emotion, grey, usage):
 
 def write_csv(out_dir, rows):
     """Writes fer2013.csv (its header, then `rows`) into `out_dir`."""
-    with open(os.path.join(out_dir, CSV_FILE), "w", newline="") as f:
+    # Whole or not at all (atomically): a stopped writer never leaves part of a CSV.
+    with (atomic_files.atomic_path(os.path.join(out_dir, CSV_FILE)) as temporary,
+          open(temporary, "w", newline="") as f):
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         writer.writerows(rows)

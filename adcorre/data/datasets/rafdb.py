@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from adcorre import atomic_files
 from adcorre.data.datasets import Dataset, register
 from adcorre.data.label_files import (
     BOX_RULE,
@@ -238,9 +239,8 @@ def write_synth(out_dir, splits, seed, aligned=True, **_):
             os.makedirs(box_dir, exist_ok=True)
             with open(os.path.join(box_dir, f"{name}{BOX_SUFFIX}"), "w") as f:
                 f.write(f"{x:.2f} {y:.2f} {x + side:.2f} {y + side:.2f}\n")
-    os.makedirs(os.path.dirname(os.path.join(out_dir, LABEL_FILE)), exist_ok=True)
-    with open(os.path.join(out_dir, LABEL_FILE), "w") as f:
-        f.writelines(lines)
+    # Written last and whole (atomically): a stopped writer leaves no label file, never part of one.
+    atomic_files.write_text(os.path.join(out_dir, LABEL_FILE), "".join(lines))
 
 
 def _run_options(settings, split):
