@@ -49,33 +49,52 @@ class Stopped(KeyboardInterrupt):
         super().__init__(message)
 
 
+# The stops of the `signals_stop` blocks now open, outermost first (None: the plain `Stopped`).
+_OPEN = []
+_stopping = False  # a stop is on its way out: further signals wait for its clean-up
+
+
+def _stop(number, frame):
+    """The handler: raises the stop of the outermost block that words its own (a training
+    run's says how to resume, over a download's inside it), else the plain `Stopped`."""
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
+    make_stop = next((make for make in _OPEN if make is not None), Stopped)
+    raise make_stop(number)
+
+
 @contextlib.contextmanager
-def signals_stop(make_stop=Stopped):
-    """While inside, each of `STOP_SIGNALS` raises `make_stop(signal_number)` where the main
+def signals_stop(make_stop=None):
+    """While inside, each of `STOP_SIGNALS` raises a stop (a `KeyboardInterrupt`) where the main
     thread is; the handlers before are put back on the way out.
 
-    A second signal while the first stop is on its way out (its `finally` blocks removing
-    files) is ignored, so it cannot cut that clean-up short. Handlers can only be set from the
-    main thread: elsewhere nothing changes.
+    Blocks nest (every command's work, the download or the run inside it): the stop raised is
+    the outermost block's `make_stop`, so the most telling message wins. A second signal while
+    the first stop is on its way out (its `finally` blocks removing files) is ignored, so it
+    cannot cut that clean-up short. A signal someone else handles or ignores (`nohup` ignores
+    SIGHUP) is left as it is, and so is every signal in a thread other than the main one,
+    where no handler can be set.
 
     Args:
-        make_stop: signal number -> the `KeyboardInterrupt` to raise (default `Stopped`).
+        make_stop: signal number -> the `KeyboardInterrupt` to raise; None: `Stopped`, or the
+            stop of a block around this one.
     """
+    global _stopping
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    stopping = False
-
-    def stop(number, frame):
-        nonlocal stopping
-        if stopping:
-            return
-        stopping = True
-        raise make_stop(number)
-
-    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    taken = [number for number, handler in previous.items() if handler in (signal.SIG_DFL, _stop)]
+    _OPEN.append(make_stop)
+    for number in taken:
+        signal.signal(number, _stop)
     try:
         yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        _OPEN.pop()
+        for number in taken:
+            signal.signal(number, previous[number])
+        if not _OPEN:
+            _stopping = False

@@ -6,11 +6,18 @@ faces `train`, `test`, `config`...). Child processes: `helpers.run_python`.
 """
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# No test downloads from the internet or writes the user's weight cache: named files are looked
+# for in a temporary cache and fetched from a loopback port nothing listens on (tests that
+# fetch start their own server, and set both variables themselves).
+os.environ.setdefault("ADCORRE_HOME", os.path.join(tempfile.gettempdir(),
+                                                   f"adcorre-tests-home-{os.getpid()}"))
+os.environ.setdefault("ADCORRE_WEIGHTS_MIRROR", "http://127.0.0.1:9/")
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from adcorre.cli.common import (
 from adcorre.cli.weights import ListWeights
 from adcorre.data import datasets
 from adcorre.inference import face_crops
-from adcorre.models import named_weights
+from adcorre.models import weights_table
 
 
 def parse_args(argv=None, prog="test.py"):
@@ -58,11 +58,17 @@ def check_paths(parser, args):
     """A `--weights` file, an `--image` or `--video` path or a `--dataset`'s folder that is not
     there: one usage error. A file that is there but does not decode is said later, when it is
     read (one picture's error row, exit status 1; a video's error)."""
-    if not os.path.isfile(args.weights) and not named_weights.is_name(args.weights):
+    named = not os.path.exists(args.weights) and weights_table.is_name(args.weights)
+    if not os.path.isfile(args.weights) and not named:
         what = "a folder, not a file" if os.path.isdir(args.weights) else "not found"
         parser.error(f"argument --weights: {args.weights!r}: {what}; expected a Keras .h5 / "
                      ".keras model file, a PyTorch .pth checkpoint or a released model's name "
-                     f"({', '.join(named_weights.NAMED_WEIGHTS)}; --list-weights lists them)")
+                     f"({', '.join(weights_table.ALIASES)}, ...; --list-weights lists them)")
+    if named and weights_table.resolve(args.weights).kind == "keras_backbone":
+        record = weights_table.resolve(args.weights)
+        parser.error(f"argument --weights: {args.weights} is {record.kind_text}: it starts "
+                     f"training (adcorre train --arch {record.arch} --weights {record.name}); "
+                     "expected a model that recognises expressions")
     for path in args.image or ():
         if not os.path.exists(path):
             parser.error(f"argument --image: {path!r}: not found; expected a picture or a "
@@ -100,8 +106,9 @@ def build_parser(prog="test.py", require_task=True):
         description="Recognise facial expressions with an Ad-Corre (or other Keras) model.")
     parser.add_argument("--weights", required=require_task,
                         help=".h5 / .keras model file, a PyTorch checkpoint (.pth), or a "
-                             "released model by name (" + ", ".join(named_weights.NAMED_WEIGHTS)
-                             + "), fetched once into the cache")
+                             "released model by name (" + ", ".join(weights_table.ALIASES)
+                             + ", or arch.tag: adcorre weights lists them), fetched once into "
+                             "the cache")
     parser.add_argument("--list-weights", action=ListWeights,
                         help="list the released weights by name (file, source, classes, "
                              "reported accuracy, cached or not) and exit")

@@ -26,6 +26,7 @@ from adcorre import config
 from adcorre.cli import inference_options
 from adcorre.cli.common import exit_status, quiet_broken_pipe, run_task
 from adcorre.errors import PictureError, one_line
+from adcorre.models import named_weights
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -211,6 +212,8 @@ def _embedding_plot(tester, args):
 
 def _run(args):
     """Does what `args` (`inference_options.parse_args`) ask; the exit status."""
+    # A named file is fetched (or found not fetchable: one error) before TensorFlow loads.
+    named_weights.locate(args.weights)
     from adcorre import runtime  # TensorFlow loads here, once the options are known to be right
     from adcorre.inference.test_models import TestModels
 

@@ -1,18 +1,32 @@
 """`adcorre train` / `python train.py`: trains as the options say (`train_options`).
 
-The options are read and checked, and a missing dataset folder or weight file reported (naming
-the flag), before TensorFlow loads; then `TrainModel` runs. Exit status 0 when the run finished
+The options are read and checked, a missing dataset folder or weight file reported (naming
+the flag) and a named weight file fetched, before TensorFlow loads; then `TrainModel` runs. Exit status 0 when the run finished
 (its best model on the "Best model:" line), 2 for a bad option, dataset or setting (one line
 naming it), 1 when the run stopped on the disk (full, not writable) or memory.
 """
 
+import os
 import sys
 
 from adcorre.cli import train_options
 from adcorre.cli.common import quiet_broken_pipe, run_task
+from adcorre.config import LearningConfig
+from adcorre.models import named_weights
+
+
+def _fetch_named_weights(args):
+    """A file `--weights` names (`xcp.imagenet`, `adcorre-rafdb`...) is fetched, or refused in
+    one error (another arch's, not fetchable), before TensorFlow loads."""
+    weights = args.weights
+    if weights is None or os.path.exists(weights) or not named_weights.is_name(weights):
+        return
+    arch = args.arch or LearningConfig.from_recipe(args.recipe, dataset_name=args.dataset).arch
+    named_weights.initial_weights(arch, weights)
 
 
 def _train(args):
+    _fetch_named_weights(args)
     from adcorre import runtime  # TensorFlow loads here, once the options are known to be right
     from adcorre.training.train_model import TrainModel
 

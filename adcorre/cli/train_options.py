@@ -20,6 +20,7 @@ import os
 import tempfile
 
 from adcorre.cli.common import check_data_dir, number
+from adcorre.models import weights_table
 from adcorre.config import (
     ADCORRE_BATCHES,
     ARCHES,
@@ -219,8 +220,11 @@ def _model_options(model):
                        help=f"the network; {recipe_default('arch')}")
     model.add_argument("--weights", default=None,
                        help="imagenet (the backbone's ImageNet weights; for resnet18*: "
-                            "torchvision's file), none (from scratch) or a weight file; "
-                            f"{recipe_default('weights')}")
+                            "torchvision's file), none (from scratch), a weight file, or a "
+                            "downloadable file by name (arch.tag or alias, e.g. xcp.imagenet = "
+                            "imagenet for xcp, adcorre-rafdb: a released model of the arch to "
+                            "start from; adcorre weights lists them), fetched once into the "
+                            f"cache; {recipe_default('weights')}")
     model.add_argument("--input-size", type=_setting("input_size"), default=None,
                        help="side of the square input in pixels (each arch has a minimum, e.g. "
                             f"71 for xcp); {recipe_default('input_size')}")
@@ -324,9 +328,11 @@ def parse_args(argv=None, prog="train.py"):
         parser.error(f"argument --rafdb-images: {args.rafdb_images} is for --dataset rafdb, "
                      f"not {args.dataset}")
     weights = args.weights
-    if weights not in (None, "imagenet") and weights.lower() != "none" and not os.path.isfile(weights):
-        parser.error(f"argument --weights: no such file {weights!r}; expected imagenet, none or "
-                     "a weight file (.h5, .weights.h5 or, for resnet18*, a PyTorch .pth)")
+    if (weights not in (None, "imagenet") and weights.lower() != "none"
+            and not os.path.isfile(weights) and not weights_table.is_name(weights)):
+        parser.error(f"argument --weights: no such file {weights!r}; expected imagenet, none, "
+                     "a weight file (.h5, .weights.h5 or, for resnet18*, a PyTorch .pth) or a "
+                     f"downloadable file's name ({', '.join(weights_table.names())})")
     return args
 
 

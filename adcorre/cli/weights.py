@@ -1,45 +1,80 @@
-"""`adcorre weights` (and `python test.py --list-weights`): the released weights by name.
+"""`adcorre weights` (and `python test.py --list-weights`): every file the project can fetch.
 
-Each name works as `--weights NAME` / `TestModels(h5_address=NAME)`: the file is fetched once
-into `$ADCORRE_HOME/weights` (default `~/.adcorre/weights`), or from
-`$ADCORRE_WEIGHTS_MIRROR/<file>` when that is set (`adcorre.models.named_weights`).
+One table, one row per file (`models.weights_table`): its name `arch.tag` and aliases, each of
+which `--weights` takes in `adcorre test` and `adcorre train` (and `TestModels(h5_address=...)`,
+`TrainModel(weights=...)`); the file, its size, whether it is on this machine, the digest it is
+checked against, the figure its authors reported and who publishes it. `--verify` reads every
+file on this machine again and checks it against its digest (exit status 1 when one does not
+match); `--json` gives every field, one object per file.
 """
 
 import argparse
 import json
+import os
 import sys
 
-from adcorre.models import named_weights
+from adcorre.models import downloads, named_weights
+
+COLUMNS = ("name", "aliases", "file", "size", "cached", "digest", "reported", "source")
+
+
+def _cells(row):
+    """One table row as text, column by column."""
+    cached = row["cached"]
+    if cached is None:
+        where = "no"
+    elif os.path.dirname(cached) == named_weights.cache_folder():
+        where = "yes"
+    else:
+        where = f"yes, in {cached}"
+    size = f"{row['size'] / 1e6:.1f} MB" if row["size"] else "?"
+    return {"name": row["name"], "aliases": ", ".join(row["aliases"]) or "-",
+            "file": row["file"], "size": size, "cached": where, "digest": row["digest"],
+            "reported": row["reported"], "source": row["source"]}
 
 
 def describe():
-    """The listing as text: one block per name (file, reported accuracy, cache, source,
-    address, classes in output order)."""
-    lines = [f"Named weights (--weights NAME); cache: {named_weights.cache_folder()}"
-             f" (${named_weights.HOME_VARIABLE}); mirror: ${named_weights.MIRROR_VARIABLE}", ""]
-    for row in named_weights.listing():
-        spec = named_weights.NAMED_WEIGHTS[row["name"]]
-        cached = "cached" if row["cached"] != "no" else "not cached"
-        lines += [f"{row['name']:<18} {row['file']:<24} {row['reported']}  ({cached})",
-                  f"    from     {row['source']}",
-                  f"    address  {row['address']}"
-                  + ("" if spec.url else " (no download: get it by hand, below)"),
-                  f"    classes  {row['classes']}"]
-        if spec.how_to_get:
-            lines.append(f"    get it   {spec.how_to_get}; put it at "
-                         f"{named_weights.cached_path(row['name'])}")
+    """The table as text, then where the cache is and how to fetch what has no address."""
+    rows = named_weights.listing()
+    cells = [dict(zip(COLUMNS, COLUMNS))] + [_cells(row) for row in rows]
+    widths = {column: max(len(cell[column]) for cell in cells) for column in COLUMNS}
+    lines = ["  ".join(f"{cell[c]:<{widths[c]}}" for c in COLUMNS).rstrip() for cell in cells]
+    mirror = os.environ.get(named_weights.MIRROR_VARIABLE) or "unset"
+    lines += ["", f"cache: {named_weights.cache_folder()} (${named_weights.HOME_VARIABLE}); "
+                  f"mirror: ${named_weights.MIRROR_VARIABLE} ({mirror}); deadline: "
+                  f"${downloads.TIMEOUT_VARIABLE} (default {downloads.DEFAULT_TIMEOUT_S:g} s)"]
+    for row in rows:
+        if row["how_to_get"]:
+            lines.append(f"no download address for {row['name']}: {row['how_to_get']}; put "
+                         f"it at {named_weights.cached_path(row['name'])}")
+    lines.append("--verify checks the files here against their digests; --json gives every "
+                 "field (address, kind, classes)")
     return "\n".join(lines)
+
+
+def verify_cache():
+    """`--verify`: one line per file; 1 when a file here does not match its digest, else 0."""
+    rows = named_weights.verify()
+    width = max(len(row["name"]) for row in rows)
+    for row in rows:
+        print(f"{row['name']:<{width}}  {row['status']:<10}  {row['said']}", flush=True)
+    return 1 if any(row["status"] == "mismatch" for row in rows) else 0
 
 
 def build_parser(prog="adcorre weights"):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="one JSON object per name")
+    parser.add_argument("--json", action="store_true", help="one JSON object per file")
+    parser.add_argument("--verify", action="store_true",
+                        help="check every file on this machine against its digest (published, "
+                             "or recorded at its first download); exit status 1 on a mismatch")
     return parser
 
 
 def main(argv=None, prog="adcorre weights"):
-    """Prints the named weights; returns 0."""
+    """Prints the table (or checks the files: `--verify`); returns the exit status."""
     args = build_parser(prog).parse_args(argv)
+    if args.verify:
+        return verify_cache()
     if args.json:
         for row in named_weights.listing():
             print(json.dumps(row))

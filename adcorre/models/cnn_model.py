@@ -29,8 +29,7 @@ from keras import layers, ops
 
 from adcorre.config import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, LearningConfig
 from adcorre.errors import SettingError, WeightFileError, WeightFileNotFoundError
-from adcorre.errors import WeightsUnavailableError
-from adcorre.models import torch_checkpoints
+from adcorre.models import named_weights, torch_checkpoints
 from adcorre.models.arm import AmendRepresentation
 from adcorre.models.registry import ARCH_NAMES as ARCHES, get_arch
 from adcorre.models.resnet import resnet18_features
@@ -126,33 +125,6 @@ class ScaleInputs(layers.Layer):
         return config
 
 
-def _keras_models_dir():
-    """Keras' download folder (`$KERAS_HOME/models`, by default `~/.keras/models`)."""
-    keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    return os.path.join(keras_home, "models")
-
-
-def imagenet_weights_path(arch):
-    """Where Keras keeps the ImageNet weight file of `arch`'s backbone once downloaded."""
-    return os.path.join(_keras_models_dir(), get_arch(arch).imagenet_file)
-
-
-def torchvision_weights_path():
-    """Where `weights="imagenet"` finds torchvision's `resnet18-f37072fd.pth` for `resnet18*`.
-
-    torchvision's own cache (`$TORCH_HOME/hub/checkpoints`, by default
-    `~/.cache/torch/hub/checkpoints`) if the file is there, else Keras' (`~/.keras/models`),
-    where a download would go.
-    """
-    cache = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
-    torch_home = os.environ.get("TORCH_HOME", os.path.join(cache, "torch"))
-    torch_path = os.path.join(torch_home, "hub", "checkpoints",
-                              torch_checkpoints.TORCHVISION_RESNET18_FILE)
-    if os.path.isfile(torch_path):
-        return torch_path
-    return os.path.join(_keras_models_dir(), torch_checkpoints.TORCHVISION_RESNET18_FILE)
-
-
 def _torch_checkpoint(spec, weights):
     """The PyTorch checkpoint `weights` names for the arch, read; None where it names none."""
     if weights is None:
@@ -166,7 +138,7 @@ def _torch_checkpoint(spec, weights):
                 f"{spec.name!r}.")
         return None
     if weights == "imagenet":
-        weights = _require_torchvision_file(spec.name)
+        weights = named_weights.imagenet_file(spec.name)
     elif not os.path.isfile(weights):
         raise WeightFileNotFoundError(
             f"Weight file not found: {weights!r} (expected a PyTorch .pth or a Keras .h5 file).")
@@ -196,10 +168,11 @@ class CNNModel:
             arch: a name of `registry.ARCH_NAMES`: `"xcp"`, `"xcp_arm"`, `"resnet"`, `"tiny"`,
                 `"resnet18"`, `"resnet18_arm"`.
             num_classes: size of the softmax output (7, or 8 for AffectNet with Contempt).
-            weights: `None` (random), `"imagenet"` (backbone only; needs the Keras
-                cache file, see `imagenet_weights_path`; for `resnet18*` torchvision's
-                `resnet18-f37072fd.pth`, see `torchvision_weights_path`) or the path of a weight
-                file of this same architecture (`.h5` or `.weights.h5`). For `resnet18*` also a
+            weights: `None` (random), `"imagenet"` (backbone only: the arch's ImageNet file,
+                `ArchSpec.imagenet`, fetched once into the cache by `named_weights`), a name
+                of the table of downloadable files (`"xcp.rafdb"`, `"adcorre-rafdb"`: a file of
+                this arch; the arch's ImageNet file's name is `"imagenet"`), or the path of a
+                weight file of this same architecture (`.h5` or `.weights.h5`). For `resnet18*` also a
                 PyTorch file: torchvision's ResNet-18 state dict initialises the backbone, an
                 ARM checkpoint (`ResNet18_ARM___RAF` / `ResNet18`) the whole network, which
                 then needs `num_embeddings=0` and the checkpoint's class count.
@@ -238,16 +211,19 @@ class CNNModel:
                 "Expected num_embeddings >= 0, embedding_size >= 1 and num_classes >= 2, got "
                 f"{num_embeddings}, {embedding_size}, {num_classes}."
             )
-        if weights == "imagenet" and spec.imagenet_url is None:
+        if weights == "imagenet" and spec.imagenet is None:
             raise SettingError(f"arch {arch!r} has no ImageNet weights; use weights=None.")
+        # A name of the table of downloadable files: its file, fetched once (or "imagenet").
+        weights = named_weights.initial_weights(arch, weights)
         # A PyTorch file is read before anything is built, so a bad one fails at once.
         checkpoint = _torch_checkpoint(spec, weights)
+        backbone_file = None
+        if weights == "imagenet" and spec.weights_format == "keras":
+            backbone_file = named_weights.imagenet_file(arch)
 
         image = keras.Input((input_size, input_size, 3), name="image")
         x = ScaleInputs(spec.input_scaling, name="scale_inputs")(image) if scale_inputs else image
-        if weights == "imagenet" and spec.weights_format == "keras":
-            _require_imagenet_file(spec)
-        feature_map = BACKBONES[spec.backbone](x, spec, "imagenet" if weights == "imagenet" else None)
+        feature_map = BACKBONES[spec.backbone](x, spec, backbone_file)
         features = _pool(spec, feature_map, arm_affinity)
         model = self._add_heads(
             image, features, num_classes, num_embeddings, embedding_size, dropout, arch
@@ -329,41 +305,7 @@ def _tiny_map(x, spec, weights):
     return x
 
 
-# `ArchSpec.backbone` -> a builder `(input tensor, spec, "imagenet" or None)` -> the last 2-D
-# feature map (the layer `spec.feature_map` names).
+# `ArchSpec.backbone` -> a builder `(input tensor, spec, ImageNet weight file or None)` -> the
+# last 2-D feature map (the layer `spec.feature_map` names).
 BACKBONES = {"xception": _xception_map, "resnet50": _resnet50_map, "resnet18": _resnet18_map,
              "tiny": _tiny_map}
-
-
-def _require_imagenet_file(spec):
-    """Fails early, with the fix, where the ImageNet file cannot be downloaded."""
-    path = imagenet_weights_path(spec.name)
-    if os.path.isfile(path):
-        return
-    try:
-        keras.utils.get_file(spec.imagenet_file, spec.imagenet_url, cache_subdir="models")
-    except Exception as error:
-        raise WeightsUnavailableError(
-            f"ImageNet weights for arch {spec.name!r} are not available: Keras looks for "
-            f"{path!r} and could not download it ({type(error).__name__}). Copy that file "
-            "there from a machine with internet access, or build with weights=None "
-            "(--weights none) to train from scratch."
-        ) from None
-
-
-def _require_torchvision_file(arch):
-    """torchvision's ImageNet ResNet-18: the cached file, else a download, else the fix."""
-    path = torchvision_weights_path()
-    if os.path.isfile(path):
-        return path
-    name = torch_checkpoints.TORCHVISION_RESNET18_FILE
-    url = torch_checkpoints.TORCHVISION_RESNET18_URL
-    try:
-        return keras.utils.get_file(name, url, cache_subdir="models")
-    except Exception as error:
-        raise WeightsUnavailableError(
-            f"ImageNet weights for arch {arch!r} are torchvision's {name}, which is not at "
-            f"{path!r} and could not be downloaded ({type(error).__name__}). Get it from {url} "
-            f"and pass its path (weights='path/to/{name}', --weights path/to/{name}) or copy it "
-            "there; or build with weights=None (--weights none) to train from scratch."
-        ) from None

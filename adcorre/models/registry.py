@@ -38,8 +38,8 @@ class ArchSpec:
         input_size: the side the arch is trained and released at, in pixels.
         min_input_size: the smallest side its layers accept.
         default_embeddings: k when `num_embeddings=None` (Ad-Corre's 7; 0 for ARM's networks).
-        imagenet_url: where the file its `weights="imagenet"` reads comes from (None: it has
-            none); the file keeps the address's name (`imagenet_file`).
+        imagenet: the name of the `weights_table` record its `weights="imagenet"` reads (the
+            backbone's ImageNet file; None: it has none).
         weights_format: `"keras"` (`.h5` files) or `"torch"` (its ImageNet and published
             weights are PyTorch `.pth` files).
         official: True where the official Ad-Corre code builds it (its `.h5` files rebuild to it).
@@ -55,35 +55,24 @@ class ArchSpec:
     input_size: int = 224
     min_input_size: int = 32
     default_embeddings: int = 7
-    imagenet_url: str = None
+    imagenet: str = None
     weights_format: str = "keras"
     official: bool = False
 
-    @property
-    def imagenet_file(self):
-        """The ImageNet weight file's name (Keras' or torchvision's cache keeps it so), or None."""
-        return self.imagenet_url and self.imagenet_url.rsplit("/", 1)[-1]
-
-
-_KERAS_APPLICATIONS = "https://storage.googleapis.com/tensorflow/keras-applications/"
-_XCEPTION_URL = _KERAS_APPLICATIONS + "xception/xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
-_RESNET50_URL = _KERAS_APPLICATIONS + "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-# torchvision's ImageNet ResNet-18, which ARM's training started from.
-TORCHVISION_RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 
 # In the order `--help` lists them. Xception's stem needs 71 px; ARM's 32x32 kernel needs a 3x3
 # map after Xception (71 px) and a 2x2 map after ResNet-18 (33 px).
 _SPECS = (
     ArchSpec("xcp", "Xception + global average pooling + k heads (the paper's model)",
              backbone="xception", feature_map="block14_sepconv2_act", input_scaling="xception",
-             min_input_size=71, imagenet_url=_XCEPTION_URL, official=True),
+             min_input_size=71, imagenet="xcp.imagenet", official=True),
     ArchSpec("xcp_arm", "Xception + ARM in place of the pooling + k heads",
              backbone="xception", feature_map="block14_sepconv2_act", pooling="arm",
              pooling_layer="amend_representation", input_scaling="xception", min_input_size=71,
-             imagenet_url=_XCEPTION_URL),
+             imagenet="xcp.imagenet"),
     ArchSpec("resnet", "ResNet50 + global average pooling + k heads (the official code's "
              "second arch)", backbone="resnet50", feature_map="conv5_block3_out",
-             pooling_layer="avg_pool", input_scaling="caffe", imagenet_url=_RESNET50_URL,
+             pooling_layer="avg_pool", input_scaling="caffe", imagenet="resnet.imagenet",
              official=True),
     ArchSpec("tiny", "a four-block CNN of about 0.9 M parameters, for tests and CPU demos "
              "(in neither paper)", backbone="tiny", feature_map="tiny_relu3", input_size=64,
@@ -91,11 +80,11 @@ _SPECS = (
     ArchSpec("resnet18", "torchvision's ResNet-18 + average pooling + Linear (ARM's baseline)",
              backbone="resnet18", feature_map="layer4_1_relu2", pooling_layer="avgpool",
              input_scaling="torchvision", default_embeddings=0,
-             imagenet_url=TORCHVISION_RESNET18_URL, weights_format="torch"),
+             imagenet="resnet18.imagenet", weights_format="torch"),
     ArchSpec("resnet18_arm", "torchvision's ResNet-18 + ARM + Linear (ARM's own network)",
              backbone="resnet18", feature_map="layer4_1_relu2", pooling="arm",
              pooling_layer="arm", input_scaling="torchvision", min_input_size=33,
-             default_embeddings=0, imagenet_url=TORCHVISION_RESNET18_URL,
+             default_embeddings=0, imagenet="resnet18.imagenet",
              weights_format="torch"),
 )
 

@@ -45,11 +45,6 @@ import numpy as np
 
 from adcorre.errors import (MissingDependencyError, WeightFileError, WeightFileNotFoundError,
                             first_line)
-from adcorre.models.registry import TORCHVISION_RESNET18_URL
-
-# torchvision's ImageNet ResNet-18, the file torchvision.models.resnet18(weights="IMAGENET1K_V1")
-# fetches.
-TORCHVISION_RESNET18_FILE = TORCHVISION_RESNET18_URL.rsplit("/", 1)[-1]
 
 # torch.save's legacy (pre-1.6) format starts with its pickled magic number 0x1950a86a20f9469cfc6c.
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"

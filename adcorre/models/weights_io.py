@@ -378,8 +378,9 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
 
     Args:
         path: a `.h5` / `.hdf5` / `.keras` file, a PyTorch `.pth` checkpoint, or a name of
-            `named_weights.NAMED_WEIGHTS` (`"adcorre-rafdb"`...), fetched once into the cache,
-            wherever no file of that name exists.
+            the table of downloadable files (`"xcp.rafdb"`, `"adcorre-rafdb"`...,
+            `weights_table`), fetched once into the cache, wherever no file of that name
+            exists.
         labels: label names (or a `LABEL_PRESETS` key) overriding the file's; required in
             practice for foreign classifiers, whose files do not say what their classes are.
         input_range: `(lo, hi)` overriding the file's (foreign classifiers: default (0, 1)).
@@ -419,6 +420,7 @@ def load_model(path, labels=None, input_range=None, input_size=None, arm_affinit
         return model, _override(_describe_exported(path, description), None, input_range)
     try:
         model, info = _load_file(_check_file(path), input_size, arm_affinity)
+        named_weights.check_kind(path, info)  # under an official name: that release's kind
     except WeightFileError:
         if fetched:  # a download that is not a loadable file stays out of the cache
             named_weights.forget(path)

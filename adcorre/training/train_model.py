@@ -80,7 +80,9 @@ class TrainModel:
         rafdb_images: RAF-DB's faces: `"auto"` (Image/aligned/ when it is there, else the
             original photos), `"aligned"`, or `"original"`: the photos cropped by their box
             files (`Annotation/boundingbox/` or `boundingbox/`), as the official config names.
-        weights: `"imagenet"` (backbone only), `None` (from scratch) or a weight file path.
+        weights: `"imagenet"` (backbone only), `None` (from scratch), a weight file path, or a
+            downloadable file's name (`"adcorre-rafdb"`, `"xcp.rafdb"`: a released file of the
+            arch to start from, fetched once; `"xcp.imagenet"` is `"imagenet"` for xcp).
         lr: initial Adam learning rate.
         lr_schedule: `"inverse_time"` (Ad-Corre: `lr / (1 + lr_decay * t)` after t optimizer
             steps, the official Keras 2 `Adam(1e-3, decay=1e-5)`) or `"step"` (x

@@ -95,13 +95,17 @@ def test_clear_errors(monkeypatch, tmp_path):
         CNNModel().get_model("xcp", weights=None, input_size=48)
     with pytest.raises(ValueError, match="no ImageNet weights"):
         CNNModel().get_model("tiny", weights="imagenet")
-    # Offline: the message names the file Keras looks for and the weights=None way out.
+    # Offline: the message names the file, where it was looked for (the cache, and Keras' own
+    # folder, where a user may have it) and the weights=None way out; nothing is left behind.
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("ADCORRE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ADCORRE_WEIGHTS_MIRROR", "http://127.0.0.1:9/")
     with pytest.raises(RuntimeError) as error:
         CNNModel().get_model("xcp", weights="imagenet", input_size=71)
     message = str(error.value)
     assert "xception_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
     assert str(tmp_path) in message and "weights=None" in message
+    assert str(tmp_path / "home" / "weights") in message and not (tmp_path / "home").exists()
 
 
 def test_core_runs_under_jax_without_tensorflow():

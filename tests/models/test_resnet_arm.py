@@ -109,19 +109,24 @@ def test_sample_affinity_config_round_trip():
 
 
 def test_imagenet_weights_name_torchvisions_file(monkeypatch, tmp_path):
+    import urllib.request
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv("ADCORRE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ADCORRE_WEIGHTS_MIRROR", raising=False)  # the official address
 
     def offline(*args, **kwargs):
         raise OSError("no network")
 
-    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(RuntimeError) as raised:
         CNNModel().get_model("resnet18_arm", weights="imagenet")
     message = str(raised.value)
     assert "resnet18-f37072fd.pth" in message
     assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message
     assert "weights=" in message and str(tmp_path / "keras") in message
+    assert str(tmp_path / "torch") in message and str(tmp_path / "home") in message
 
 
 def test_trainer_trains_a_network_without_heads_with_cross_entropy():

@@ -63,14 +63,10 @@ def test_cli_recipe_arm(config_of_train_cli):
     assert (config.augmentation, config.weights) == (False, "none")
 
 
-def _no_network(*args, **kwargs):
-    raise OSError("no network")
-
-
 def test_recipe_weights_are_torchvisions_file_and_offline_says_which(monkeypatch, tmp_path):
-    for variable in ("TORCH_HOME", "KERAS_HOME"):  # empty caches
+    for variable in ("TORCH_HOME", "KERAS_HOME", "ADCORRE_HOME"):  # empty caches
         monkeypatch.setenv(variable, str(tmp_path / variable.lower()))
-    monkeypatch.setattr(keras.utils, "get_file", _no_network)
+    monkeypatch.setenv("ADCORRE_WEIGHTS_MIRROR", "http://127.0.0.1:9/")  # offline
     with pytest.raises(RuntimeError, match="resnet18-f37072fd.pth") as raised:
         TrainModel(dataset_name="rafdb", recipe="arm").make_model("resnet18_arm")
     assert "weights=" in str(raised.value)
