@@ -15,29 +15,9 @@ import time
 
 import pytest
 
-from helpers import grace_hopper_path, python_command, python_env, run_python
+from helpers import grace_hopper_path, python_command, python_env, stopped_mid_write
 
 CPU_ONLY = {"CUDA_VISIBLE_DEVICES": ""}
-
-# The child: `adcorre ARGV` with the signal sent to itself once a file's bytes are written
-# under its temporary name (its path is recorded in $MARK first).
-STOPPED_MID_WRITE = """
-import os, signal, sys
-from adcorre import atomic_files
-from adcorre.cli.main import main
-
-flush = atomic_files._fsync_tree
-
-def stop_here(path):
-    with open(os.environ["MARK"], "a") as mark:
-        mark.write(path + "\\n")
-    os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL"]))
-    flush(path)
-
-atomic_files._fsync_tree = stop_here
-sys.exit(main(sys.argv[1:]))
-"""
-
 
 def _leftovers(folder):
     return [os.path.join(root, name) for root, dirs, files in os.walk(folder)
@@ -45,11 +25,7 @@ def _leftovers(folder):
 
 
 def _stopped_mid_write(argv, tmp_path, signal_name="SIGTERM"):
-    mark = tmp_path / "temporary_files.txt"
-    run = run_python(STOPPED_MID_WRITE, argv=argv, cwd=tmp_path, timeout=300,
-                     env={**CPU_ONLY, "MARK": str(mark), "SIGNAL": signal_name})
-    written = mark.read_text().split() if mark.exists() else []
-    return run, written
+    return stopped_mid_write(argv, tmp_path, signal_name, env=CPU_ONLY)
 
 
 def _assert_clean_stop(run, written, folder, status=143, name="SIGTERM"):
