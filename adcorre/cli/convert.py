@@ -45,7 +45,7 @@ def _convert(args):
     path, info = weights_io.convert(args.source, args.destination, labels=args.labels,
                                     input_range=args.input_range, input_size=args.input_size,
                                     arm_affinity=args.arm_affinity)
-    note = weights_io.assumptions_note(info, args.labels, args.input_range)
+    note = weights_io.assumptions_note(info)
     if note:  # the guesses are written into DEST as if the source had said them
         print(note, file=sys.stderr)
     colour = "grey" if info.channels == 1 else "RGB"

@@ -28,7 +28,7 @@ from adcorre import config
 from adcorre.data import dataset_readers, input_pipeline, pictures
 from adcorre.errors import AdCorreError, DatasetFormatError, ModelCapabilityError, SettingError
 from adcorre.inference import embedding_map, export, face_crops, grad_cam, media_analysis
-from adcorre.models import weights_io
+from adcorre.models import arm, weights_io
 from adcorre.models.exported import ExportedModel
 from adcorre.reports import classification_report, plot_confusion_matrix
 
@@ -93,7 +93,6 @@ class TestModels:
         self.verbose = verbose
         self.detector = face_crops.FaceDetector(detector) if detector else None
         self.timings = {}
-        self._given = (labels, input_range)
         if verbose:
             for note in (self.drawn_faces_note(), self.assumptions_note()):
                 if note:
@@ -115,7 +114,7 @@ class TestModels:
     def assumptions_note(self):
         """One line naming what the model's file does not say and was assumed (its class
         names, its input range), or None (`weights_io.assumptions_note`)."""
-        return weights_io.assumptions_note(self.info, *self._given)
+        return weights_io.assumptions_note(self.info)
 
     # ---------------------------------------------------------------------------------- pictures
 
@@ -289,15 +288,17 @@ class TestModels:
         """One row per face per analysed frame of a video, as `recognize_faces` sees each frame.
 
         Args:
-            video_path: a video file (mp4, avi, mkv, mov...).
-            csv_path: also write the rows as CSV.
+            video_path: a video file (mp4, avi, mkv, mov...) or an `http(s)://` or `rtsp://`
+                address.
+            csv_path: also write the rows as CSV, as they are analysed.
             every: analyse every n-th frame.
-            **options: `annotate_path`, `detect_every`, `batch_size`, `progress` of
-                `media_analysis.recognize_video`.
+            **options: `annotate_path`, `detect_every`, `batch_size`, `progress`, `smooth`,
+                `stall_timeout`, `return_table` of `media_analysis.recognize_video`.
 
         Returns:
-            pandas DataFrame: `frame, time_s, face, x, y, w, h, label` + one probability column
-            per name of `info.labels` (see `media_analysis`).
+            pandas DataFrame: `frame, time_s, face, person, x, y, w, h, label` + one probability
+            column per name of `info.labels` (see `media_analysis`); `person` follows one
+            person from frame to frame.
         """
         return media_analysis.recognize_video(self, video_path, csv_path, every, **options)
 
@@ -427,7 +428,7 @@ class TestModels:
                                               validate="none", return_index=True)
         truth, predicted, scored = [], [], np.zeros(len(frame), bool)
         # ARM's protocol: each batch's mean affinity map (the model's traced function follows).
-        with (weights_io.arm_affinity(self.model, "batch") if protocol == "arm"
+        with (arm.arm_affinity(self.model, "batch") if protocol == "arm"
               else contextlib.nullcontext()):
             for images, labels, rows in dataset:
                 predicted.append(np.argmax(self.predict(images.numpy()), axis=-1))

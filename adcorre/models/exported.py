@@ -28,16 +28,35 @@ import numpy as np
 from adcorre import runtime
 from adcorre.errors import MissingDependencyError, WeightFileError, first_line
 
-# The exported files this module runs, by suffix.
-EXPORT_SUFFIXES = (".tflite", ".onnx")
 # A TFLite file is a FlatBuffer whose file identifier, at bytes 4-8, is "TFL3".
 _TFLITE_IDENTIFIER = b"TFL3"
+# An ONNX file is a serialised ModelProto: field 1 (ir_version, a varint) comes first, then
+# the fields after it in number order: producer_name (2) ... graph (7), opset_import (8).
+_ONNX_FIRST_TAG = 0x08
+_ONNX_NEXT_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42}
 _SIGNATURE = "serving_default"
 
 
-def is_exported(path):
-    """True for a `.tflite` or `.onnx` file (by suffix; the content is checked on loading)."""
-    return os.path.splitext(os.fspath(path))[1].lower() in EXPORT_SUFFIXES
+def is_tflite(head):
+    """Whether a file's first bytes are a TFLite FlatBuffer's (its `TFL3` identifier).
+
+    Example:
+    >>> is_tflite(b"1234TFL3"), is_tflite(b"PK..")
+    (True, False)
+    """
+    return head[4:8] == _TFLITE_IDENTIFIER
+
+
+def is_onnx(head):
+    """Whether a file's first bytes are an ONNX ModelProto's: its `ir_version` field (a small
+    varint) followed by one of the fields that come after it.
+
+    Example:
+    >>> is_onnx(bytes([0x08, 14, 0x12]) + b"tf2onnx"), is_onnx(b"HDF5....")
+    (True, False)
+    """
+    return (len(head) >= 3 and head[0] == _ONNX_FIRST_TAG and 1 <= head[1] < 0x80
+            and head[2] in _ONNX_NEXT_TAGS)
 
 
 def sidecar_path(path):
@@ -72,6 +91,7 @@ class ExportedModel:
     Args:
         path: the `.tflite` or `.onnx` file.
         num_threads: CPU threads the runtime may use (default: all cores).
+        format: `"tflite"` or `"onnx"` (default: by the file's suffix).
 
     Attributes:
         runtime: `"litert"`, `"tflite-tensorflow"` (TensorFlow's interpreter, where LiteRT is
@@ -83,11 +103,12 @@ class ExportedModel:
         name: the file's name.
     """
 
-    def __init__(self, path, num_threads=None):
+    def __init__(self, path, num_threads=None, format=None):
         self.path = os.fspath(path)
         self.name = os.path.basename(self.path)
         threads = num_threads or os.cpu_count() or 1
-        if self.path.lower().endswith(".onnx"):
+        format = format or ("onnx" if self.path.lower().endswith(".onnx") else "tflite")
+        if format == "onnx":
             self._open_onnx(threads)
         else:
             self._open_tflite(threads)
@@ -102,7 +123,7 @@ class ExportedModel:
 
     def _open_tflite(self, threads):
         with open(self.path, "rb") as handle:
-            if handle.read(8)[4:8] != _TFLITE_IDENTIFIER:
+            if not is_tflite(handle.read(8)):
                 raise WeightFileError(f"{self.path!r} is not a TFLite model (no TFL3 identifier); "
                                       "expected a .tflite file `export` wrote.")
         try:
@@ -200,12 +221,13 @@ def tflite_interpreter(path, threads, runtime_name=None):
     return interpreter, runtime_name
 
 
-def load_exported(path, labels=None):
+def load_exported(path, labels=None, format=None):
     """An exported model and what its description says.
 
     Args:
         path: a `.tflite` or `.onnx` file that `export` wrote (its `<path>.json` beside it).
         labels: class names overriding the description's (needed without one).
+        format: `"tflite"` or `"onnx"` (default: by the file's suffix).
 
     Returns:
         `(ExportedModel, description)`: the description as `export` wrote it (labels, input
@@ -215,7 +237,7 @@ def load_exported(path, labels=None):
         WeightFileError: not a file of that kind, or no labels to name its outputs by.
         MissingDependencyError: an `.onnx` file and no onnxruntime.
     """
-    model = ExportedModel(path)
+    model = ExportedModel(path, format=format)
     sidecar = read_sidecar(path)
     description = dict(sidecar or {})
     if labels:

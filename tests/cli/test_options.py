@@ -108,6 +108,8 @@ def test_a_missing_video_named_by_a_number_points_to_the_webcam(model, capsys):
     (["--image", "a.jpg", "--host", "0.0.0.0"], "--host goes with --serve"),
     (["--export", "onnx", "--port", "8080"], "--port goes with --serve"),
     (["--export", "onnx", "--max-upload-mb", "5"], "--max-upload-mb goes with --serve"),
+    (["--image", "a.jpg", "--smooth", "1"], "--smooth goes with --video or --webcam"),
+    (["--webcam", "--stall-timeout", "3"], "--stall-timeout goes with --video"),
 ])
 def test_an_option_without_its_task_is_refused(argv, needs, model, capsys):
     assert needs in _refused(inference_options.parse_args, ["--weights", model, *argv], capsys)
@@ -122,6 +124,31 @@ def test_options_left_at_their_defaults_are_not_refused(model, tmp_path):
     args = inference_options.parse_args(["--weights", model, "--serve", "--port", "0",
                                          "--max-upload-mb", "1e-6"])
     assert args.port == 0 and round(args.max_upload_mb * 1e6) == 1
+
+
+def test_videos_take_stream_addresses_and_refuse_other_schemes(model, capsys):
+    """An http(s):// or rtsp:// address is not a path to check (it is opened when read); an
+    address of another scheme is refused at once, naming those that are read."""
+    for address in ("http://127.0.0.1:8080/clip.mp4", "https://example.org/a.mp4",
+                    "rtsp://user:pw@camera/live"):
+        args = inference_options.parse_args(["--weights", model, "--video", address])
+        assert args.video == address and args.smooth == 0 and args.stall_timeout == 10
+    said = _refused(inference_options.parse_args,
+                    ["--weights", model, "--video", "ftp://host/clip.mp4"], capsys)
+    assert "ftp:// addresses are not read" in said and "http://, https://, rtsp://" in said
+
+
+def test_smooth_and_stall_timeout_take_seconds(model, capsys):
+    from adcorre.inference import media_analysis
+
+    assert inference_options.DEFAULT_STALL_TIMEOUT_S == media_analysis.DEFAULT_STALL_TIMEOUT_S
+    args = inference_options.parse_args(["--weights", model, "--video", "rtsp://cam/1",
+                                         "--smooth", "0.5", "--stall-timeout", "2.5"])
+    assert (args.smooth, args.stall_timeout) == (0.5, 2.5)
+    for option, value in (("--smooth", "-1"), ("--stall-timeout", "0")):
+        said = _refused(inference_options.parse_args,
+                        ["--weights", model, "--video", "rtsp://cam/1", option, value], capsys)
+        assert f"argument {option}: expected a number" in said
 
 
 def test_an_upload_limit_under_one_byte_is_refused(model, capsys):

@@ -201,3 +201,101 @@ def test_a_file_named_tflite_that_is_not_one_is_refused(tmp_path):
     fake.write_bytes(b"not a flatbuffer at all")
     with pytest.raises(errors.WeightFileError, match="not a TFLite model"):
         TestModels(str(fake), labels="canonical", verbose=False)
+
+
+# ---------------------------------------------- the SavedModel's `serving_bytes` signature
+
+
+def _png(rgb):
+    import cv2
+
+    return cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))[1].tobytes()
+
+
+def _serving_pictures():
+    """name -> encoded bytes: a JPEG photograph, a PNG photograph, face crops of it as PNG that
+    shrink, grow, shrink on one side only and stay, and a grey PNG."""
+    from adcorre.inference import face_crops
+
+    with open(grace_hopper_path(), "rb") as handle:
+        grace = handle.read()
+    astronaut = face_crops.read_picture(skimage_data_path("astronaut.png"))
+    import cv2
+
+    return {
+        "grace_hopper.jpg": grace,
+        "astronaut.png": _png(astronaut),
+        "face 150x130": _png(astronaut[40:190, 170:300]),
+        "face 40x45": _png(astronaut[100:140, 200:245]),
+        "face 300x40": _png(astronaut[100:400, 200:240]),
+        "face 64x64": _png(astronaut[100:164, 200:264]),
+        "grey face 200x200": cv2.imencode(".png", cv2.cvtColor(
+            np.ascontiguousarray(astronaut[0:200, 150:350]), cv2.COLOR_RGB2GRAY))[1].tobytes(),
+    }
+
+
+@pytest.mark.parametrize("model", ["tiny", "fer"])
+def test_saved_model_serving_bytes_equals_predict_on_real_pictures(model, keras_tester,
+                                                                   tmp_path, request):
+    """`serving_bytes` takes encoded pictures and gives `TestModels.predict`'s probabilities of
+    the same pixels within 1e-4: `tiny` (RGB 32 px, [0, 1], 2 heads) and the `fer` package's
+    model (grey 64 px, [-1, 1]). A JPEG is compared on the pixels TensorFlow decodes (OpenCV's
+    and Pillow's JPEG decoders differ from it by a few levels); PNGs decode alike everywhere."""
+    import tensorflow as tf
+
+    if model == "fer":
+        tester = TestModels(request.getfixturevalue("fer_model"), labels="fer2013",
+                            input_range=(-1, 1), verbose=False)
+    else:
+        tester = keras_tester
+    folder = tester.export(str(tmp_path / "served"), "saved_model")
+    loaded = tf.saved_model.load(folder)
+    assert {"serve", "serving_default", "serving_bytes"} <= set(loaded.signatures)
+    signature = loaded.signatures["serving_bytes"]
+    (spec,) = signature.structured_input_signature[1].values()
+    assert (spec.name, spec.dtype, spec.shape.as_list()) == ("images", tf.string, [None])
+    assert set(signature.structured_outputs) == {"probabilities", "labels"}
+
+    pictures = _serving_pictures()
+    answer = signature(images=tf.constant(list(pictures.values())))
+    probabilities = answer["probabilities"].numpy()
+    assert probabilities.shape == (len(pictures), len(tester.exps))
+    labels = answer["labels"].numpy().astype(str)
+    assert (labels == np.array(tester.exps)).all()  # the class names on every row
+    for row, (name, data) in enumerate(pictures.items()):
+        pixels = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+        if name.endswith(".png") or name.startswith(("face", "grey")):
+            from adcorre.inference import face_crops
+
+            assert (pixels == face_crops.read_picture(data)).all(), name  # PNG: the same pixels
+        np.testing.assert_allclose(probabilities[row], tester.predict(pixels[None])[0],
+                                   rtol=0, atol=TOLERANCE, err_msg=name)
+    # One picture alone gives its row of the batch.
+    one = signature(images=tf.constant([pictures["face 40x45"]]))["probabilities"].numpy()
+    np.testing.assert_allclose(one[0], probabilities[3], rtol=0, atol=1e-6)
+
+
+def test_serving_resize_is_opencvs(tmp_path):
+    """The graph's resize against `face_crops.resize_whole` (OpenCV) on real pixels: bit for bit
+    where a side grows, within one level on at most 0.5 % of the pixels where both shrink (float
+    sums in another order)."""
+    import tensorflow as tf
+
+    from adcorre.inference import face_crops
+    from adcorre.inference.serving_signature import resize_like_opencv
+
+    astronaut = face_crops.read_picture(skimage_data_path("astronaut.png"))
+    grace = face_crops.read_picture(grace_hopper_path())
+    for picture in (grace, astronaut, astronaut[40:190, 170:300], astronaut[100:140, 200:245],
+                    astronaut[100:120, 200:230], astronaut[100:400, 200:240],
+                    astronaut[100:140, 100:400], astronaut[100:164, 200:264]):
+        for size in ((32, 32), (64, 64), (224, 224), (48, 80)):
+            expected = (picture if picture.shape[:2] == size else
+                        face_crops.resize_whole(picture, size)).astype(int)
+            ours = resize_like_opencv(tf.constant(picture), *size).numpy().astype(int)
+            differ = np.abs(ours - expected)
+            where = f"{picture.shape[:2]} -> {size}"
+            if picture.shape[0] >= size[0] and picture.shape[1] >= size[1]:
+                assert differ.max() <= 1 and differ.mean() <= 0.005, where
+            else:
+                assert differ.max() == 0, where
