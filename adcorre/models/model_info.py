@@ -183,7 +183,7 @@ def _ends_in_softmax(model):
     return isinstance(layer, keras.layers.Softmax) or name == "softmax"
 
 
-def load_export(probe, loader, labels=None):
+def load_export(probe, loader, labels=None, input_size=None):
     """An export on its runtime (`exported.load_exported`, the format named by `loader`:
     `"tflite"` or `"onnx"`), and its `ModelInfo` from the description beside it.
 
@@ -191,8 +191,11 @@ def load_export(probe, loader, labels=None):
         probe: the export's `FileProbe`.
         loader: the export loader's `name`, which is also the format's name.
         labels: class names overriding the description's (needed without one).
+        input_size: `(height, width)` for a model that leaves them open, where its
+            description does not say them.
     """
-    model, description = exported.load_exported(probe.path, labels=labels, format=loader)
+    model, description = exported.load_exported(probe.path, labels=labels, format=loader,
+                                                 input_size=input_size)
     return model, describe_export(probe.path, loader, description)
 
 

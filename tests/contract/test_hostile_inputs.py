@@ -145,3 +145,42 @@ def test_a_stop_mid_write_leaves_no_temporary_file(tiny_file, tmp_path):
     assert [line for line in run.stderr.splitlines() if line.startswith("stopped:")] == [
         "stopped: terminated (SIGTERM)"]
     assert os.listdir(out) == [] and not _leftovers(tmp_path)
+
+
+# ------------------------------------------------------------------------------- exports
+
+
+@pytest.fixture(scope="module")
+def tflite_export(tiny_file, tmp_path_factory):
+    from adcorre.inference.test_models import TestModels
+
+    folder = tmp_path_factory.mktemp("export")
+    return TestModels(tiny_file, verbose=False).export(str(folder / "tiny.tflite"), "tflite")
+
+
+@pytest.mark.parametrize("input_range", [["low", "high"], [1, 0]])
+def test_an_export_whose_description_lies_about_its_input_range(tflite_export, tmp_path, capsys,
+                                                                input_range):
+    lying = tmp_path / "lying.tflite"
+    shutil.copy(tflite_export, lying)
+    with open(tflite_export + ".json") as handle:
+        described = json.load(handle)
+    (tmp_path / "lying.tflite.json").write_text(json.dumps({**described,
+                                                            "input_range": input_range}))
+    status, out, err, _ = _adcorre_test(["--weights", str(lying), "--image",
+                                         grace_hopper_path()], capsys)
+    _one_error_line(status, err, "lying.tflite.json", "'input_range'", "low < high")
+    assert out == ""  # no figure
+
+
+@pytest.mark.parametrize("case", ["two inputs", "integer input"])
+def test_an_onnx_model_the_tester_cannot_feed(tmp_path, capsys, case):
+    from onnx_files import onnx_classifier
+
+    integer = pytest.importorskip("onnx").TensorProto.UINT8 if case == "integer input" else None
+    path, _ = onnx_classifier(tmp_path / "odd.onnx", ["N", 32, 32, 3], layout="NHWC",
+                              input_type=integer, second_input=case == "two inputs")
+    status, out, err, _ = _adcorre_test(["--weights", path, "--image", grace_hopper_path()],
+                                        capsys)
+    _one_error_line(status, err, "odd.onnx", "the tester can give one float32 input of pictures")
+    assert out == ""
