@@ -204,7 +204,6 @@ def bench_tracking(args, repeats=300):
     """Milliseconds per frame of `PersonTracker.update` (2 faces of 150 px, 10 of 60 px, on
     640x480 frames of real portraits) against BlazeFace's detection of the same frames, one
     run."""
-    import numpy as np
 
     from adcorre.data import sample_faces
     from adcorre.inference import face_crops

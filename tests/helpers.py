@@ -156,7 +156,7 @@ def tiny_trainer():
     import numpy as np
 
     from adcorre.models.cnn_model import CNNModel
-    from adcorre.training.trainer import AdCorreTrainer
+    from adcorre.training.train_step import AdCorreTrainer
 
     keras.utils.set_random_seed(0)
     model = AdCorreTrainer(CNNModel().get_model("tiny", weights=None, input_size=32,

@@ -15,7 +15,8 @@ Tables are pandas DataFrames, one row per face per analysed frame, largest face 
 | `time_s` | `frame / fps` (webcam: seconds since the first frame, by the clock) |
 | `face` | 0 = the largest face (or the whole frame when none was found), 1, 2, ... |
 | `person` | the person's id, the same in every frame (`people.PersonTracker`); <NA> for none |
-| `x`, `y`, `w`, `h` | the face box in frame pixels; NaN when no face was found |
+| `x`, `y`, `w`, `h` | the face box in frame pixels (the part inside the frame); NaN when no face was found |
+| `yaw`, `pitch`, `roll` | head pose in degrees (`face_mesh`); NaN without a face (yaw, pitch also without the mesh) |
 | `label` | the most probable class |
 | one column per class name | its probability, in the model's label order (`smooth`: averaged) |
 
@@ -60,7 +61,8 @@ from adcorre.errors import VideoError
 from adcorre.inference.people import DEFAULT_MEMORY_S, PersonTracker, ProbabilitySmoother
 
 VIDEO_KEY_COLUMNS = ("frame", "time_s")
-FACE_COLUMNS = ("face", "x", "y", "w", "h", "label")
+POSE_COLUMNS = ("yaw", "pitch", "roll")
+FACE_COLUMNS = ("face", "x", "y", "w", "h", *POSE_COLUMNS, "label")
 PERSON_COLUMN = "person"
 # What `time_s` assumes for a file that stores no usable frame rate (most cameras record 25-30).
 ASSUMED_FPS = 25.0
@@ -313,7 +315,10 @@ def _face_rows(key, boxes, probabilities, labels, people=None):
     for face, (box, scores) in enumerate(zip(boxes, probabilities)):
         x, y, w, h = (math.nan,) * 4 if box is None else box
         person = {} if people is None else {PERSON_COLUMN: people[face]}
-        yield {**key, "face": face, **person, "x": x, "y": y, "w": w, "h": h,
+        # A face's box (`face_crops.FaceBox`) carries its head pose; NaN where none is known.
+        pose = getattr(box, "pose", {})
+        pose = {name: math.nan if pose.get(name) is None else pose[name] for name in POSE_COLUMNS}
+        yield {**key, "face": face, **person, "x": x, "y": y, "w": w, "h": h, **pose,
                "label": labels[int(np.argmax(scores))],
                **{name: float(p) for name, p in zip(labels, scores)}}
 
@@ -330,7 +335,7 @@ def _typed(table, labels):
     integer that may be missing (a whole frame's row)."""
     dtypes = {"frame": "int64", "time_s": "float64",
               "face": "Int64" if "error" in table else "int64", PERSON_COLUMN: "Int64",
-              **{name: "float64" for name in ("x", "y", "w", "h", *labels)}}
+              **{name: "float64" for name in ("x", "y", "w", "h", *POSE_COLUMNS, *labels)}}
     return table.astype({name: kind for name, kind in dtypes.items() if name in table})
 
 

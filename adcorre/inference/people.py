@@ -11,7 +11,8 @@ beyond SciPy's assignment solver):
 
 - **Motion.** Each person moves at constant velocity from where it was last seen; a face
   matches only near that prediction: within `0.6 + 2.5 x seconds since` face widths (the
-  allowance grows while a person is unseen), and at 0.55-1.8 times its width.
+  allowance grows while a person is unseen), and at 0.55-1.8 times its width (from 0.3 times
+  for a person unseen in the last frame: a face coming out from behind another shows a part).
 - **Appearance.** Each person carries a colour histogram (hue x saturation) of its face box,
   updated only from boxes that overlap no other face (no borrowed pixels while two cross).
   A face is taken for a person only when it looks like it (Bhattacharyya coefficient at least
@@ -54,6 +55,11 @@ MAX_DRIFT_WIDTHS_PER_S = 2.5
 # How much a face's width may change between two sightings (a partly hidden face's box is
 # smaller, one coming closer grows).
 MAX_SIZE_RATIO = 1.8
+# A face coming out from behind another shows a part of itself first, and the detector boxes
+# that part alone (a box a third of the face's width): for a person unseen in the last analysed
+# frame, a box down to this share of its width is its face still (within the motion and
+# appearance allowances), so the person keeps its id through the frames it emerges in.
+MIN_EMERGING_RATIO = 0.3
 # Appearance: hue x saturation bins of the colour histogram, the weight of its distance against
 # the motion distance (1 = at the edge of the motion allowance) in the assignment cost, the
 # least similarity (Bhattacharyya coefficient) of a face with the person it is taken for, and
@@ -175,7 +181,7 @@ class PersonTracker:
         assigned = {}
         for stage, candidates in enumerate((recent, earlier)):
             left = [index for index in faces if index not in assigned]
-            pairs = self._assign(candidates, left, boxes, looks, time_s)
+            pairs = self._assign(candidates, left, boxes, looks, time_s, emerging=stage == 1)
             assigned.update(pairs)
         ids = [None] * len(boxes)
         for index in faces:
@@ -190,8 +196,9 @@ class PersonTracker:
         self.last_time = time_s
         return ids
 
-    def _assign(self, people, faces, boxes, looks, time_s):
-        """`{face index: person}` of the cheapest assignment within the allowances."""
+    def _assign(self, people, faces, boxes, looks, time_s, emerging=False):
+        """`{face index: person}` of the cheapest assignment within the allowances (`emerging`:
+        people unseen in the last frame, whose faces may show in part)."""
         if not people or not faces:
             return {}
         from scipy.optimize import linear_sum_assignment
@@ -209,7 +216,8 @@ class PersonTracker:
         ratio = widths[:, None] / np.maximum(person_widths[None, :], 1e-9)
         similarity = np.array([looks[index] for index in faces]) @ np.array(
             [person.look for person in people]).T
-        allowed = ((distance <= allowance) & (ratio >= 1 / MAX_SIZE_RATIO)
+        smallest = MIN_EMERGING_RATIO if emerging else 1 / MAX_SIZE_RATIO
+        allowed = ((distance <= allowance) & (ratio >= smallest)
                    & (ratio <= MAX_SIZE_RATIO) & (similarity >= MIN_SIMILARITY))
         cost = np.where(allowed, distance / allowance + APPEARANCE_WEIGHT * (1.0 - similarity),
                         _UNMATCHABLE)

@@ -125,8 +125,13 @@ class TestModels:
             img_path: a path, encoded bytes or an array (RGB, grey or RGBA).
 
         Returns:
-            `{"label": str, "probabilities": {label: float}, "box": (x, y, w, h) or None}`;
-            `box` is None when no face was found and the whole picture was classified.
+            `{"label": str, "probabilities": {label: float}, "box": (x, y, w, h) or None,
+            "yaw", "pitch", "roll": degrees or None, "landmarks": {name: (x, y)} or None}`;
+            `box` is None when no face was found and the whole picture was classified (and
+            so are the pose and the landmarks). `box` is the part of the face inside the
+            picture; the pose is the head's (`face_mesh`: yaw > 0 turned to the picture's
+            right, pitch > 0 up, roll > 0 leaning clockwise); `landmarks` are the detector's
+            named keypoints (`Face.landmarks`), the eyes from the face mesh.
         """
         _, _, result = self._largest_face(face_crops.read_picture(img_path))
         if self.verbose:
@@ -212,7 +217,8 @@ class TestModels:
 
         Returns:
             `(crops, boxes)`: uint8 (n, height, width, 3) and the n boxes `(x, y, w, h)`
-            (`[None]` for the whole picture).
+            (`face_crops.FaceBox`es: tuples that carry their face's pose and landmarks;
+            `[None]` for the whole picture).
         """
         size = size or self.info.input_size
         if not faces:
@@ -221,7 +227,7 @@ class TestModels:
             face_crops.crop_face(picture, face, size, self.margin, self.align)
             for face in faces
         ])
-        return crops, [face.box for face in faces]
+        return crops, [face_crops.FaceBox(face) for face in faces]
 
     def detect(self, img):
         """The `face_crops.Face`s found in a picture (path or array), largest first."""
@@ -279,6 +285,8 @@ class TestModels:
                 "label": self.exps[int(np.argmax(row))],
                 "probabilities": {name: float(p) for name, p in zip(self.exps, row)},
                 "box": None if box is None else tuple(int(v) for v in box),
+                **face_crops.pose_of(box),
+                "landmarks": face_crops.landmarks_of(box),
             })
         return results
 
@@ -296,7 +304,8 @@ class TestModels:
                 `stall_timeout`, `return_table` of `media_analysis.recognize_video`.
 
         Returns:
-            pandas DataFrame: `frame, time_s, face, person, x, y, w, h, label` + one probability
+            pandas DataFrame: `frame, time_s, face, person, x, y, w, h, yaw, pitch, roll, label` +
+            one probability
             column per name of `info.labels` (see `media_analysis`); `person` follows one
             person from frame to frame.
         """

@@ -24,7 +24,7 @@ from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's sta
 import keras
 from keras import ops
 
-from adcorre.config import ARM_AFFINITY_MODES as AFFINITY_MODES
+from adcorre.settings import ARM_AFFINITY_MODES as AFFINITY_MODES
 from adcorre.errors import SettingError
 
 

@@ -26,7 +26,7 @@ ABSL_LINE = re.compile(r"^[IWEF]\d{4} ")
 def test_overview_lists_every_subcommand(capsys):
     assert adcorre_main.main(["--help"]) == 0
     said = capsys.readouterr().out
-    for name in ("train", "test", "convert", "synth", "weights"):
+    for name in ("train", "test", "convert", "synth", "weights", "reproduce"):
         assert re.search(rf"^  {name}\s+\S", said, re.M), said
 
 
@@ -37,7 +37,8 @@ def test_no_or_an_unknown_subcommand_is_a_usage_error(capsys):
     assert "unknown command 'tarin'; expected one of train, test, convert, synth, weights" in err
 
 
-@pytest.mark.parametrize("subcommand", ["train", "test", "convert", "synth", "weights"])
+@pytest.mark.parametrize("subcommand", ["train", "test", "convert", "synth", "weights",
+                                        "reproduce"])
 def test_each_subcommands_help_answers_before_tensorflow_loads(subcommand, tmp_path):
     # `python -m adcorre` from a folder outside the checkout, as an installed user would.
     run = subprocess.run([sys.executable, "-X", "importtime", "-m", "adcorre", subcommand,

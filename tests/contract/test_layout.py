@@ -26,7 +26,7 @@ PACKAGE = os.path.join(REPO_ROOT, "adcorre")
 ARCHITECTURE = os.path.join(REPO_ROOT, "docs", "architecture.md")
 # The subpackages in the order imports may flow (a later one may import an earlier one);
 # `core` stands for the package's own top-level modules and `models.registry`.
-LAYERS = ("core", "models", "data", "training", "inference", "serve", "cli")
+LAYERS = ("core", "models", "data", "training", "inference", "serve", "reproduce", "cli")
 # Packages whose `__init__.py` holds a record type and the registry its modules fill: each is a
 # module of its own on the graph, under its package's name, above the modules that register
 # into it (it finds them itself, by listing its folder, and names none of them).

@@ -82,6 +82,10 @@ def _assert_rows_equal(got, expected):
             assert all(math.isnan(row[c]) for c in "xywh")
         else:
             assert tuple(int(row[c]) for c in "xywh") == box
+        # The head pose of the face (NaN for the whole frame), as recognize_faces gives it.
+        for angle in ("yaw", "pitch", "roll"):
+            assert (math.isnan(row[angle]) if result[angle] is None
+                    else row[angle] == pytest.approx(result[angle], abs=1e-9)), angle
         assert row["label"] == result["label"]
         np.testing.assert_allclose([row[name] for name in EXPRESSIONS_7],
                                    [result["probabilities"][name] for name in EXPRESSIONS_7],
@@ -95,7 +99,7 @@ def test_rows_equal_recognize_faces_frame_by_frame(tester, video, rows):
     decoded = read_frames(video)
     assert len(decoded) == FRAMES
     assert list(rows.columns) == ["frame", "time_s", "face", "person", "x", "y", "w", "h",
-                                  "label", *EXPRESSIONS_7]
+                                  "yaw", "pitch", "roll", "label", *EXPRESSIONS_7]
     assert sorted(rows["frame"].unique()) == list(range(FRAMES))
     np.testing.assert_allclose(rows["time_s"], rows["frame"] / FPS)
     faces = rows["x"].notna()
@@ -367,8 +371,8 @@ def folder(tmp_path_factory):
 def test_folder_rows_one_per_face_and_one_per_broken_picture(tester, folder):
     paths = test_cli._picture_paths([str(folder)])
     table = tester.recognize_pictures(paths)
-    assert list(table.columns) == ["path", "face", "x", "y", "w", "h", "label", *EXPRESSIONS_7,
-                                   "error"]
+    assert list(table.columns) == ["path", "face", "x", "y", "w", "h", "yaw", "pitch", "roll",
+                                   "label", *EXPRESSIONS_7, "error"]
     broken = table[table["path"].str.endswith("broken.jpg")]
     assert len(broken) == 1 and "broken.jpg" in broken["error"].iloc[0]
     assert broken[list(EXPRESSIONS_7)].isna().all(axis=None)
@@ -411,7 +415,7 @@ def test_cli_video_without_csv_prints_the_rows(model_file, video, capsys):
     assert test_cli.main(["--weights", model_file, "--video", video, "--every", "8"]) == 0
     printed = capsys.readouterr()
     lines = printed.out.strip().splitlines()
-    assert lines[0].startswith("frame,time_s,face,person,x,y,w,h,label,Neutral")
+    assert lines[0].startswith("frame,time_s,face,person,x,y,w,h,yaw,pitch,roll,label,Neutral")
     assert "2 frames analysed" in printed.err
 
 

@@ -112,3 +112,18 @@ def test_no_smoothing_passes_probabilities_through():
 def test_smooth_must_be_seconds(seconds):
     with pytest.raises(ValueError, match="smooth must be a number of seconds >= 0"):
         ProbabilitySmoother(seconds)
+
+
+def test_a_face_emerging_in_part_keeps_its_person_a_face_shrinking_at_once_does_not():
+    """A person unseen for a few frames (behind another) shows a part of its face first: a box
+    a third of its width, where it was going, is its face. The same box the frame after a whole
+    sighting is too small a change of size to be the same face."""
+    frame = _frame_with([((0, 0, 320, 240), RED)])
+    emerging = PersonTracker()
+    assert emerging.update(0.0, frame, [(100, 80, 60, 60)]) == [0]
+    for step in range(1, 8):  # hidden for 0.3 s: frames without a face
+        assert emerging.update(step * 0.04, frame, []) == []
+    assert emerging.update(0.32, frame, [(110, 100, 20, 20)]) == [0]
+    sudden = PersonTracker()
+    assert sudden.update(0.0, frame, [(100, 80, 60, 60)]) == [0]
+    assert sudden.update(0.04, frame, [(110, 100, 20, 20)]) == [1]

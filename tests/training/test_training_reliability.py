@@ -126,7 +126,8 @@ def test_epoch_end_scores_each_prediction_against_its_own_label(tmp_path):
     """An image that stops decoding after the run checked it: EpochEnd still aligns."""
     import keras
 
-    from adcorre.training.trainer import AdCorreTrainer, EpochEnd
+    from adcorre.training.callbacks import EpochEnd
+    from adcorre.training.train_step import AdCorreTrainer
 
     frame = dataset_readers.read_split("rafdb", synth_faces.write_dataset(
         str(tmp_path / "raf"), layout="rafdb", n=40, image_size=32, test_fraction=0.5, seed=2),
