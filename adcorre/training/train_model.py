@@ -61,7 +61,7 @@ class TrainModel:
     def __init__(self, dataset_name=DatasetName.synth, ds_type=DatasetType.train, data_dir=None,
                  weights=FROM_RECIPE, lr=FROM_RECIPE, epochs=FROM_RECIPE, batch_size=FROM_RECIPE,
                  input_size=FROM_RECIPE, save_dir=None, ce_weight=FROM_RECIPE,
-                 use_adcorre=FROM_RECIPE, num_embeddings=FROM_RECIPE, embedding_size=FROM_RECIPE,
+                 use_adcorre=FROM_RECIPE, adcorre_terms=FROM_RECIPE, num_embeddings=FROM_RECIPE, embedding_size=FROM_RECIPE,
                  adcorre_batch=FROM_RECIPE, lr_decay_every=FROM_RECIPE,
                  lr_decay_factor=FROM_RECIPE, lr_schedule=FROM_RECIPE, lr_decay=FROM_RECIPE,
                  optimizer=FROM_RECIPE, weight_decay=FROM_RECIPE,
@@ -138,6 +138,7 @@ class TrainModel:
                                      ce_weight=config.cross_entropy_weight,
                                      adcorre_batch=config.adcorre_batch,
                                      use_adcorre=config.use_adcorre,
+                                     adcorre_terms=config.adcorre_terms.split("+"),
                                      loss_arithmetic=config.loss_arithmetic,
                                      attention_window_batches=window)
             # The schedule reads optimizer.iterations, which a backup restores: a resumed run
@@ -145,7 +146,8 @@ class TrainModel:
             optimizer = make_optimizer(config.optimizer,
                                        self.learning_rate_schedule(steps_per_epoch),
                                        weight_decay=config.weight_decay)
-            trainer.compile(optimizer=optimizer, jit_compile=jit)
+            trainer.compile(optimizer=optimizer, jit_compile=jit is True,
+                            run_eagerly=jit == "eager")
             # Build every variable (optimizer slots too) so a backup can be loaded into them.
             trainer(np.zeros((1, config.input_size, config.input_size, 3), "float32"))
             trainer.optimizer.build(trainer.trainable_variables)
