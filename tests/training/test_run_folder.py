@@ -60,6 +60,7 @@ def test_a_lock_left_by_a_run_that_is_gone_is_taken_over_saying_so(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     said = [line for line in run.stderr.splitlines() if "took over the lock" in line]
     assert len(said) == 1 and f"process {gone} on host" in said[0]
+    assert said[0].startswith("warning: ") and "StaleLockWarning" not in run.stderr
     assert "Best model:" in run.stdout and not (save_dir / LOCK_NAME).exists()
 
 
