@@ -32,6 +32,9 @@ def test_each_record_is_a_run_learning_config_takes_at_both_scales(name):
         assert config.dataset_name == experiment.dataset and config.seed == 3
         assert config.test_split == experiment.test_split
         assert config.use_adcorre == bool(experiment.loss_terms)
+        if experiment.loss_terms:  # the ablation's terms are what the trainer trains
+            assert config.adcorre_terms.split("+") == list(experiment.loss_terms)
+        assert config.jit_compile == ("eager" if synth and experiment.toy.eager else "auto")
     assert experiment.layout["layout"] in synth_faces.LAYOUTS
     assert experiment.dataset in experiments.SPLIT_SIZES
     assert experiment.protocol in ("per_picture", "arm")
