@@ -308,3 +308,14 @@ def test_nothing_but_the_registry_finds_a_loader_module():
     assert not _imports_of("models.loaders", ours) & modules
     importing = {module: sorted(_imports_of(module, ours) & modules) for module in ours}
     assert {module: found for module, found in importing.items() if found} == {}
+
+
+def test_no_two_test_modules_share_a_name():
+    """tests/ has no __init__.py files (pytest's default import mode): two test modules of one
+    name in two folders stop the whole run at collection."""
+    seen = {}
+    for folder, _, files in os.walk(os.path.join(REPO_ROOT, "tests")):
+        for name in files:
+            if name.startswith("test_") and name.endswith(".py"):
+                seen.setdefault(name, []).append(os.path.relpath(folder, REPO_ROOT))
+    assert {name: where for name, where in seen.items() if len(where) > 1} == {}
