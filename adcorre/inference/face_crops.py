@@ -239,6 +239,12 @@ class FaceDetector:
             ]
         self._mesh = face_mesh.FaceMesh() if mesh else None
 
+    @property
+    def thread_safe(self):
+        """Whether threads may call `detect` at once: BlazeFace and the face mesh keep one
+        interpreter per thread; OpenCV's cascades and MTCNN promise nothing of the kind."""
+        return self.method == "blazeface"
+
     def detect(self, image):
         """Returns the faces in `image`, largest first.
 

@@ -35,6 +35,7 @@ Example (grace_hopper.jpg, a portrait, ships with matplotlib):
 """
 
 import math
+import threading
 
 import cv2
 import numpy as np
@@ -68,12 +69,23 @@ class FaceMesh:
     """
 
     def __init__(self, threads=1, runtime_name=None):
-        self._interpreter = blazeface.interpreter(blazeface.model_path(MESH_FILE), threads,
-                                                  runtime_name)
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: d["shape"][-1])
-        # (1, 1, 1, 1): the face flag; (1, 1, 1, 1404): the points.
-        self._flag, self._points = outputs[0]["index"], outputs[1]["index"]
+        self._threads, self._runtime_name = threads, runtime_name
+        # One interpreter per thread (an interpreter holds its tensors): threads fit meshes at
+        # once, e.g. the web app's requests.
+        self._local = threading.local()
+        self._model()  # a missing runtime fails here, not in the first request
+
+    def _model(self):
+        """This thread's `(interpreter, input, flag output, points output)`."""
+        model = getattr(self._local, "model", None)
+        if model is None:
+            runner = blazeface.interpreter(blazeface.model_path(MESH_FILE), self._threads,
+                                           self._runtime_name)
+            outputs = sorted(runner.get_output_details(), key=lambda d: d["shape"][-1])
+            # (1, 1, 1, 1): the face flag; (1, 1, 1, 1404): the points.
+            model = self._local.model = (runner, runner.get_input_details()[0]["index"],
+                                         outputs[0]["index"], outputs[1]["index"])
+        return model
 
     def points(self, image, centre, side, angle):
         """The mesh of the face in the square of `side` pixels at `centre`, turned by `angle`
@@ -81,10 +93,11 @@ class FaceMesh:
         matrix = square_transform(centre, side, angle, MESH_INPUT)
         square = cv2.warpAffine(image, matrix, (MESH_INPUT, MESH_INPUT), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REFLECT_101)
-        self._interpreter.set_tensor(self._input, (square.astype(np.float32) / 255.0)[None])
-        self._interpreter.invoke()
-        raw = self._interpreter.get_tensor(self._points).reshape(MESH_POINTS, 3)
-        flag = float(self._interpreter.get_tensor(self._flag).ravel()[0])
+        runner, input_index, flag_index, points_index = self._model()
+        runner.set_tensor(input_index, (square.astype(np.float32) / 255.0)[None])
+        runner.invoke()
+        raw = runner.get_tensor(points_index).reshape(MESH_POINTS, 3)
+        flag = float(runner.get_tensor(flag_index).ravel()[0])
         back = cv2.invertAffineTransform(matrix)
         xy = raw[:, :2] @ back[:, :2].T + back[:, 2]
         depth = raw[:, 2:] * side / MESH_INPUT

@@ -144,11 +144,25 @@ class TestModels:
         Without a face: [], or with `whole=True` the whole picture's result (`box` None), as
         `recognize_fer` gives it, from the same single detection pass.
         """
+        crops, boxes = self.crops_to_classify(img, whole)
+        return self.results_of(self.predict(crops), boxes) if boxes else []
+
+    def crops_to_classify(self, img, whole=False):
+        """`recognize_faces`' first half: the faces found and their model-size crops.
+
+        `results_of(predict(crops), boxes)` is `recognize_faces(img, whole)`; apart, a server
+        finds faces in each request's thread and classifies many requests' crops in one model
+        call (`adcorre.serve`).
+
+        Returns:
+            `(crops, boxes)` as `crops_of`; `(None, [])` for a picture without a face unless
+            `whole`.
+        """
         picture = face_crops.read_picture(img)
         faces = self._detect(picture)
         if not faces and not whole:
-            return []
-        return self._results(*self.crops_of(picture, faces))
+            return None, []
+        return self.crops_of(picture, faces)
 
     def recognize_batch(self, pictures, whole=False, batch_size=media_analysis.DEFAULT_BATCH_SIZE):
         """`recognize_faces` of each picture, the crops of several pictures per model call.
@@ -198,7 +212,7 @@ class TestModels:
             elif boxes == [None] and not whole:
                 yield source, boxes, []
             else:
-                yield source, boxes, self._format(outcome, boxes)
+                yield source, boxes, self.results_of(outcome, boxes)
 
     def _largest_face(self, picture):
         """`(faces, crops, result)` of the largest face (the whole picture without one)."""
@@ -276,9 +290,11 @@ class TestModels:
         return faces
 
     def _results(self, crops, boxes):
-        return self._format(self.predict(crops), boxes)
+        return self.results_of(self.predict(crops), boxes)
 
-    def _format(self, probabilities, boxes):
+    def results_of(self, probabilities, boxes):
+        """`recognize_faces`' results from the model's probabilities (n, classes) for the
+        crops of `boxes` (`crops_of`'s)."""
         results = []
         for row, box in zip(probabilities, boxes):
             results.append({

@@ -54,15 +54,19 @@ class Batcher:
         observe: called after each batch with `(size, waits, seconds)`: the number of items,
             each item's seconds in the queue and the call's seconds (metrics).
         name: the worker thread's name.
+        more_coming: a function saying whether items are on their way (the web app: requests
+            still finding their faces); while it says so the worker waits for them, up to
+            `max_wait_ms`, rather than run a batch of one.
 
     Raises:
         SettingError: a `max_batch` below 1 or a negative `max_wait_ms`.
     """
 
     def __init__(self, run_batch, max_batch=DEFAULT_MAX_BATCH, max_wait_ms=DEFAULT_MAX_WAIT_MS,
-                 observe=None, name="batcher"):
+                 observe=None, name="batcher", more_coming=None):
         self.max_batch, self.max_wait_ms = check_batching(max_batch, max_wait_ms)
         self._run_batch = run_batch
+        self._more_coming = more_coming or (lambda: False)
         self._observe = observe
         self._queue = queue.Queue()
         self._closed = False
@@ -109,7 +113,7 @@ class Batcher:
         if self._take(batch, timeout=None):
             return batch, True
         queued = first.arrived < self._free_since  # it came while the last batch ran
-        if len(batch) > 1 or self._last_size > 1 or queued:
+        if len(batch) > 1 or self._last_size > 1 or queued or self._more_coming():
             # Other clients are about: wait for their next pictures. Measured from now, not from
             # the first picture's arrival, so clients that send again as soon as they have an
             # answer meet in one batch instead of alternating between two half-full ones. A

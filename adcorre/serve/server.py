@@ -5,8 +5,8 @@
   probability bars.
 - `POST /api/recognize` (multipart field `image`): `{"faces": [...], "width", "height",
   "model"}`, where `faces` is what `TestModels.recognize_faces` returns for that picture (largest
-  face first; computed by `TestModels.recognize_batch` together with the pictures of other
-  requests that arrived within a few milliseconds). `?whole=1` classifies the whole picture
+  face first; its crops classified in one model call together with those of other requests
+  that arrived within a few milliseconds). `?whole=1` classifies the whole picture
   (`"box": null`) when no face is found, as `recognize_fer` and the CLI's `--image` do.
 - `GET /api/health` -> `{"status": "ok"}`; `GET /api/model` -> labels, input size, arch...
 - `GET /metrics`: requests, errors, latencies and batch sizes in Prometheus' text format
@@ -19,9 +19,10 @@
 Werkzeug's. `RecognitionServer` runs it on waitress (a production WSGI server in pure Python:
 HTTP/1.1 keep-alive and pipelining, request bodies read whole before the app sees them, the same
 on Linux, macOS and Windows; docs/usage.md says why). Requests run in waitress' threads: each
-reads and decodes its picture, then hands it to the app's `batching.Batcher`, whose one worker
-runs detection and the model for every picture waiting (the model and the face detectors are
-not safe for concurrent calls, and a batch costs the model less per picture).
+reads and decodes its picture and finds its faces (BlazeFace and the face mesh keep an
+interpreter per thread; the other detectors take turns), then hands the crops to the app's
+`batching.Batcher`, whose one worker classifies the crops of every request waiting in one model
+call (a batch costs the model less per picture, and the model is called from one thread).
 
 Example (an untrained `tiny` model; Werkzeug's test client calls the app without a socket):
 >>> from adcorre import CNNModel, TestModels, save_model
@@ -40,6 +41,7 @@ Example (an untrained `tiny` model; Werkzeug's test client calls the app without
 >>> app.close()
 """
 
+import contextlib
 import errno
 import json
 import logging
@@ -147,10 +149,17 @@ class RecognitionApp:
         self.max_upload_bytes = max_upload_bytes
         self.web_dir = web_dir
         self.model = describe_model(tester)
+        detector = tester.detector
+        # A detector that threads may not share is used by one request at a time.
+        self._detection_turns = (contextlib.nullcontext() if detector is None
+                                 or detector.thread_safe else threading.Lock())
         self.metrics = ServerMetrics(self.model)
+        self._detecting = 0  # requests finding their faces, whose crops are on their way
+        self._counting = threading.Lock()
         self._batcher = Batcher(self._recognize_batch, max_batch=max_batch,
                                 max_wait_ms=max_wait_ms, observe=self.metrics.observe_batch,
-                                name="recognition-batches")
+                                name="recognition-batches",
+                                more_coming=lambda: self._detecting > 0)
         self.url_map = Map([
             Rule("/", endpoint="page", methods=["GET"]),
             Rule("/static/<name>", endpoint="static", methods=["GET"]),
@@ -285,7 +294,8 @@ class RecognitionApp:
         # The same reader recognize_faces uses for bytes, called here so the picture's size
         # can be reported; reading and decoding run in this request's thread, in parallel.
         picture = face_crops.read_picture(upload.read())
-        faces = self._batcher.submit((picture, whole in _TRUE))
+        crops, boxes = self._crops(picture, whole in _TRUE)
+        faces = self._batcher.submit((crops, boxes)) if boxes else []
         height, width = picture.shape[:2]
         return _json_response({
             "faces": [{**face, "box": None if face["box"] is None else list(face["box"])}
@@ -295,16 +305,28 @@ class RecognitionApp:
             "model": self.model,
         })
 
+    def _crops(self, picture, whole):
+        """`tester.crops_to_classify` in this request's thread, counted while it runs."""
+        with self._counting:
+            self._detecting += 1
+        try:
+            with self._detection_turns:
+                return self.tester.crops_to_classify(picture, whole)
+        finally:
+            with self._counting:
+                self._detecting -= 1
+
     def _recognize_batch(self, items):
-        """`recognize_faces`' answer for each `(picture, whole)`: the batcher's one call."""
-        answers = [None] * len(items)
-        for whole in (False, True):
-            chosen = [i for i, (_, wanted) in enumerate(items) if wanted == whole]
-            if chosen:
-                found = self.tester.recognize_batch([items[i][0] for i in chosen], whole=whole,
-                                                    batch_size=self.max_batch)
-                for i, faces in zip(chosen, found):
-                    answers[i] = faces
+        """`recognize_faces`' answer for each request's `(crops, boxes)`: the batcher's one
+        call, the crops of all of them through the model `max_batch` at a time."""
+        crops = np.concatenate([item_crops for item_crops, _ in items])
+        probabilities = np.concatenate([
+            self.tester.predict(crops[start:start + self.max_batch])
+            for start in range(0, len(crops), self.max_batch)])
+        answers, start = [], 0
+        for _, boxes in items:
+            answers.append(self.tester.results_of(probabilities[start:start + len(boxes)], boxes))
+            start += len(boxes)
         return answers
 
 

@@ -37,6 +37,26 @@ def _submit_all(batcher, items):
         return list(pool.map(batcher.submit, items))
 
 
+def test_a_lone_item_waits_for_those_said_to_be_coming():
+    """Without company a lone item runs at once; while `more_coming` says items are on their
+    way (requests still finding their faces) the worker waits for them, within max_wait_ms."""
+    recorder, coming = Recorder(), threading.Event()
+    batcher = Batcher(recorder, max_batch=8, max_wait_ms=3000, more_coming=coming.is_set)
+    try:
+        assert batcher.submit(1) == 2 and recorder.calls == [[1]]
+        coming.set()
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            futures = []
+            for item in range(3):  # 0.2 s apart: far slower than a batch of one would run
+                futures.append(pool.submit(batcher.submit, item))
+                time.sleep(0.2)
+            coming.clear()
+            assert [future.result() for future in futures] == [0, 2, 4]
+        assert recorder.calls[1:] == [[0, 1, 2]]
+    finally:
+        batcher.close()
+
+
 def test_items_that_arrive_together_share_a_call_and_get_their_own_results():
     recorder = Recorder()
     recorder.release.clear()  # the first call waits until all six are submitted

@@ -227,18 +227,18 @@ def test_server_keeps_serving_after_bad_input_and_errors(web, tester, monkeypatc
     for data in (b"", b"nope", b"\x89PNG\r\n\x1a\n" + bytes(30)):
         assert post_picture(web.url, data).status_code == 400
     # A bug in recognition (not the request's fault) is a 500 with JSON, and the next
-    # request is served normally.
-    # (The server recognises through `recognize_batch`, the pictures of concurrent requests
-    # together.)
-    def broken(pictures, whole=False, batch_size=16):
+    # request is served normally: in a request's thread (finding the faces) and in the
+    # batcher's (the model call for the crops of concurrent requests together).
+    def broken(*args, **kwargs):
         raise RuntimeError("simulated failure")
-    monkeypatch.setattr(web.app.tester, "recognize_batch", broken)
     grace = read_bytes(grace_hopper_path())
-    assert "RuntimeError: simulated failure" in _error(post_picture(web.url, grace), 500)
+    for step in ("crops_to_classify", "predict"):
+        with monkeypatch.context() as patched:
+            patched.setattr(web.app.tester, step, broken)
+            assert "RuntimeError: simulated failure" in _error(post_picture(web.url, grace), 500)
     # A model that outputs NaN: not valid JSON, so a 500 that says so rather than a broken body.
-    monkeypatch.setattr(web.app.tester, "recognize_batch", lambda pictures, whole=False,
-                        batch_size=16: [[{"label": "Happy", "probabilities": {
-                            "Happy": float("nan")}, "box": (1, 2, 3, 4)}] for _ in pictures])
+    monkeypatch.setattr(web.app.tester, "predict",
+                        lambda crops: np.full((len(crops), 7), np.nan, "float32"))
     assert "not a finite number" in _error(post_picture(web.url, grace), 500)
     monkeypatch.undo()
     assert post_picture(web.url, grace).json()["faces"] == as_json(tester.recognize_faces(grace))
@@ -574,6 +574,40 @@ def test_metrics_count_requests_errors_latencies_batches_and_name_the_model(test
 # ------------------------------------------------------------------------- batching, workers
 
 
+@pytest.mark.parametrize("detector, at_once", [("blazeface", 4), ("haar", 1)])
+def test_requests_find_their_faces_at_once_where_the_detector_allows(tiny_file, detector,
+                                                                     at_once, monkeypatch):
+    """Each request finds its faces in its own thread, four at once with BlazeFace (an
+    interpreter per thread); OpenCV's cascades, which promise no such thing, take turns."""
+    from adcorre.inference.test_models import TestModels
+
+    tester = TestModels(tiny_file, verbose=False, detector=detector)
+    real, lock, running, most = tester.detector.detect, threading.Lock(), [0], [0]
+    four_in = threading.Barrier(at_once, timeout=30)
+
+    def counted(picture):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            if at_once > 1:
+                four_in.wait()  # fails unless four detections run at the same time
+            return real(picture)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(tester.detector, "detect", counted)
+    grace = read_bytes(grace_hopper_path())
+    with server.RecognitionServer(tester, port=0, log_requests=False).start() as web:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: post_picture(web.url, grace), range(4)))
+    assert [answer.status_code for answer in answers] == [200] * 4
+    assert most[0] == at_once
+    for answer in answers[1:]:  # batched together: equal up to float rounding
+        assert_same_answer(answer.json(), answers[0].json(), BATCH_TOLERANCE)
+
+
 def test_concurrent_requests_share_model_calls_and_keep_their_answers(tester, pictures):
     names = ["grace.jpg", "astronaut.png", "two_faces.png", "coffee.png"] * 2
     alone = {name: as_json(tester.recognize_faces(pictures[name], whole=True))
@@ -646,15 +680,15 @@ def test_close_lets_the_requests_already_running_answer(tester, monkeypatch):
     """Stopping frees the port, but a request the model is working on still gets its answer."""
     grace = read_bytes(grace_hopper_path())
     web = server.RecognitionServer(tester, port=0, log_requests=False).start()
-    real = web.app.tester.recognize_batch
+    real = web.app.tester.predict
     entered = threading.Event()
 
-    def slow(pictures, whole=False, batch_size=16):
+    def slow(crops):
         entered.set()
         time.sleep(1.5)
-        return real(pictures, whole=whole, batch_size=batch_size)
+        return real(crops)
 
-    monkeypatch.setattr(web.app.tester, "recognize_batch", slow)
+    monkeypatch.setattr(web.app.tester, "predict", slow)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(post_picture, web.url, grace)
         assert entered.wait(60)
