@@ -59,8 +59,20 @@ def assert_same_faces(faces, reference, atol=BATCH_TOLERANCE):
         assert list(face["probabilities"]) == list(expected["probabilities"])
         np.testing.assert_allclose(list(face["probabilities"].values()),
                                    list(expected["probabilities"].values()), rtol=0, atol=atol)
-        for key in set(face) - {"box", "label", "probabilities"}:  # e.g. head pose angles
-            np.testing.assert_allclose(face[key], expected[key], rtol=0, atol=1e-4)
+        for key in set(face) - {"box", "label", "probabilities"}:  # head pose, landmarks
+            assert_close_values(face[key], expected[key], key)
+
+
+def assert_close_values(value, expected, where):
+    """Numbers, lists and `{name: point}` maps equal within 1e-4; None only to None."""
+    if isinstance(expected, dict):
+        assert isinstance(value, dict) and list(value) == list(expected), where
+        for name in expected:
+            assert_close_values(value[name], expected[name], f"{where}.{name}")
+    elif expected is None or value is None:
+        assert value is expected, where
+    else:
+        np.testing.assert_allclose(value, expected, rtol=0, atol=1e-4, err_msg=where)
 
 
 def multipart_body(parts, boundary=b"adcorre-test-boundary"):

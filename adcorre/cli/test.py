@@ -100,8 +100,9 @@ def _picture_line(row, width):
 def _print_summary(summary):
     print(f"{summary['dataset']} {summary['split']}: {summary['num_samples']} images, "
           f"accuracy {summary['accuracy']:.4f}, mean class accuracy "
-          f"{summary['mean_class_accuracy']:.4f} (skipped: {summary['skipped_images']} unreadable, "
-          f"{summary['skipped_labels']} of classes the model lacks)")
+          f"{summary['mean_class_accuracy']:.4f} (skipped: {summary['skipped_images']} "
+          f"unreadable or without a usable face box, {summary['skipped_labels']} of classes "
+          "the model lacks)")
     from adcorre.reports import format_report
 
     print(format_report(summary))
@@ -249,6 +250,9 @@ def _run(args):
         align=not args.no_align, margin=args.margin, verbose=False)
     note = tester.drawn_faces_note()
     if note and (args.image or args.video or args.webcam is not None or args.serve):
+        print(note, file=sys.stderr)
+    note = tester.assumptions_note()  # every task: a wrong guess gives wrong labels silently
+    if note:
         print(note, file=sys.stderr)
     if args.serve:
         return _serve(tester, args)

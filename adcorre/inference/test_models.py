@@ -94,7 +94,7 @@ class TestModels:
         self.detector = face_crops.FaceDetector(detector) if detector else None
         self.timings = {}
         if verbose:
-            for note in (self.drawn_faces_note(), self._assumptions_note(labels, input_range)):
+            for note in (self.drawn_faces_note(), self.assumptions_note()):
                 if note:
                     print(note, file=sys.stderr)
 
@@ -111,23 +111,10 @@ class TestModels:
                 "and knows only those; for photographs use the official weights "
                 "(trained_models/README.md) or a model trained on a real dataset.")
 
-    def _assumptions_note(self, labels, input_range):
-        """One line naming what a foreign classifier's file does not say and was assumed (its
-        class names, its input range), or None: wrong guesses give wrong labels silently."""
-        if self.info.kind != "classifier":
-            return None
-        assumed = []
-        unnamed = tuple(f"class_{i}" for i in range(self.info.num_classes))
-        if labels is None and tuple(self.info.labels) == unnamed:
-            assumed.append(f"its classes are called class_0..class_{self.info.num_classes - 1} "
-                           "(name them with --labels, labels=)")
-        if input_range is None:
-            assumed.append("its input range is taken as 0,1 (set it with --input-range, "
-                           "input_range=)")
-        if not assumed:
-            return None
-        return (f"note: {os.path.basename(self.info.path)} does not say how to read it: "
-                f"{'; '.join(assumed)}.")
+    def assumptions_note(self):
+        """One line naming what the model's file does not say and was assumed (its class
+        names, its input range), or None (`weights_io.assumptions_note`)."""
+        return weights_io.assumptions_note(self.info)
 
     # ---------------------------------------------------------------------------------- pictures
 
@@ -416,8 +403,9 @@ class TestModels:
             dict: `accuracy`, `mean_class_accuracy` (mean recall over the classes present),
             `per_class` ({label: {precision, recall, f1, support}}), `confusion_matrix` (int
             array, rows true, columns predicted, in `labels` order), `labels`, `num_samples`,
-            `protocol`, `skipped_images` (unreadable) and `skipped_labels` (classes the model
-            lacks).
+            `protocol`, `skipped_images` (every face left out: unreadable, or the reader's
+            `attrs["box_skipped"]`, an unusable face box) and `skipped_labels` (classes the
+            model lacks).
         """
         if protocol not in EVALUATION_PROTOCOLS:
             raise SettingError(f"protocol must be one of {EVALUATION_PROTOCOLS}, got {protocol!r}.")
@@ -425,6 +413,8 @@ class TestModels:
             batch_size = ARM_TEST_BATCH if protocol == "arm" else 32
         to_model = self._canonical_to_model_index()
         frame = dataset_readers.read_split(dataset_name, data_dir, split, **read_kwargs)
+        # Faces the reader left out (an unusable face box; it warned of them) count as skipped.
+        skipped_by_reader = len(frame.attrs.get("box_skipped", ()))
         known = frame["label"].isin(list(to_model))
         skipped_labels = int((~known).sum())
         frame = frame[known].reset_index(drop=True)
@@ -462,7 +452,7 @@ class TestModels:
         truth, predicted = np.concatenate(truth), np.concatenate(predicted)
         summary = classification_report(truth, predicted, self.exps)
         summary.update(dataset=dataset_name, split=split, skipped_labels=skipped_labels,
-                       skipped_images=len(skipped), protocol=protocol)
+                       skipped_images=len(skipped) + skipped_by_reader, protocol=protocol)
         if plot_cm:
             plot_confusion_matrix(summary["confusion_matrix"], self.exps, plot_cm,
                                   title=f"{dataset_name} {split}: accuracy {summary['accuracy']:.4f}")

@@ -15,6 +15,7 @@ Example:
 """
 
 import dataclasses
+import os
 
 from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's start-up noise)
 import keras
@@ -43,6 +44,8 @@ class ModelInfo:
         arch: a `registry.ARCH_NAMES` name, or None when unknown.
         outputs_probabilities: False when the classifier ends in logits (apply a softmax).
         metadata: everything else the file said (`extra` of `save_model`, Keras version...).
+        assumed: what the file does not say and was guessed: `"labels"` (`class_0..`),
+            `"input_range"` ([0, 1]); `assumptions_note` says so in one line.
     """
 
     path: str
@@ -56,6 +59,7 @@ class ModelInfo:
     arch: str = None
     outputs_probabilities: bool = True
     metadata: dict = dataclasses.field(default_factory=dict)
+    assumed: tuple = ()
 
     @property
     def num_classes(self):
@@ -63,25 +67,60 @@ class ModelInfo:
 
 
 def model_info(path, loader, *, labels, input_size, channels, num_embeddings, kind=None,
-               input_range=(0.0, 1.0), arch=None, outputs_probabilities=True, metadata=None):
+               input_range=(0.0, 1.0), arch=None, outputs_probabilities=True, metadata=None,
+               range_assumed=False):
     """The `ModelInfo` of a loaded file: the one constructor every loader calls.
 
     Args:
         path: the file.
         loader: the loader's `name`; `kind` defaults to it.
-        labels: the class names (any sequence of strings).
+        labels: the class names (any sequence of strings); `class_0..` (`unnamed_labels`)
+            are a guess, recorded in `assumed`.
         input_size: `(height, width)`; channels, num_embeddings: as in `ModelInfo`.
         kind, input_range, arch, outputs_probabilities, metadata: as in `ModelInfo`.
+        range_assumed: True where the file does not say its input range (`input_range` is
+            then a guess, recorded in `assumed`).
 
     Returns:
         A `ModelInfo` with tuples and plain ints in its fields.
     """
+    labels = tuple(labels)
+    assumed = (("labels",) if labels == unnamed_labels(len(labels)) else ()) + (
+        ("input_range",) if range_assumed else ())
     return ModelInfo(
-        path=path, kind=kind or loader, loader=loader, labels=tuple(labels),
+        path=path, kind=kind or loader, loader=loader, labels=labels,
         input_range=tuple(float(v) for v in input_range),
         input_size=(int(input_size[0]), int(input_size[1])), channels=int(channels),
         num_embeddings=int(num_embeddings), arch=arch,
-        outputs_probabilities=bool(outputs_probabilities), metadata=dict(metadata or {}))
+        outputs_probabilities=bool(outputs_probabilities), metadata=dict(metadata or {}),
+        assumed=assumed)
+
+
+def assumptions_note(info):
+    """One line naming what a model's file does not say and was guessed (`info.assumed`), or
+    None.
+
+    A foreign classifier's file names neither its classes nor its input range, and a PyTorch
+    checkpoint or an export without its description names no classes: they are read as
+    `class_0..` and [0, 1], and a wrong guess gives wrong labels without a word. `TestModels`
+    and every command that reads a model (`adcorre test`, `adcorre convert`) print this line.
+
+    Example:
+    >>> info = model_info("fer.hdf5", "classifier", labels=unnamed_labels(7), input_size=(64, 64),
+    ...                   channels=1, num_embeddings=0, range_assumed=True)
+    >>> print(assumptions_note(info))
+    note: fer.hdf5 does not say how to read it: its classes are called class_0..class_6 (name them with --labels, labels=); its input range is taken as 0,1 (set it with --input-range, input_range=).
+    >>> assumptions_note(with_overrides(info, unnamed_labels(7), (-1.0, 1.0))) is None
+    True
+    """
+    said = {"labels": f"its classes are called class_0..class_{info.num_classes - 1} (name them "
+                      "with --labels, labels=)",
+            "input_range": f"its input range is taken as {info.input_range[0]:g},"
+                           f"{info.input_range[1]:g} (set it with --input-range, input_range=)"}
+    if not info.assumed:
+        return None
+    return (f"note: {os.path.basename(info.path)} does not say how to read it: "
+            f"{'; '.join(said[name] for name in info.assumed)}.")
 
 
 def unnamed_labels(num_classes):
@@ -144,7 +183,7 @@ def _ends_in_softmax(model):
     return isinstance(layer, keras.layers.Softmax) or name == "softmax"
 
 
-def load_export(probe, loader, labels=None):
+def load_export(probe, loader, labels=None, input_size=None):
     """An export on its runtime (`exported.load_exported`, the format named by `loader`:
     `"tflite"` or `"onnx"`), and its `ModelInfo` from the description beside it.
 
@@ -152,8 +191,11 @@ def load_export(probe, loader, labels=None):
         probe: the export's `FileProbe`.
         loader: the export loader's `name`, which is also the format's name.
         labels: class names overriding the description's (needed without one).
+        input_size: `(height, width)` for a model that leaves them open, where its
+            description does not say them.
     """
-    model, description = exported.load_exported(probe.path, labels=labels, format=loader)
+    model, description = exported.load_exported(probe.path, labels=labels, format=loader,
+                                                 input_size=input_size)
     return model, describe_export(probe.path, loader, description)
 
 
@@ -162,6 +204,7 @@ def describe_export(path, loader, description):
     return model_info(
         path, loader, kind=description["runtime"], labels=description["labels"],
         input_range=description.get("input_range") or (0.0, 1.0),
+        range_assumed=not description.get("input_range"),
         input_size=description["input_size"], channels=description["channels"],
         num_embeddings=description["num_embeddings"], arch=description.get("arch"),
         outputs_probabilities=description.get("outputs_probabilities", True),
@@ -180,7 +223,9 @@ def with_overrides(info, labels=None, input_range=None):
         raise WeightFileError(
             f"{info.path!r} has {info.num_classes} output classes but {len(labels)} labels were "
             f"given ({', '.join(labels)}). Expected exactly {info.num_classes} names.")
+    given = {"labels": labels is not None, "input_range": input_range is not None}
     return dataclasses.replace(
         info,
         labels=tuple(labels) if labels is not None else info.labels,
-        input_range=tuple(input_range) if input_range is not None else info.input_range)
+        input_range=tuple(input_range) if input_range is not None else info.input_range,
+        assumed=tuple(name for name in info.assumed if not given[name]))

@@ -60,8 +60,9 @@ from adcorre.errors import (  # noqa: F401  (the two WeightFile errors: re-expor
 )
 from adcorre.models import arm, loaders, named_weights, project_metadata
 from adcorre.models.file_probe import FileProbe
-from adcorre.models.model_info import (  # noqa: F401  (ModelInfo: re-exported)
+from adcorre.models.model_info import (  # noqa: F401  (ModelInfo, assumptions_note: re-exported)
     ModelInfo,
+    assumptions_note,
     with_overrides,
 )
 from adcorre.models.project_metadata import (  # noqa: F401  (re-exported, they lived here)

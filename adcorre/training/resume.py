@@ -5,8 +5,8 @@
   position means, `check_resume` refuses a resume under settings that would move it.
 - `load_run_state`: the records (`training_state.json`, `log.csv`) of the run being continued,
   made to agree with its backup (`agree_with_the_backup`).
-- `signals_stop_the_run`: SIGTERM stops a run as Ctrl+C does, a `RunStopped` that says how to
-  resume.
+- `signals_stop_the_run`: SIGTERM and SIGHUP stop a run as Ctrl+C does, a `RunStopped` that
+  says how to resume.
 """
 
 import contextlib
@@ -16,13 +16,12 @@ import io
 import json
 import os
 import signal
-import threading
 
 from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's start-up noise)
 import keras
 import numpy as np
 
-from adcorre import atomic_files
+from adcorre import atomic_files, signal_stops
 from adcorre.data import pictures
 from adcorre.errors import ResumeError
 from adcorre.models import weights_io
@@ -268,39 +267,31 @@ def load_run_state(save_dir, start_epoch, start_batch, epochs, chief):
     return state
 
 
-class RunStopped(KeyboardInterrupt):
-    """A run stopped by SIGINT (Ctrl+C) or SIGTERM, as Ctrl+C stops it: every file being written
-    is removed, the last backup stays, and the message says how to resume. A `KeyboardInterrupt`,
-    so nothing on the way out takes it for an error to handle."""
+class RunStopped(signal_stops.Stopped):
+    """A run stopped by Ctrl+C, SIGTERM or SIGHUP, as Ctrl+C stops it: every file being written
+    is removed, the last backup stays, and the message says how to resume. A `KeyboardInterrupt`
+    (`signal_stops.Stopped`), so nothing on the way out takes it for an error to handle."""
 
     def __init__(self, signal_number, save_dir):
-        self.signal_number = signal_number
         name = signal.Signals(signal_number).name
-        super().__init__(f"the run was stopped ({name}); run the same command with --save-dir "
-                         f"{save_dir} (save_dir=) to resume it from its last backup.")
+        super().__init__(signal_number, f"the run was stopped ({name}); run the same command "
+                                        f"with --save-dir {save_dir} (save_dir=) to resume it "
+                                        "from its last backup.")
 
 
 @contextlib.contextmanager
 def signals_stop_the_run(save_dir):
-    """SIGTERM stops the run the way Ctrl+C (SIGINT) does: a `RunStopped` raised where the run
-    is, so `finally` blocks remove the temporary files being written (a kill left a
-    `.tmp-...h5` behind). Signal handlers can only be set from the main thread; elsewhere the
-    defaults stay."""
-    main = threading.current_thread() is threading.main_thread()
-
-    def stop(number, frame):
-        raise RunStopped(number, save_dir)
-
-    previous = signal.signal(signal.SIGTERM, stop) if main else None
+    """SIGTERM and SIGHUP stop the run the way Ctrl+C (SIGINT) does (`signal_stops`, the handler
+    every command uses): a `RunStopped` raised where the run is, so `finally` blocks remove the
+    temporary files being written (a kill left a `.tmp-...h5` behind), and a download inside the
+    run (ImageNet's weights) says how to resume too."""
     try:
-        yield
+        with signal_stops.signals_stop(lambda number: RunStopped(number, save_dir)):
+            yield
     except RunStopped:
         raise
-    except KeyboardInterrupt:  # Ctrl+C: Python's own handler raised it
-        raise RunStopped(signal.SIGINT, save_dir) from None
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
+    except KeyboardInterrupt as stop:  # Ctrl+C (Python's own handler), or a download's stop
+        raise RunStopped(getattr(stop, "signal_number", signal.SIGINT), save_dir) from None
 
 
 def _stopped_before_its_first_backup(state_path):

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from adcorre import errors
@@ -70,7 +71,9 @@ def test_adcorre_test_prints_what_test_py_prints(tmp_path):
     assert command.returncode == script.returncode == 0, command.stderr + script.stderr
     assert command.stdout == script.stdout
     row = json.loads(command.stdout)
-    assert row["label"] == "Neutral" and row["box"] == [168, 142, 199, 199]
+    # Grace Hopper's face as BlazeFace boxes it (a few pixels of play between CPUs).
+    assert row["label"] == "Neutral"
+    assert np.abs(np.subtract(row["box"], [158, 136, 199, 199])).max() <= 4, row["box"]
 
 
 # ---------------------------------------------------------------------- one error family
@@ -254,3 +257,31 @@ def test_the_demo_model_says_once_that_it_knows_only_drawn_faces(tmp_path, capsy
     rafdb = _synth_model(str(tmp_path), "rafdb")
     assert test_cli.main(["--weights", rafdb, "--image", grace_hopper_path()]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def _notes(captured):
+    return [line for line in captured.err.splitlines() if line.startswith("note:")]
+
+
+def test_a_model_read_on_assumed_labels_or_range_says_so_on_the_command_line(fer_model,
+                                                                             tmp_path, capsys):
+    """Issue 31: Python printed this note, the command line did not (`class_6 0.766`, silently)."""
+    from adcorre.cli import convert as convert_cli, test as test_cli
+
+    assert test_cli.main(["--weights", fer_model, "--image", grace_hopper_path()]) == 0
+    captured = capsys.readouterr()
+    assert "class_" in captured.out
+    (note,) = _notes(captured)
+    assert note.startswith("note: emotion_model.hdf5 does not say how to read it: ")
+    assert "class_0..class_6" in note and "input range is taken as 0,1" in note
+    assert test_cli.main(["--weights", fer_model, "--labels", "fer2013", "--image",
+                          grace_hopper_path()]) == 0
+    (note,) = _notes(capsys.readouterr())
+    assert "input range" in note and "class_0" not in note
+    assert test_cli.main(["--weights", fer_model, "--labels", "fer2013", "--input-range=-1,1",
+                          "--image", grace_hopper_path()]) == 0
+    assert not _notes(capsys.readouterr())
+    # convert writes the guesses into the new file as if the source had said them: it says so.
+    assert convert_cli.main([fer_model, str(tmp_path / "fer.h5"), "--labels", "fer2013"]) == 0
+    (note,) = _notes(capsys.readouterr())
+    assert "input range is taken as 0,1" in note

@@ -16,6 +16,7 @@ from adcorre.cli import test as test_cli
 from adcorre.inference.test_models import TestModels
 from adcorre.models import exported
 from helpers import grace_hopper_path, save_tiny_model, skimage_data_path
+from onnx_files import onnx_classifier
 from video_files import face_frames, write_video
 
 TOLERANCE = 1e-4
@@ -299,3 +300,99 @@ def test_serving_resize_is_opencvs(tmp_path):
                 assert differ.max() <= 1 and differ.mean() <= 0.005, where
             else:
                 assert differ.max() == 0, where
+
+
+# ------------------------------------------------- descriptions and inputs that lie (issue 31)
+
+
+def _copy_with_description(tflite_path, folder, **fields):
+    """A copy of the export whose description has `fields` changed (None: removed)."""
+    copy = folder / "lying.tflite"
+    copy.write_bytes(open(tflite_path, "rb").read())
+    described = json.loads(open(tflite_path + ".json").read())
+    described.update(fields)
+    described = {key: value for key, value in described.items() if value is not None}
+    (folder / "lying.tflite.json").write_text(json.dumps(described))
+    return str(copy)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("input_range", ["0", "1"], "two numbers [low, high] with low < high"),
+    ("input_range", [1, 0], "two numbers [low, high] with low < high"),
+    ("input_range", [0, 1, 2], "two numbers"),
+    ("input_range", [0, float("nan")], "two numbers"),
+    ("input_range", [False, True], "two numbers"),
+    ("input_size", [0, 32], "two positive integers [height, width]"),
+    ("input_size", "32x32", "two positive integers"),
+    ("input_size", [48, 48], "[32, 32], the size the model takes"),
+    ("channels", 2, "1 (grey) or 3 (RGB)"),
+    ("channels", 1, "3, the channels the model takes"),
+    ("labels", [1, 2, 3, 4, 5, 6, 7], "a list of distinct, non-empty class names"),
+    ("labels", ["a", "a", "b", "c", "d", "e", "f"], "distinct"),
+    ("outputs", ["probabilities"], "3 names, one per output of the model"),
+    ("outputs_probabilities", "yes", "true or false"),
+    ("format", "onnx", "'tflite', the file's format"),
+    ("quantize", 8, "null, 'float16' or 'int8'"),
+])
+def test_every_field_of_a_description_is_checked(tflite_path, tmp_path, field, value, expected):
+    """A non-numeric input range was a traceback, a reversed one used silently."""
+    lying = _copy_with_description(tflite_path, tmp_path, **{field: value})
+    with pytest.raises(errors.WeightFileError) as refused:
+        TestModels(lying, verbose=False)
+    message = str(refused.value)
+    assert message.startswith(f"'{lying}.json': its field '{field}' is "), message
+    assert expected in message and "\n" not in message
+
+
+def test_a_description_without_an_input_range_is_read_on_a_guess_said_in_a_note(
+        tflite_path, tmp_path, capsys):
+    lying = _copy_with_description(tflite_path, tmp_path, input_range=None)
+    tester = TestModels(lying)
+    assert tester.info.input_range == (0.0, 1.0) and tester.info.assumed == ("input_range",)
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "input range is taken as 0,1" in notes[0]
+
+
+def _reference(crops, weights):
+    means = (crops / 255.0).mean(axis=(1, 2))
+    logits = means @ weights
+    return np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+
+
+def test_an_onnx_model_taking_channels_first_is_fed_so(crops, tmp_path):
+    path, weights = onnx_classifier(tmp_path / "nchw.onnx", ["N", 3, 32, 32])
+    tester = TestModels(path, verbose=False)
+    assert tester.info.input_size == (32, 32) and tester.info.channels == 3
+    np.testing.assert_allclose(tester.predict(crops), _reference(crops, weights), atol=1e-5)
+
+
+def test_an_onnx_model_with_an_open_size_takes_it_from_its_description(crops, tmp_path):
+    path, weights = onnx_classifier(tmp_path / "open.onnx", ["N", 3, "H", "W"])
+    np.testing.assert_allclose(TestModels(path, verbose=False).predict(crops),
+                               _reference(crops, weights), atol=1e-5)
+    described = json.loads(open(path + ".json").read())
+    del described["input_size"]
+    with open(path + ".json", "w") as handle:
+        json.dump(described, handle)
+    with pytest.raises(errors.WeightFileError, match=r"leaves its input size open \(\?x\?\) and "
+                                                     r"nothing names it.*--input-size"):
+        TestModels(path, verbose=False)
+    assert TestModels(path, input_size=(32, 32), verbose=False).info.input_size == (32, 32)
+
+
+@pytest.mark.parametrize("case, wants", [
+    ("two inputs", r"takes 2 inputs \(x float32\[\?, 32, 32, 3\], scale float32\[1\]\)"),
+    ("integer input", r"takes x uint8\[\?, 32, 32, 3\]: uint8 values"),
+    ("no picture", r"takes x float32\[\?, 32, 32, 5\], which is no batch of pictures"),
+])
+def test_onnx_inputs_the_tester_cannot_feed_are_refused_naming_both_sides(tmp_path, case, wants):
+    TensorProto = pytest.importorskip("onnx").TensorProto  # noqa: N806
+
+    shape = ["N", 32, 32, 5 if case == "no picture" else 3]
+    path, _ = onnx_classifier(tmp_path / "odd.onnx", shape, layout="NHWC",
+                               input_type=TensorProto.UINT8 if case == "integer input" else None,
+                               second_input=case == "two inputs")
+    with pytest.raises(errors.WeightFileError, match=wants) as refused:
+        TestModels(path, verbose=False)
+    assert ("the tester can give one float32 input of pictures, [N, H, W, C] or [N, C, H, W] "
+            "with C 1 or 3") in str(refused.value)

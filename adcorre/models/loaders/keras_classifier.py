@@ -47,7 +47,7 @@ def load(probe, *, labels=None, input_size=None, arm_affinity=None):
     keras_files.checked_config(probe)
     model = keras_files.load_keras(probe, "a Keras image classifier")
     return model, describe_keras(model, probe.path, LOADER.name, input_size=input_size,
-                                 num_embeddings=0)
+                                 num_embeddings=0, range_assumed=True)
 
 
 LOADER = register(Loader(

@@ -25,9 +25,10 @@ def sniff(probe):
 
 def load(probe, *, labels=None, input_size=None, arm_affinity=None):
     """The export on onnxruntime (an optional package), described by its `.json`; `labels`
-    name its classes where that description does not (input_size and arm_affinity do not
-    apply to an export)."""
-    return load_export(probe, LOADER.name, labels)
+    name its classes where that description does not and `input_size` its size where the model
+    leaves it open and the description does not say it (arm_affinity does not apply to an
+    export)."""
+    return load_export(probe, LOADER.name, labels, input_size)
 
 
 LOADER = register(Loader(
