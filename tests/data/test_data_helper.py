@@ -290,6 +290,15 @@ def test_preprocessed_and_folder_errors(layouts, tmp_path):
     np.save(annotations / first, np.array(11))
     with pytest.raises(data_helper.DatasetFormatError, match=f"{first}: label 11 is out of range 0..7"):
         data_helper.read_split("preprocessed", str(pre), "train")
+    np.save(annotations / first, np.array([3, 4]))
+    with pytest.raises(data_helper.DatasetFormatError,
+                       match=rf"{first}: not a one-value \.npy label file \(holds 2 values\)"):
+        data_helper.read_split("preprocessed", str(pre), "train")
+    for value in (2.5, np.nan, np.inf):
+        np.save(annotations / first, np.array(value))
+        with pytest.raises(data_helper.DatasetFormatError,
+                           match=f"{first}: label '{value}' is not an integer"):
+            data_helper.read_split("preprocessed", str(pre), "train")
     os.remove(annotations / first)
     with pytest.raises(data_helper.DatasetNotFoundError, match=first):
         data_helper.read_split("preprocessed", str(pre), "train")

@@ -6,7 +6,7 @@ background, the lighting, the noise, the blur and the JPEG artefacts. Everything
 deterministic given the seed (NumPy's PCG64 drives all choices; the OpenCV calls are pure
 functions).
 
-This module imports only NumPy, OpenCV and `data.synth.params`.
+This module imports only NumPy, OpenCV, `errors` and `data.synth.params`.
 """
 
 import cv2

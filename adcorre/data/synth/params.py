@@ -7,7 +7,7 @@ person's resting-face offsets (`_PERSON_STD`). Each face's person, pose, accesso
 nuisances read a row of uniforms whose columns are named by `UNIFORM_LAYOUT`. The drawing
 engine that turns these into pictures is `adcorre.data.synth.drawing`.
 
-This module imports only NumPy and `labels`.
+This module imports only NumPy, `errors` and `labels`.
 
 Example:
 >>> import numpy as np
