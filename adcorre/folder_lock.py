@@ -2,7 +2,8 @@
 
 `locked_folder(folder)` creates `folder/LOCK_NAME` with `O_CREAT | O_EXCL` (the file system
 makes one creator win, whatever the timing) holding the holder's PID, host and start time, and
-removes it on the way out. A second process is refused with one `FolderInUseError` naming the
+removes it on the way out; `FolderLock.check()` says when the folder went from under its holder
+(`FolderLostError`). A second process is refused with one `FolderInUseError` naming the
 holder. A lock left by a process that is gone (same host, its PID not running, or running but
 started after the lock was made: the PID was reused) is taken over, and a warning says so;
 a lock of another host is never guessed at: the message says to remove it by hand if that
@@ -10,11 +11,10 @@ process is gone.
 
 Example:
 >>> with locked_folder("run") as lock:
-...     holder = read_holder(lock)
-...     holder["pid"] == os.getpid(), os.path.basename(lock)
-(True, '.adcorre.lock')
->>> os.listdir("run")
-[]
+...     read_holder(lock.path)["pid"] == os.getpid(), os.listdir("run")
+(True, ['.adcorre.lock'])
+>>> os.path.exists("run")  # made for the lock, and nothing else was written: removed again
+False
 """
 
 import contextlib
@@ -150,26 +150,70 @@ def _remove_if_unchanged(lock_path, holder):
     return True
 
 
+class FolderLostError(OSError):
+    """The folder a process held is gone (deleted or moved) or is no longer its: what it writes
+    there is lost. An `OSError`: the commands end it as a disk's failure (exit status 1)."""
+
+
+class FolderLock:
+    """A folder this process holds (`locked_folder` yields it).
+
+    Attributes:
+        folder: the folder; `path`: its lock file; `holder`: what the lock file says.
+    """
+
+    def __init__(self, folder, path, holder, what):
+        self.folder, self.path, self.holder, self._what = folder, path, holder, what
+
+    def check(self):
+        """Raises `FolderLostError` unless the folder is still there with this process's lock:
+        a folder deleted, moved or replaced under a run loses what the run wrote."""
+        if read_holder(self.path) != self.holder:
+            raise FolderLostError(f"{self._what} {self.folder} is gone: deleted, moved or "
+                                  f"replaced while this process wrote it (its lock {LOCK_NAME} "
+                                  "is not there); what was written there is lost.")
+
+    def held(self):
+        """Whether the lock file is still this process's."""
+        return read_holder(self.path) == self.holder
+
+
 @contextlib.contextmanager
 def locked_folder(folder, what="The run folder"):
-    """Holds `folder` for this process while inside (the folder is created if needed).
+    """Holds `folder` for this process while inside.
+
+    The folder is created if needed; one this made is removed again on the way out when
+    nothing but the lock was written to it (a refused run leaves no folder).
 
     Args:
         folder: the folder to hold.
         what: the folder in words, for the messages ("The run folder").
 
     Yields:
-        The lock file's path.
+        A `FolderLock` (`check()` refuses a folder that is gone).
 
     Raises:
         FolderInUseError: another running process holds the folder (the message names it).
     """
+    folder = os.fspath(folder)
+    made = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)
     lock_path = os.path.join(folder, LOCK_NAME)
-    holder = _take(lock_path, what)
     try:
-        yield lock_path
+        lock = FolderLock(folder, lock_path, _take(lock_path, what), what)
+    except BaseException:
+        _remove_if_empty(folder, made)
+        raise
+    try:
+        yield lock
     finally:
-        if read_holder(lock_path) == holder:
+        if lock.held():
             with contextlib.suppress(OSError):
                 os.remove(lock_path)
+            _remove_if_empty(folder, made)
+
+
+def _remove_if_empty(folder, made):
+    if made:
+        with contextlib.suppress(OSError):  # not empty, or gone: either way it stays as it is
+            os.rmdir(folder)

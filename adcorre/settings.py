@@ -81,6 +81,10 @@ class DatasetType:
 ARCHES = ARCH_NAMES
 LR_SCHEDULES = ("inverse_time", "step")
 LOSS_ARITHMETICS = ("paper", "official")
+# The Ad-Corre terms trained beside cross-entropy: all three (the paper's method) or the
+# ablations' subsets (its Table of FD, MD, ED alone and in pairs); the others keep weight 0.
+ADCORRE_TERMS = ("fd", "md", "ed")
+ADCORRE_TERM_SETS = ("fd+md+ed", "fd+md", "fd+ed", "md+ed", "fd", "md", "ed")
 # "auto": bf16 on a GPU, float32 on a CPU.
 MIXED_PRECISION = ("auto", "bfloat16", "float16", "none")
 # The ARM layer's affinity map in inference (`arm.AmendRepresentation`): a moving estimate, the
@@ -486,6 +490,10 @@ SETTINGS = (
             flag="--ce-only", flag_sets=False,
             help="cross-entropy alone, FD, MD and ED logged with weight 0 (the official "
                  "gradient): --ce-only, use_adcorre=False"),
+    Setting("adcorre_terms", "fd+md+ed", group="recipe", kind="choice",
+            choices=ADCORRE_TERM_SETS, by_recipe=True,
+            help="the Ad-Corre terms trained beside cross-entropy (the ablations train one or "
+                 "two); the others are logged with weight 0, and {use_adcorre} leaves none"),
     Setting("loss_arithmetic", "paper", group="recipe", kind="choice",
             choices=LOSS_ARITHMETICS, by_recipe=True,
             help="paper: docs/DESIGN.md's FD, MD, ED; official: the official code's (no FD "
@@ -528,8 +536,10 @@ SETTINGS = (
     Setting("mixed_precision", "auto", group="run", kind="choice", choices=MIXED_PRECISION,
             help="auto: bf16 on a GPU, float32 on a CPU"),
     Setting("jit_compile", "auto", group="run", kind="object",
-            words={"auto": "auto", "on": True, "off": False},
-            help="XLA compilation; auto: on a GPU, off (graph mode) on a CPU"),
+            words={"auto": "auto", "on": True, "off": False, "eager": "eager"},
+            help="XLA compilation; auto: on a GPU, off (graph mode) on a CPU; eager: no graph "
+                 "at all, each step run op by op (a few steps of a large network cost less "
+                 "than tracing it)"),
     Setting("verbose", "auto", group="run", kind="object", flag=None,
             help="Keras' progress output (auto: a bar on a terminal, a line per epoch "
                  "otherwise; or Keras' 0, 1, 2)"),

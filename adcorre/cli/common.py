@@ -7,7 +7,8 @@ exit 2, fix the input and run again; the disk or memory failing under a run set 
 read-only, no permission) exits 1. Anything else is a bug of ours and keeps its traceback.
 Ctrl+C, SIGTERM and SIGHUP stop every command alike (`signal_stops`: the files being written are
 removed on the way out): one `stopped: ...` line and the exit status 128 + the signal's number
-(130, 143, 129).
+(130, 143, 129). A run folder's lock taken over is said in one `warning: ...` line (Python's
+own format adds a line of our source code).
 
 Example:
 >>> from adcorre.errors import SettingError
@@ -19,19 +20,26 @@ Example:
 >>> status, err.getvalue()
 (2, 'error: margin must be a number from 0 to 1, got -1.\\n')
 
-This module imports `errors`, `signal_stops` and `config` (and `data.datasets` and
+This module imports `errors`, `signal_stops`, `folder_lock` and `config` (and `data.datasets` and
 `data.dataset_readers` when a dataset folder is checked).
 """
 
 import argparse
+import contextlib
 import gc
 import math
 import os
 import signal
 import sys
+import warnings
 
 from adcorre import config, signal_stops
 from adcorre.errors import AdCorreError, DatasetNotFoundError, SettingError, one_line
+from adcorre.folder_lock import StaleLockWarning
+
+# Warnings a command says as one `warning: <message>` line: Python's own format adds a line of
+# our source code, which tells a user nothing (a run folder's lock taken over).
+ONE_LINE_WARNINGS = (StaleLockWarning,)
 
 # OS errors that name a path the user gave: fix the command, as for any usage error.
 PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
@@ -71,7 +79,7 @@ def run_task(task, *args, stopped="", **kwargs):
         The task's status, or 2 / 1 after printing `error: <message>` (one line) to stderr.
     """
     try:
-        with signal_stops.signals_stop():
+        with signal_stops.signals_stop(), _warnings_in_one_line(ONE_LINE_WARNINGS):
             return task(*args, **kwargs)
     except KeyboardInterrupt as stop:  # Ctrl+C, or a stopping signal (`signal_stops.Stopped`)
         number = getattr(stop, "signal_number", signal.SIGINT)
@@ -89,6 +97,23 @@ def run_task(task, *args, stopped="", **kwargs):
         del error
         gc.collect()
         return status
+
+
+@contextlib.contextmanager
+def _warnings_in_one_line(categories):
+    """Inside, warnings of `categories` print as `warning: <message>` on stderr; the others
+    as before (the previous `warnings.showwarning`, put back on the way out)."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, *args, **kwargs):
+            if issubclass(category, categories):
+                print(f"warning: {message}", file=sys.stderr, flush=True)
+            else:
+                shown(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
 
 
 def quiet_broken_pipe(main, *args, **kwargs):

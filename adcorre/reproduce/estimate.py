@@ -94,15 +94,13 @@ def time_train_steps(config, arch, steps=TIMED_STEPS):
     import numpy as np
 
     from adcorre import CNNModel
+    from adcorre.training import distribution
     from adcorre.training.adam_optimizers import make_optimizer
     from adcorre.training.train_step import AdCorreTrainer
 
-    on_gpu = bool(runtime.physical_gpus())
     keras.backend.clear_session()
-    policy = {"auto": "mixed_bfloat16" if on_gpu else "float32", "bfloat16": "mixed_bfloat16",
-              "float16": "mixed_float16", "none": "float32"}[config.mixed_precision]
-    keras.mixed_precision.set_global_policy(policy)
-    jit = on_gpu if config.jit_compile == "auto" else bool(config.jit_compile)
+    jit = distribution.configure_devices(config.jit_compile, config.mixed_precision)
+    on_gpu = bool(runtime.physical_gpus())
     try:
         network = CNNModel().get_model(
             arch, num_classes=config.num_classes, weights=None, input_size=config.input_size,
@@ -110,10 +108,11 @@ def time_train_steps(config, arch, steps=TIMED_STEPS):
         trainer = AdCorreTrainer(network, num_classes=config.num_classes,
                                  ce_weight=config.cross_entropy_weight,
                                  use_adcorre=config.use_adcorre,
+                                 adcorre_terms=config.adcorre_terms.split("+"),
                                  loss_arithmetic=config.loss_arithmetic)
         trainer.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate,
                                                  weight_decay=config.weight_decay),
-                        jit_compile=jit)
+                        jit_compile=jit is True, run_eagerly=jit == "eager")
         batch = config.batch_size if on_gpu else min(config.batch_size, CPU_TIMED_BATCH)
         rng = np.random.default_rng(0)
         images = rng.random((batch, config.input_size, config.input_size, 3), dtype=np.float32)

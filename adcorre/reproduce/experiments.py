@@ -29,9 +29,10 @@ import difflib
 
 from adcorre.config import DatasetName
 from adcorre.errors import SettingError
+from adcorre.settings import ADCORRE_TERMS
 
-# The Ad-Corre terms a run can train with, besides cross-entropy (custom_loss.AdCorreLoss).
-LOSS_TERMS = ("fd", "md", "ed")
+# The Ad-Corre terms a run can train with, besides cross-entropy (the `adcorre_terms` setting).
+LOSS_TERMS = ADCORRE_TERMS
 
 # The splits as the datasets publish them, which the time estimate counts steps from (a
 # reproduction reads the real listing; the estimate needs no data). RAF-DB basic: 12,271 train /
@@ -148,13 +149,17 @@ class Experiment:
         """
         settings = {"dataset_name": self.dataset, "seed": seed, **self.settings,
                     "test_split": self.test_split}
-        if not self.loss_terms:
+        if self.loss_terms:
+            settings["adcorre_terms"] = "+".join(self.loss_terms)
+        else:
             settings["use_adcorre"] = False
         if synth:
             toy = self.toy
             settings.update(weights=None, input_size=toy.input_size, batch_size=toy.batch_size,
                             epochs=toy.epochs, steps_per_epoch=toy.steps_per_epoch,
                             val_fraction=toy.val_fraction, backup_every=max(toy.steps_per_epoch, 1))
+            if toy.eager:
+                settings["jit_compile"] = "eager"
         return settings
 
     def command(self, seeds, data="real", released=False):

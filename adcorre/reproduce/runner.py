@@ -14,9 +14,9 @@ A results folder (`--out DIR`) holds:
 - `results.csv`, `results.md` (`results`).
 
 Everything a run needs from the rest of the package goes through its public names:
-`adcorre.TrainModel` (one subclass adds what no keyword sets: which Ad-Corre terms train, and
-eager steps at toy scale), `adcorre.TestModels(...).evaluate`, `synth_faces.write_dataset` and
-`named_weights.locate`.
+`adcorre.TrainModel` (an experiment's settings are its keywords: `adcorre_terms` for the
+ablations, `jit_compile="eager"` at toy scale), `adcorre.TestModels(...).evaluate`,
+`synth_faces.write_dataset` and `named_weights.locate`.
 
 ```python
 from adcorre.reproduce.runner import reproduce
@@ -37,7 +37,7 @@ from adcorre import atomic_files
 from adcorre.config import default_data_dir
 from adcorre.errors import ResumeError, SettingError
 from adcorre.reproduce import estimate, results
-from adcorre.reproduce.experiments import EXPERIMENTS, LOSS_TERMS, resolve
+from adcorre.reproduce.experiments import EXPERIMENTS, resolve
 
 DATA_KINDS = ("real", "synth")
 SYNTH_LABEL = "SynthFER, not a paper figure"
@@ -260,9 +260,8 @@ def _run(run, data, data_root):
     atomic_files.write_json(os.path.join(run.folder, "reproduce_run.json"),
                             _fingerprint(run, data))
     started = time.time()
-    trainer = experiment_training()(
-        loss_terms=experiment.loss_terms, eager=synth and experiment.toy.eager,
-        data_dir=data_dir, save_dir=run.folder, **experiment.train_settings(run.seed, synth))
+    trainer = experiment_training(data_dir=data_dir, save_dir=run.folder,
+                                  **experiment.train_settings(run.seed, synth))
     best = trainer.train(arch=experiment.arch)
     with open(os.path.join(run.folder, "training_state.json"), encoding="utf-8") as handle:
         state = json.load(handle)
@@ -338,39 +337,11 @@ def _result(run, state, summary, best, seconds, data):
     }
 
 
-_TRAINING_CLASS = []
-
-
-def experiment_training():
-    """`adcorre.TrainModel` with the two things an experiment sets that no keyword does: which
-    Ad-Corre terms train (`loss_terms`, a subset of FD, MD, ED; the others get weight 0 and are
-    still logged), and `eager` steps (no graph to build: a handful of Xception steps on a CPU
-    cost less than its graph). Made on first use (TrainModel loads TensorFlow)."""
-    if _TRAINING_CLASS:
-        return _TRAINING_CLASS[0]
+def experiment_training(**keywords):
+    """`adcorre.TrainModel(**keywords)`, imported on first use (it loads TensorFlow)."""
     from adcorre import TrainModel
 
-    class ExperimentTraining(TrainModel):
-        __doc__ = experiment_training.__doc__
-
-        def __init__(self, loss_terms=LOSS_TERMS, eager=False, **keywords):
-            super().__init__(**keywords)
-            self.loss_terms = tuple(loss_terms)
-            self.eager = bool(eager)
-
-        def _build_trainer(self, *args, **kwargs):
-            # TrainModel builds its AdCorreTrainer here; its loss reads the weights when the
-            # step is traced, which comes later.
-            trainer = super()._build_trainer(*args, **kwargs)
-            for term in LOSS_TERMS:
-                if term not in self.loss_terms:
-                    setattr(trainer.adcorre, f"{term}_weight", 0.0)
-            if self.eager:
-                trainer.run_eagerly, trainer.jit_compile = True, False
-            return trainer
-
-    _TRAINING_CLASS.append(ExperimentTraining)
-    return ExperimentTraining
+    return TrainModel(**keywords)
 
 
 def _hparams(run, config):

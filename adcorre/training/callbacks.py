@@ -49,9 +49,12 @@ class EpochEnd(keras.callbacks.Callback):
 
     def __init__(self, trainer_state, test_dataset, test_labels, save_dir, dataset_name,
                  names, arch, keep_all=False, chief=True, test_split="test", validation=None,
-                 backup=None):
+                 backup=None, check_folder=None):
         super().__init__()
         self.state = trainer_state
+        # Called before the epoch's files are written: raises when the run folder is no longer
+        # the run's (`folder_lock.FolderLock.check`), rather than making a new one.
+        self.check_folder = check_folder
         # The run's `ResumableBackup`: how many batches the epoch's loss and accuracy cover.
         self.backup = backup
         self.test_dataset = test_dataset
@@ -129,6 +132,8 @@ class EpochEnd(keras.callbacks.Callback):
         print(f"{line}; omega [{', '.join(f'{v:.3f}' for v in omega)}]")
         if not self.chief:
             return
+        if self.check_folder is not None:
+            self.check_folder()
         path = epoch_model_path(self.save_dir, self.dataset_name, number, summary["accuracy"])
         stem = os.path.splitext(os.path.basename(path))[0]
         weights_io.save_model(

@@ -11,6 +11,8 @@ import os
 from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's start-up noise)
 import keras
 
+from adcorre.errors import SettingError
+
 
 def _tf_config():
     """The parsed TF_CONFIG environment variable ({} when unset or empty)."""
@@ -56,15 +58,19 @@ def configure_devices(jit_compile, mixed_precision):
     """Sets Keras' global precision policy for this machine and says whether to compile with XLA.
 
     Args:
-        jit_compile: `"auto"` (XLA on a GPU, graph mode on a CPU) or a bool.
+        jit_compile: `"auto"` (XLA on a GPU, graph mode on a CPU), a bool, or `"eager"` (no
+            graph: each step runs op by op).
         mixed_precision: `"auto"` (bf16 on a GPU, float32 on a CPU), `"bfloat16"`, `"float16"`
             or `"none"` (the names `LearningConfig` checked).
 
     Returns:
-        The `jit_compile` value for `Model.compile`.
+        `True`, `False` (`Model.compile`'s `jit_compile`) or `"eager"` (`run_eagerly`).
     """
+    if not (jit_compile in ("auto", "eager") or isinstance(jit_compile, bool)):
+        raise SettingError(f"jit_compile must be 'auto', True, False or 'eager', got "
+                           f"{jit_compile!r}.")
     on_gpu = bool(runtime.physical_gpus())  # the first look keeps quiet (cuInit's error line)
-    jit = on_gpu if jit_compile == "auto" else bool(jit_compile)
+    jit = on_gpu if jit_compile == "auto" else jit_compile
     policy = {"auto": "mixed_bfloat16" if on_gpu else "float32", "bfloat16": "mixed_bfloat16",
               "float16": "mixed_float16", "none": "float32"}[mixed_precision]
     keras.mixed_precision.set_global_policy(policy)

@@ -47,8 +47,11 @@ class ResumableBackup(keras.callbacks.Callback):
 
     POSITION_FILE = "backup_position.json"
 
-    def __init__(self, backup_dir, every_steps=200, chief=True, settings=None):
+    def __init__(self, backup_dir, every_steps=200, chief=True, settings=None, check_folder=None):
         super().__init__()
+        # Called before each backup is written (`folder_lock.FolderLock.check`): a backup
+        # commits an epoch, and must not commit it into a run folder made anew.
+        self.check_folder = check_folder
         self.backup_dir = backup_dir
         self.every_steps = every_steps
         self.epoch, self.batch_offset = 0, 0
@@ -146,6 +149,8 @@ class ResumableBackup(keras.callbacks.Callback):
         data = weights_io.weights_bytes(self.model)
         if not self.chief:
             return
+        if self.check_folder is not None:
+            self.check_folder()
         name = f"backup_epoch{epoch}_batch{batch}.weights.h5"
         atomic_files.write_bytes(os.path.join(self.backup_dir, name), data)
         atomic_files.write_json(self.position_path,

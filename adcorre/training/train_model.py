@@ -13,6 +13,7 @@ best file is kept.
 `adcorre train` are the same run from the command line (`adcorre.cli.train`).
 """
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -22,7 +23,7 @@ from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's sta
 import keras
 import numpy as np
 
-from adcorre import atomic_files
+from adcorre import atomic_files, folder_lock
 from adcorre.data import datasets, input_pipeline
 from adcorre.errors import SettingError
 from adcorre.labels import label_names
@@ -61,7 +62,7 @@ class TrainModel:
     def __init__(self, dataset_name=DatasetName.synth, ds_type=DatasetType.train, data_dir=None,
                  weights=FROM_RECIPE, lr=FROM_RECIPE, epochs=FROM_RECIPE, batch_size=FROM_RECIPE,
                  input_size=FROM_RECIPE, save_dir=None, ce_weight=FROM_RECIPE,
-                 use_adcorre=FROM_RECIPE, num_embeddings=FROM_RECIPE, embedding_size=FROM_RECIPE,
+                 use_adcorre=FROM_RECIPE, adcorre_terms=FROM_RECIPE, num_embeddings=FROM_RECIPE, embedding_size=FROM_RECIPE,
                  adcorre_batch=FROM_RECIPE, lr_decay_every=FROM_RECIPE,
                  lr_decay_factor=FROM_RECIPE, lr_schedule=FROM_RECIPE, lr_decay=FROM_RECIPE,
                  optimizer=FROM_RECIPE, weight_decay=FROM_RECIPE,
@@ -138,6 +139,7 @@ class TrainModel:
                                      ce_weight=config.cross_entropy_weight,
                                      adcorre_batch=config.adcorre_batch,
                                      use_adcorre=config.use_adcorre,
+                                     adcorre_terms=config.adcorre_terms.split("+"),
                                      loss_arithmetic=config.loss_arithmetic,
                                      attention_window_batches=window)
             # The schedule reads optimizer.iterations, which a backup restores: a resumed run
@@ -145,7 +147,8 @@ class TrainModel:
             optimizer = make_optimizer(config.optimizer,
                                        self.learning_rate_schedule(steps_per_epoch),
                                        weight_decay=config.weight_decay)
-            trainer.compile(optimizer=optimizer, jit_compile=jit)
+            trainer.compile(optimizer=optimizer, jit_compile=jit is True,
+                            run_eagerly=jit == "eager")
             # Build every variable (optimizer slots too) so a backup can be loaded into them.
             trainer(np.zeros((1, config.input_size, config.input_size, 3), "float32"))
             trainer.optimizer.build(trainer.trainable_variables)
@@ -169,12 +172,18 @@ class TrainModel:
         get_arch(arch)  # an unknown name fails here, naming the arches there are
         save_dir = config.save_dir or os.path.join(
             "runs", f"{config.dataset_name}_{arch}_{time.strftime('%Y%m%d-%H%M%S')}")
-        # From here on, SIGTERM stops the run as Ctrl+C does (start-up writes files too).
-        with resume.signals_stop_the_run(save_dir):
-            return self._train(arch, weight_path, save_dir)
+        # From here on, SIGTERM stops the run as Ctrl+C does (start-up writes files too). The
+        # run folder is this run's from before its start-up reads it to after its last write:
+        # two runs at once on one folder both wrote it (log.csv got two headers, every epoch
+        # twice). Only the chief writes, so only the chief holds it.
+        held = (folder_lock.locked_folder(save_dir) if distribution.is_chief()
+                else contextlib.nullcontext())
+        with resume.signals_stop_the_run(save_dir), held as lock:
+            return self._train(arch, weight_path, save_dir, lock)
 
-    def _train(self, arch, weight_path, save_dir):
-        """`train`'s work, once the run folder is named."""
+    def _train(self, arch, weight_path, save_dir, lock):
+        """`train`'s work, once the run folder is named and held (`lock`, a
+        `folder_lock.FolderLock`; None on a worker that writes nothing)."""
         config = self.config
         keras.utils.set_random_seed(config.seed)
         jit = distribution.configure_devices(config.jit_compile, config.mixed_precision)
@@ -185,9 +194,14 @@ class TrainModel:
         train, val, test = splits.read_splits(config)
         steps = splits.steps_per_epoch(config, train)
         test_dataset = splits.scoring_dataset(config, test)
+        # Each write of an epoch's files and of the backup first checks that the folder is still
+        # the run's: atomic writes make missing folders, so a run whose folder was deleted went
+        # on writing a new one and named a best model that was gone.
+        check_folder = lock.check if lock is not None else (lambda: None)
         backup = resume.ResumableBackup(
             os.path.join(save_dir, "backup"), every_steps=config.backup_every, chief=chief,
-            settings=resume.position_settings(config, arch, train, steps))
+            settings=resume.position_settings(config, arch, train, steps),
+            check_folder=check_folder)
         resume.check_resume(save_dir, backup.saved_position(), backup.settings)
         trainer = self._build_trainer(strategy, arch, weight_path, jit, steps)
         start_epoch, start_batch = backup.load(trainer)
@@ -201,8 +215,7 @@ class TrainModel:
                      selected_by="validation" if val is not None else "test",
                      skipped_images=skipped)
         if chief:
-            # Made only now, when nothing above refused the run: a refusal leaves no folder.
-            os.makedirs(save_dir, exist_ok=True)
+            # The lock made the folder; it goes again if the run is refused before this write.
             atomic_files.write_json(os.path.join(save_dir, "run_config.json"),
                                     {**config.to_dict(), "arch": arch, "weight_path": weight_path,
                                      "num_classes": config.num_classes, "labels": list(names),
@@ -217,7 +230,7 @@ class TrainModel:
             callbacks.EpochEnd(state, test_dataset, test.labels, save_dir, config.dataset_name,
                                names, arch, keep_all=config.keep_all, chief=chief,
                                test_split=config.test_split, validation=validation,
-                               backup=backup),
+                               backup=backup, check_folder=check_folder),
             callbacks.EpochCSVLogger(os.path.join(save_dir, "log.csv"), append=True,
                                      test_split=config.test_split),
             callbacks.EpochTensorBoard(os.path.join(save_dir, "tensorboard"),
@@ -231,6 +244,7 @@ class TrainModel:
         for epoch in range(start_epoch, config.epochs):
             skip = start_batch if epoch == start_epoch else 0
             dataset = splits.training_dataset(config, train, epoch, skip, steps)
+            check_folder()  # fit's loggers open their files first: a gone folder is said here
             # One fit call per epoch: each epoch's data order is fixed by (seed, epoch), so a
             # resumed epoch can skip exactly the batches it had already trained on.
             trainer.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, callbacks=run_callbacks,
@@ -243,7 +257,9 @@ class TrainModel:
                   f"(--epochs N, epochs=N with N > {start_epoch}) to continue it.")
         if chief:
             # The backup of the last epoch end stays: it is what `epochs` > those done
-            # continues from (weights, optimizer state, attention map).
+            # continues from (weights, optimizer state, attention map). A best model is named
+            # only from a folder that is still the run's.
+            check_folder()
             print(f"Best model: {best} ({callbacks.best_model_note(state, config.test_split)}). "
                   f"Logs: {save_dir}")
         return best

@@ -11,7 +11,8 @@ from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's sta
 import keras
 from keras import ops
 
-from adcorre.settings import ADCORRE_BATCHES, check_choice
+from adcorre.errors import SettingError
+from adcorre.settings import ADCORRE_BATCHES, ADCORRE_TERMS, check_choice
 from adcorre.training.custom_loss import AdaptiveAttentionMap, AdCorreLoss
 
 LOSS_TERMS = ("ce", "fd", "md", "ed")
@@ -59,6 +60,8 @@ class AdCorreTrainer(keras.Model):
             each replica's own batch.
         use_adcorre: `False` trains with cross-entropy only (the ablation baseline; also the
             official code's gradient, whose FD, MD and ED were NumPy constants).
+        adcorre_terms: the Ad-Corre terms trained beside cross-entropy (a subset of `"fd"`,
+            `"md"`, `"ed"`: the ablations); the others are computed and logged with weight 0.
         loss_arithmetic: `"paper"` or `"official"`, see `custom_loss.AdCorreLoss`.
         attention_window_batches: `None` refreshes omega once per epoch; S recomputes it
             every step from the (label, prediction) pairs of the last S batches (the official
@@ -78,7 +81,7 @@ class AdCorreTrainer(keras.Model):
 
     def __init__(self, network, num_classes=7, ce_weight=None, adcorre_batch="global",
                  use_adcorre=True, loss_arithmetic="paper", attention_window_batches=None,
-                 **kwargs):
+                 adcorre_terms=ADCORRE_TERMS, **kwargs):
         super().__init__(**kwargs)
         check_choice("adcorre_batch", adcorre_batch, ADCORRE_BATCHES)
         self.network = network
@@ -88,11 +91,17 @@ class AdCorreTrainer(keras.Model):
         self.use_adcorre = use_adcorre
         self.loss_arithmetic = loss_arithmetic
         self.attention_window_batches = attention_window_batches
-        # The CE-only baseline still logs FD/MD/ED, with zero weight, for comparison.
-        weight = 1.0 if use_adcorre else 0.0
+        unknown = set(adcorre_terms) - set(ADCORRE_TERMS)
+        if unknown:
+            raise SettingError(f"adcorre_terms must be among {ADCORRE_TERMS}, got "
+                               f"{sorted(unknown)}.")
+        self.adcorre_terms = tuple(term for term in ADCORRE_TERMS if term in adcorre_terms)
+        # The CE-only baseline and the ablations still log every term, with zero weight, for
+        # comparison.
+        weights = {f"{term}_weight": float(use_adcorre and term in self.adcorre_terms)
+                   for term in ADCORRE_TERMS}
         self.adcorre = AdCorreLoss(num_classes=num_classes, ce_weight=ce_weight,
-                                   fd_weight=weight, md_weight=weight, ed_weight=weight,
-                                   arithmetic=loss_arithmetic)
+                                   arithmetic=loss_arithmetic, **weights)
         self.attention = AdaptiveAttentionMap(num_classes=num_classes, name="attention",
                                               window_batches=attention_window_batches)
         self.term_trackers = [keras.metrics.Mean(name=name) for name in LOSS_TERMS]
@@ -175,6 +184,7 @@ class AdCorreTrainer(keras.Model):
             "ce_weight": self.ce_weight,
             "adcorre_batch": self.adcorre_batch,
             "use_adcorre": self.use_adcorre,
+            "adcorre_terms": list(self.adcorre_terms),
             "loss_arithmetic": self.loss_arithmetic,
             "attention_window_batches": self.attention_window_batches,
         })

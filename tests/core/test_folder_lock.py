@@ -9,7 +9,13 @@ import time
 import pytest
 
 from adcorre.errors import FolderInUseError
-from adcorre.folder_lock import LOCK_NAME, StaleLockWarning, locked_folder, read_holder
+from adcorre.folder_lock import (
+    LOCK_NAME,
+    FolderLostError,
+    StaleLockWarning,
+    locked_folder,
+    read_holder,
+)
 from helpers import python_command, python_env, run_python
 
 
@@ -24,15 +30,16 @@ def _write_lock(folder, **holder):
 
 def test_the_lock_names_its_holder_and_goes_at_the_end(tmp_path):
     folder = tmp_path / "run"
+    folder.mkdir()
     with locked_folder(folder) as lock:
-        holder = read_holder(lock)
+        holder = read_holder(lock.path)
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
         assert abs(holder["started_at"] - time.time()) < 60 and holder["started"]
         with pytest.raises(FolderInUseError) as refused, locked_folder(folder):
             pass
         message = str(refused.value)
         assert f"in use by process {os.getpid()} on host {socket.gethostname()}" in message
-        assert os.path.exists(lock)  # a refused second holder leaves the first one's lock
+        assert os.path.exists(lock.path)  # a refused second holder leaves the first one's lock
     assert os.listdir(folder) == []
 
 
@@ -58,7 +65,7 @@ sys.exit(run_task(hold))
     (held,) = [child.pid for child, (status, _, _) in zip(children, results) if status == 0]
     refused = next(err for status, _, err in results if status == 2)
     assert refused.startswith("error: The run folder") and f"process {held} on host" in refused
-    assert os.listdir(tmp_path / "run") == []
+    assert not (tmp_path / "run").exists()  # made for the lock only: removed again
 
 
 def test_the_lock_of_a_process_that_is_gone_is_taken_over_saying_so(tmp_path):
@@ -97,3 +104,26 @@ def test_an_empty_lock_is_being_made_then_abandoned(tmp_path):
     with pytest.warns(StaleLockWarning, match="took over the lock of a process"):
         with locked_folder(folder):
             assert read_holder(lock)["pid"] == os.getpid()
+
+
+def test_a_folder_gone_from_under_its_holder_is_said(tmp_path):
+    import shutil
+
+    folder = tmp_path / "run"
+    with locked_folder(folder) as lock:
+        lock.check()
+        (folder / "log.csv").write_text("epoch\n")
+        shutil.rmtree(folder)
+        with pytest.raises(FolderLostError, match=f"{folder} is gone: deleted, moved or replaced"):
+            lock.check()
+        folder.mkdir()  # made again by a writer that does not know: still not the run's folder
+        with pytest.raises(FolderLostError):
+            lock.check()
+    assert os.listdir(folder) == []  # someone else's folder now: left as it is
+
+
+def test_a_folder_made_for_the_lock_stays_once_something_is_written(tmp_path):
+    folder = tmp_path / "run"
+    with locked_folder(folder):
+        (folder / "run_config.json").write_text("{}")
+    assert os.listdir(folder) == ["run_config.json"]

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from adcorre.errors import SettingError
 from helpers import run_python, start_python
 
 EPOCHS, SIZE = 6, 64
@@ -115,6 +116,14 @@ def test_trainer_loss_equals_adcorre_equation():
     baseline = AdCorreTrainer(network, ce_weight=2.0, use_adcorre=False)
     ce_only = float(baseline.compute_loss(y=labels, y_pred=outputs, training=False))
     assert ce_only == pytest.approx(2.0 * float(reference["ce"]), rel=1e-5)
+    # An ablation trains cross-entropy and its own terms; the others only log.
+    for terms in (("fd",), ("md", "ed")):
+        ablation = AdCorreTrainer(network, ce_weight=2.0, adcorre_terms=terms)
+        partial = float(ablation.compute_loss(y=labels, y_pred=outputs, training=False))
+        expected = 2.0 * float(reference["ce"]) + sum(float(reference[t]) for t in terms)
+        assert partial == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(SettingError, match="adcorre_terms must be among"):
+        AdCorreTrainer(network, adcorre_terms=("fd", "cd"))
 
 
 def test_one_xception_train_step():
