@@ -43,12 +43,20 @@ class PictureError(AdCorreError, ValueError):
     """A picture that cannot be used: missing, unreadable, truncated, too large, not a picture."""
 
 
+class PictureNotFoundError(PictureError, FileNotFoundError):
+    """A picture file that does not exist."""
+
+
 class ImageDecodeError(PictureError):
     """A picture whose bytes do not decode."""
 
 
 class VideoError(AdCorreError, ValueError):
     """A video or camera that cannot be opened or holds no frame."""
+
+
+class VideoNotFoundError(VideoError, FileNotFoundError):
+    """A video file that does not exist."""
 
 
 class WeightFileError(AdCorreError, ValueError):

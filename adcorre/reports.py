@@ -14,6 +14,7 @@ Example:
 import numpy as np
 
 from adcorre.atomic_files import atomic_path
+from adcorre.errors import SettingError
 
 
 def classification_summary(labels, predictions, num_classes):
@@ -159,7 +160,7 @@ def plot_timeline(table, labels, path, title=""):
     plt = pyplot()
     largest = table[table["face"] == 0].sort_values("time_s")
     if largest.empty:
-        raise ValueError("The table has no row with face 0: nothing to plot over time.")
+        raise SettingError("The table has no row with face 0: nothing to plot over time.")
     times = largest["time_s"].to_numpy(float)
     figure, axis = plt.subplots(figsize=(9.0, 3.6))
     _plot_classes(axis, times, largest, labels, plt)

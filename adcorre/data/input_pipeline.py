@@ -38,6 +38,7 @@ import tensorflow as tf  # noqa: E402
 
 from adcorre import config  # noqa: E402
 from adcorre.data.pictures import describe_image, to_rgb_uint8, validate_images, warn_skipped  # noqa: E402
+from adcorre.errors import DatasetFormatError, SettingError  # noqa: E402
 
 # ARM's erasing fill: torchvision's value 0 after its ImageNet Normalize.
 IMAGENET_MEAN_RGB = config.IMAGENET_MEAN_RGB
@@ -101,8 +102,8 @@ def resolve_augmentation(augment):
         return AUGMENTATIONS[augment]
     if augment is False or isinstance(augment, Augmentation):
         return augment
-    raise ValueError(f"augment must be True, False, an input_pipeline.Augmentation or one of "
-                     f"{tuple(AUGMENTATIONS)}, got {augment!r}.")
+    raise SettingError(f"augment must be True, False, an input_pipeline.Augmentation or one of "
+                       f"{tuple(AUGMENTATIONS)}, got {augment!r}.")
 
 
 # ------------------------------------------------------------------------------ epoch order
@@ -201,12 +202,13 @@ def make_dataset(frame, input_size=config.InputDataSize.image_input_size, batch_
     if shard is not None:
         shard = (int(shard[0]), int(shard[1]))
         if not 0 <= shard[1] < shard[0]:
-            raise ValueError(f"shard must be (num_shards, index) with 0 <= index < num_shards, got {shard}.")
+            raise SettingError("shard must be (num_shards, index) with 0 <= index < num_shards, "
+                               f"got {shard}.")
     seed = _seed_or_fresh(seed)
     rows = frame if isinstance(frame, PipelineRows) else prepare_rows(frame, input_size, validate)
     if rows.input_size != input_size:
-        raise ValueError(f"These PipelineRows were prepared for input_size {rows.input_size}, "
-                         f"not {input_size}; prepare them again for this size.")
+        raise SettingError(f"These PipelineRows were prepared for input_size {rows.input_size}, "
+                           f"not {input_size}; prepare them again for this size.")
     labels, load = rows.labels, rows.load
     order, positions, num_examples = _epoch_plan(
         labels, seed, epoch, shuffle, mrr, skip_batches * batch_size, shard,
@@ -274,14 +276,14 @@ def prepare_rows(frame, input_size, validate="header"):
         A `PipelineRows`.
     """
     if "image" not in frame.columns or "label" not in frame.columns:
-        raise ValueError(f"frame needs 'image' and 'label' columns, has {list(frame.columns)}.")
+        raise SettingError(f"frame needs 'image' and 'label' columns, has {list(frame.columns)}.")
     good, skipped = usable_rows(frame, mode=validate)
     if len(good) == 0:
-        raise ValueError(f"No usable images: {len(skipped)} skipped, first: {skipped[:3]}.")
+        raise DatasetFormatError(f"No usable images: {len(skipped)} skipped, first: {skipped[:3]}.")
     items = list(good["image"])
     kinds = {type(item) for item in items}
     if any(issubclass(k, np.ndarray) for k in kinds) and len(kinds) > 1:
-        raise ValueError("frame['image'] mixes arrays and paths; use one kind per frame.")
+        raise SettingError("frame['image'] mixes arrays and paths; use one kind per frame.")
     from_arrays = isinstance(items[0], np.ndarray)
     load = (_array_loader(_stack_arrays(items, input_size), _boxes(good)) if from_arrays
             else _file_loader(items, _boxes(good)))
@@ -409,7 +411,8 @@ def distribute_dataset(strategy, frame, batch_size=32, seed=None, **kwargs):
     """
     replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:
-        raise ValueError(f"batch_size {batch_size} does not split evenly over {replicas} replicas.")
+        raise SettingError(f"batch_size {batch_size} does not split evenly over {replicas} "
+                           "replicas.")
     seed = _seed_or_fresh(seed)
     good, skipped = usable_rows(frame, mode=kwargs.pop("validate", "header"))
 

@@ -122,11 +122,11 @@ def int_field(value, path, line, name, low, high, expected):
     `DatasetFormatError` naming the file, the line and the field."""
     try:
         number = float(value)
-        if not number.is_integer():
-            raise ValueError
-        number = int(number)
     except ValueError:
-        raise format_error(path, line, f"{name} {value!r} is not an integer", expected) from None
+        number = None
+    if number is None or not number.is_integer():  # "abc", "2.5", "nan" and "inf" alike
+        raise format_error(path, line, f"{name} {value!r} is not an integer", expected)
+    number = int(number)
     if not low <= number <= high:
         raise format_error(path, line, f"{name} {number} is out of range {low}..{high}", expected)
     return number

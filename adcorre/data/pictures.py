@@ -30,7 +30,7 @@ import warnings
 import cv2
 import numpy as np
 
-from adcorre.errors import ImageDecodeError, PictureError
+from adcorre.errors import ImageDecodeError, PictureError, PictureNotFoundError, SettingError
 
 # Pictures above this many pixels are decoded reduced (JPEG) or refused (other formats, above
 # MAX_FULL_DECODE_PIXELS): a face detector and a 224 px model gain nothing from more.
@@ -209,7 +209,7 @@ def load_image(source):
         reduced to 8-bit.
 
     Raises:
-        FileNotFoundError: the path does not exist.
+        PictureNotFoundError (a `FileNotFoundError`): the path does not exist.
         ImageDecodeError: empty, truncated or not an image (the message names
             the file).
 
@@ -232,7 +232,7 @@ def _source_bytes(source):
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise FileNotFoundError(f"Image not found: {name}.") from None
+        raise PictureNotFoundError(f"Image not found: {name}.") from None
     except OSError as error:  # a symlink loop, a path too long, no permission...
         raise ImageDecodeError(f"{name}: cannot be read ({error.strerror or error}); expected "
                                "a picture file.") from None
@@ -289,7 +289,7 @@ def validate_images(frame, mode="header", num_threads=8, warn=True):
     (4, [])
     """
     if mode not in ("header", "decode", "none"):
-        raise ValueError(f"mode must be 'header', 'decode' or 'none', got {mode!r}.")
+        raise SettingError(f"mode must be 'header', 'decode' or 'none', got {mode!r}.")
     items = list(frame["image"])
     if mode == "none" or not items:
         reasons = [None] * len(items)

@@ -32,6 +32,8 @@ import os
 import cv2
 import numpy as np
 
+from adcorre.errors import VideoError
+
 
 @dataclasses.dataclass(frozen=True)
 class TrueFace:
@@ -314,7 +316,7 @@ def write_video(path, frames, fps=25.0, codec="mp4v"):
     height, width = frames[0].shape[:2]
     writer = cv2.VideoWriter(os.fspath(path), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
     if not writer.isOpened():
-        raise OSError(f"OpenCV cannot write {path} with codec {codec}")
+        raise VideoError(f"OpenCV cannot write {path} with codec {codec}")
     for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()

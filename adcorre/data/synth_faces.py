@@ -59,6 +59,7 @@ from adcorre.data import datasets
 from adcorre.data.synth.drawing import generate  # noqa: F401 - SynthFER's public face
 from adcorre.data.synth.files import save_picture
 from adcorre.data.synth.params import CONTEMPT, RAFDB_CLASS_PRIOR  # noqa: F401 - public names
+from adcorre.errors import SettingError
 from adcorre.labels import EXPRESSIONS_7
 
 # The layouts SynthFER can be written in: every dataset whose record has a writer
@@ -122,9 +123,9 @@ def write_dataset(out_dir, layout="rafdb", n=1000, image_size=112, seed=0, test_
     ['test', 'train']
     """
     if layout not in datasets.layouts():
-        raise ValueError(f"layout must be one of {datasets.layouts()}, got {layout!r}.")
+        raise SettingError(f"layout must be one of {datasets.layouts()}, got {layout!r}.")
     if not 0.0 <= test_fraction <= 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1], got {test_fraction}.")
+        raise SettingError(f"test_fraction must be in [0, 1], got {test_fraction}.")
     record = datasets.get(layout)
     os.makedirs(out_dir, exist_ok=True)
     size = record.image_side or image_size  # FER-2013's CSVs hold 48x48 whatever was asked
@@ -170,5 +171,10 @@ def write_preview(path, per_class=8, image_size=112, seed=0):
     Args:
         path: a file ending in one of `PREVIEW_SUFFIXES`.
         per_class, image_size, seed: as for `contact_sheet`.
+
+    Raises:
+        SettingError: `path` ends otherwise (checked before the sheet is drawn).
     """
+    if os.path.splitext(path)[1].lower() not in PREVIEW_SUFFIXES:
+        raise SettingError(f"{path!r}: expected a file ending in {', '.join(PREVIEW_SUFFIXES)}.")
     save_picture(path, contact_sheet(per_class, image_size, seed))

@@ -24,7 +24,7 @@ plot_embedding_map({"heads concatenated": points}, truth, config.EXPRESSIONS_7, 
 
 import numpy as np
 
-from adcorre.errors import ModelCapabilityError
+from adcorre.errors import ModelCapabilityError, SettingError
 from adcorre.reports import pyplot, save_figure
 
 # t-SNE's usual perplexity; smaller samples get (n - 1) / 3, which keeps it below n.
@@ -68,7 +68,7 @@ def collect_embeddings(model, batches):
             head.append(output)
         labels.append(np.asarray(batch_labels).reshape(-1))
     if heads is None:
-        raise ValueError("No samples to embed: the batches were empty.")
+        raise SettingError("No samples to embed: the batches were empty.")
     return [np.concatenate(h) for h in heads], np.concatenate(labels).astype("int64")
 
 
@@ -89,7 +89,7 @@ def tsne_2d(features, seed=0):
     features = np.asarray(features, "float64")
     count = len(features)
     if count < MIN_SAMPLES:
-        raise ValueError(f"t-SNE needs at least {MIN_SAMPLES} samples, got {count}.")
+        raise SettingError(f"t-SNE needs at least {MIN_SAMPLES} samples, got {count}.")
     components = min(PCA_COMPONENTS, count, features.shape[1])
     if features.shape[1] > components:
         features = PCA(components, random_state=seed).fit_transform(features)

@@ -57,7 +57,7 @@ import pandas as pd
 
 from adcorre.atomic_files import atomic_path
 from adcorre.data import pictures
-from adcorre.errors import VideoError
+from adcorre.errors import SettingError, VideoError, VideoNotFoundError
 from adcorre.inference.people import DEFAULT_MEMORY_S, PersonTracker, ProbabilitySmoother
 
 VIDEO_KEY_COLUMNS = ("frame", "time_s")
@@ -134,7 +134,8 @@ def recognize_video(tester, video_path, csv_path=None, every=1, annotate_path=No
         ({"detection", "model", "total"}).
 
     Raises:
-        FileNotFoundError: no such file. VideoError: it cannot be opened or has no frame.
+        VideoNotFoundError (a `FileNotFoundError`): no such file. VideoError: it cannot be
+            opened or has no frame.
         VideoStopped: Ctrl+C or SIGTERM; it carries the rows so far (the CSV holds them).
             While the video runs in the main thread, SIGTERM's handler is this function's; the
             one before is put back at the end.
@@ -345,14 +346,14 @@ def _table(rows, key_columns, labels, extra=()):
 
 def _positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+        raise SettingError(f"{name} must be an integer >= 1, got {value!r}.")
     return int(value)
 
 
 def _positive_seconds(value, name):
     if (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
             or not math.isfinite(value) or value <= 0):
-        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}.")
+        raise SettingError(f"{name} must be a number of seconds > 0, got {value!r}.")
     return float(value)
 
 
@@ -523,7 +524,7 @@ def _local_video(path):
                          "address starting with "
                          f"{', '.join(s + '://' for s in STREAM_SCHEMES)}.")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"Video not found: {path!r}.")
+        raise VideoNotFoundError(f"Video not found: {path!r}.")
     if not os.path.isfile(path):  # a folder, or a device or FIFO (/dev/zero) that never ends
         what = "a folder" if os.path.isdir(path) else "not a regular file (a device or FIFO)"
         raise VideoError(f"Video {path!r} is {what}; expected a video file (a camera is "

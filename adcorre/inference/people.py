@@ -46,6 +46,8 @@ import math
 import cv2
 import numpy as np
 
+from adcorre.errors import SettingError
+
 # A person unseen for longer than this is forgotten (`PersonTracker(memory_s=...)`).
 DEFAULT_MEMORY_S = 1.5
 # How far from its predicted place a person's face may be, in face widths: a fixed part for
@@ -155,7 +157,7 @@ class PersonTracker:
     def __init__(self, memory_s=DEFAULT_MEMORY_S):
         if not (isinstance(memory_s, (int, float)) and math.isfinite(memory_s)
                 and memory_s >= 0):
-            raise ValueError(f"memory_s must be a number of seconds >= 0, got {memory_s!r}.")
+            raise SettingError(f"memory_s must be a number of seconds >= 0, got {memory_s!r}.")
         self.memory_s = float(memory_s)
         self.people, self.next_id, self.last_time = [], 0, None
 
@@ -253,7 +255,7 @@ class ProbabilitySmoother:
     def __init__(self, seconds):
         if not (isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
                 and math.isfinite(seconds) and seconds >= 0):
-            raise ValueError(f"smooth must be a number of seconds >= 0, got {seconds!r}.")
+            raise SettingError(f"smooth must be a number of seconds >= 0, got {seconds!r}.")
         self.seconds = float(seconds)
         self.history = collections.defaultdict(collections.deque)
 

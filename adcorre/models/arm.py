@@ -135,16 +135,16 @@ class AmendRepresentation(keras.layers.Layer):
             ("stride", stride),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
+                raise SettingError(
                     f"AmendRepresentation expects `{arg_name}` to be a positive int, "
                     f"got {value!r}."
                 )
         if affinity not in AFFINITY_MODES:
-            raise ValueError(
+            raise SettingError(
                 f"AmendRepresentation expects `affinity` in {AFFINITY_MODES}, got {affinity!r}."
             )
         if not 0.0 <= affinity_momentum <= 1.0:
-            raise ValueError(
+            raise SettingError(
                 "AmendRepresentation expects `affinity_momentum` in [0, 1], "
                 f"got {affinity_momentum!r}."
             )
@@ -177,12 +177,12 @@ class AmendRepresentation(keras.layers.Layer):
         """Spatial size of the de-albino output, with one clear error when too small."""
         r, k, s = self.upscale_factor, self.kernel_size, self.stride
         if height is None or width is None:
-            raise ValueError(
+            raise SettingError(
                 "AmendRepresentation needs a static spatial size (h, w) to size its "
                 f"affinity map; got input spatial size ({height}, {width})."
             )
         if height * r < k or width * r < k:
-            raise ValueError(
+            raise SettingError(
                 f"AmendRepresentation needs the shuffled map (h * {r}, w * {r}) to be at "
                 f"least the kernel size {k} on each side, i.e. h and w >= {-(-k // r)}; "
                 f"got input spatial size ({height}, {width}) -> ({height * r}, {width * r})."
@@ -191,14 +191,14 @@ class AmendRepresentation(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 4:
-            raise ValueError(
+            raise SettingError(
                 "AmendRepresentation expects a channels-last feature map (n, h, w, C_in); "
                 f"got input shape {tuple(input_shape)}."
             )
         _, height, width, channels_in = input_shape
         factor = self.upscale_factor**2
         if channels_in is None or channels_in % factor != 0:
-            raise ValueError(
+            raise SettingError(
                 "AmendRepresentation expects the channel count C_in to be divisible by "
                 f"upscale_factor**2 = {factor} (e.g. 512 or 2048 with upscale_factor=16); "
                 f"got C_in={channels_in} in input shape {tuple(input_shape)}."

@@ -102,7 +102,7 @@ class ScaleInputs(layers.Layer):
     def __init__(self, mode="xception", **kwargs):
         super().__init__(**kwargs)
         if mode not in self.MODES:
-            raise ValueError(f"ScaleInputs mode must be one of {self.MODES}, got {mode!r}.")
+            raise SettingError(f"ScaleInputs mode must be one of {self.MODES}, got {mode!r}.")
         self.mode = mode
 
     def call(self, inputs):

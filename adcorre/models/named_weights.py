@@ -21,8 +21,8 @@ Example:
 >>> is_name("adcorre-rafdb"), is_name("xcp.rafdb"), is_name("RafDB_8696.h5")
 (True, True, False)
 
-This module imports nothing of ours but `errors`, the arch registry, `weights_table` and
-`downloads` (no Keras).
+This module imports nothing of ours but `errors`, `atomic_files`, the arch registry,
+`weights_table` and `downloads` (no Keras).
 """
 
 import os

@@ -21,8 +21,8 @@ optional dependency, imported only when a checkpoint is read. A `"module."` pref
 `(out, in, kh, kw)` -> `(kh, kw, in, out)`, Linear `(out, in)` -> `(in, out)`, BatchNorm
 `weight, bias, running_mean, running_var` -> `gamma, beta, moving_mean, moving_variance`
 (`num_batches_tracked` has no Keras counterpart and is skipped). Of this project it imports only
-the errors and the arch registry (no Keras); `loaders.pytorch_checkpoint` and
-`cnn_model.CNNModel` use it.
+`errors` (no Keras, no arch registry); `loaders.pytorch_checkpoint` and `cnn_model.CNNModel` use
+it.
 
 Example (needs torch and a checkpoint file):
 

@@ -150,6 +150,7 @@ class Batcher:
         try:
             results = self._run_batch([pending.item for pending in batch])
             if len(results) != len(batch):
+                # guard: run_batch is the server's own (`RecognitionApp`'s), one result per item
                 raise RuntimeError(f"run_batch returned {len(results)} results for "
                                    f"{len(batch)} items")
         except Exception as error:  # noqa: BLE001 (handed to the submitting threads)

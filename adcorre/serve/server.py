@@ -63,7 +63,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from adcorre.config import MAX_UPLOAD_BYTES
-from adcorre.errors import AdCorreError
+from adcorre.errors import AdCorreError, SettingError
 from adcorre.inference import face_crops
 from adcorre.inference.test_models import USER_ERRORS, TestModels
 from adcorre.serve.batching import (
@@ -143,8 +143,8 @@ class RecognitionApp:
     def __init__(self, tester, max_upload_bytes=MAX_UPLOAD_BYTES, web_dir=WEB_DIR,
                  max_batch=DEFAULT_MAX_BATCH, max_wait_ms=DEFAULT_MAX_WAIT_MS):
         if not isinstance(max_upload_bytes, int) or max_upload_bytes < 1:
-            raise ValueError(f"max_upload_bytes must be a positive number of bytes, got "
-                             f"{max_upload_bytes!r}.")
+            raise SettingError(f"max_upload_bytes must be a positive number of bytes, got "
+                               f"{max_upload_bytes!r}.")
         self.tester = tester
         self.max_upload_bytes = max_upload_bytes
         self.web_dir = web_dir
@@ -334,6 +334,7 @@ def _json_response(payload, status=200):
     try:
         body = json.dumps(payload, allow_nan=False)
     except ValueError:  # NaN is not JSON: a broken model is the server's fault (500), not the user's
+        # guard: no request can cause it; a built-in keeps it out of USER_ERRORS (a 400)
         raise RuntimeError("the model's output is not a finite number (NaN or infinity)") from None
     response = Response(body, status=status, content_type="application/json")
     response.headers["Cache-Control"] = "no-store"

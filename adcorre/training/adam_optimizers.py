@@ -15,6 +15,7 @@ from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's sta
 import keras
 from keras import ops
 
+from adcorre.errors import SettingError
 from adcorre.settings import OPTIMIZERS, check_choice
 
 
@@ -51,12 +52,12 @@ class TorchAdam(keras.optimizers.Adam):
     def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  coupled_weight_decay=0.0, **kwargs):
         if kwargs.get("weight_decay") is not None:
-            raise ValueError("TorchAdam: pass torch's weight_decay as coupled_weight_decay; "
-                             "Keras' weight_decay= is the decoupled (AdamW) kind.")
+            raise SettingError("TorchAdam: pass torch's weight_decay as coupled_weight_decay; "
+                               "Keras' weight_decay= is the decoupled (AdamW) kind.")
         if kwargs.pop("amsgrad", False):
-            raise ValueError("TorchAdam does not implement amsgrad.")
+            raise SettingError("TorchAdam does not implement amsgrad.")
         if coupled_weight_decay < 0:
-            raise ValueError(f"coupled_weight_decay must be >= 0, got {coupled_weight_decay}.")
+            raise SettingError(f"coupled_weight_decay must be >= 0, got {coupled_weight_decay}.")
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
                          epsilon=epsilon, **kwargs)
         self.coupled_weight_decay = float(coupled_weight_decay)
@@ -102,8 +103,8 @@ def make_optimizer(kind, learning_rate, weight_decay=0.0):
     check_choice("optimizer", kind, OPTIMIZERS)
     if kind == "adam":
         if weight_decay:
-            raise ValueError(f"weight_decay={weight_decay} is torch's coupled L2, which the "
-                             "'torch_adam' optimizer applies; Keras' 'adam' has none here.")
+            raise SettingError(f"weight_decay={weight_decay} is torch's coupled L2, which the "
+                               "'torch_adam' optimizer applies; Keras' 'adam' has none here.")
         return keras.optimizers.Adam(learning_rate)
     if kind == "torch_adam":
         return TorchAdam(learning_rate, coupled_weight_decay=weight_decay)

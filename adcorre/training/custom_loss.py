@@ -31,6 +31,7 @@ from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's sta
 import keras
 from keras import ops
 
+from adcorre.errors import SettingError
 from adcorre.settings import LOSS_ARITHMETICS, check_choice, official_ce_weight
 
 
@@ -55,16 +56,16 @@ def _stack_embeddings(embeddings):
     """A list of k (n, d) tensors, a (k, n, d) tensor or one (n, d) tensor -> (k, n, d)."""
     if isinstance(embeddings, (list, tuple)):
         if not embeddings:
-            raise ValueError("AdCorreLoss: `embeddings` is an empty list; expected k >= 1 "
-                             "tensors of shape (n, d).")
+            raise SettingError("AdCorreLoss: `embeddings` is an empty list; expected k >= 1 "
+                               "tensors of shape (n, d).")
         tensors = [ops.convert_to_tensor(e) for e in embeddings]
         for index, tensor in enumerate(tensors):
             if len(tensor.shape) != 2:
-                raise ValueError(
+                raise SettingError(
                     f"AdCorreLoss: embeddings[{index}] must have shape (n, d), got shape "
                     f"{tuple(tensor.shape)}.")
             if tuple(tensor.shape) != tuple(tensors[0].shape):
-                raise ValueError(
+                raise SettingError(
                     f"AdCorreLoss: all embeddings must have the same shape (n, d); "
                     f"embeddings[0] has {tuple(tensors[0].shape)}, embeddings[{index}] has "
                     f"{tuple(tensor.shape)}.")
@@ -74,7 +75,7 @@ def _stack_embeddings(embeddings):
     if len(tensor.shape) == 2:
         tensor = ops.expand_dims(tensor, 0)
     if len(tensor.shape) != 3:
-        raise ValueError(
+        raise SettingError(
             "AdCorreLoss: `embeddings` must be a list of k tensors of shape (n, d) or one "
             f"tensor of shape (k, n, d); got a tensor of shape {tuple(tensor.shape)}.")
     return ops.cast(tensor, _compute_dtype(tensor))
@@ -87,7 +88,7 @@ def _flat_labels(labels):
     if len(shape) == 2 and shape[1] == 1:
         labels = ops.reshape(labels, (-1,))
     elif len(shape) != 1:
-        raise ValueError(
+        raise SettingError(
             f"AdCorreLoss: `labels` must be integer class indices of shape (n,) or (n, 1), "
             f"got shape {shape}.")
     return ops.cast(labels, "int32")
@@ -155,7 +156,7 @@ class AdCorreLoss:
     def __init__(self, num_classes=7, ce_weight=None, fd_weight=1.0, md_weight=1.0,
                  ed_weight=1.0, epsilon=None, arithmetic="paper"):
         if int(num_classes) < 1:
-            raise ValueError(f"AdCorreLoss: num_classes must be >= 1, got {num_classes}.")
+            raise SettingError(f"AdCorreLoss: num_classes must be >= 1, got {num_classes}.")
         check_choice("arithmetic", arithmetic, LOSS_ARITHMETICS)
         self.num_classes = int(num_classes)
         self.arithmetic = arithmetic
@@ -181,7 +182,7 @@ class AdCorreLoss:
             return ops.ones((self.num_classes,), dtype=dtype) + self.epsilon
         omega = ops.cast(ops.convert_to_tensor(omega), dtype)
         if tuple(omega.shape) != (self.num_classes,):
-            raise ValueError(
+            raise SettingError(
                 f"AdCorreLoss: `omega` must have shape ({self.num_classes},) (one weight per "
                 f"class), got shape {tuple(omega.shape)}.")
         return omega
@@ -290,7 +291,7 @@ class AdCorreLoss:
         """
         probs = ops.convert_to_tensor(probs)
         if len(probs.shape) != 2 or probs.shape[-1] not in (None, self.num_classes):
-            raise ValueError(
+            raise SettingError(
                 f"AdCorreLoss: `probs` must have shape (n, {self.num_classes}), got shape "
                 f"{tuple(probs.shape)}.")
         probs = ops.cast(probs, _compute_dtype(probs))
@@ -404,11 +405,11 @@ class AdaptiveAttentionMap(keras.metrics.Metric):
                  window_batches=None):
         super().__init__(name=name, dtype="float32")
         if int(num_classes) < 1:
-            raise ValueError(
+            raise SettingError(
                 f"AdaptiveAttentionMap: num_classes must be >= 1, got {num_classes}.")
         if window_batches is not None and int(window_batches) < 1:
-            raise ValueError("AdaptiveAttentionMap: window_batches must be None or >= 1, got "
-                             f"{window_batches!r}.")
+            raise SettingError("AdaptiveAttentionMap: window_batches must be None or >= 1, got "
+                               f"{window_batches!r}.")
         self.num_classes = int(num_classes)
         self.epsilon = _default_epsilon(epsilon)
         self.window_batches = None if window_batches is None else int(window_batches)
@@ -479,8 +480,8 @@ class AdaptiveAttentionMap(keras.metrics.Metric):
             The new omega, a float32 tensor (C,), as the loss should use it this step.
         """
         if not self.window_batches:
-            raise ValueError("AdaptiveAttentionMap.update_window needs window_batches; this map "
-                             "refreshes omega per epoch (window_batches=None).")
+            raise SettingError("AdaptiveAttentionMap.update_window needs window_batches; this map "
+                               "refreshes omega per epoch (window_batches=None).")
         slot = ops.one_hot(ops.mod(ops.convert_to_tensor(self.window_position),
                                    self.window_batches), self.window_batches, dtype="float32")
         slot = ops.reshape(slot, (-1, 1, 1))

@@ -18,6 +18,7 @@ from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's sta
 import keras
 from keras import ops
 
+from adcorre.errors import SettingError
 from adcorre.settings import LR_SCHEDULES, check_choice
 
 
@@ -51,8 +52,8 @@ class EpochStepDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, initial_learning_rate, steps_per_epoch, every_epochs, factor):
         if int(steps_per_epoch) < 1 or int(every_epochs) < 1:
-            raise ValueError("EpochStepDecay: steps_per_epoch and every_epochs must be >= 1, got "
-                             f"{steps_per_epoch} and {every_epochs}.")
+            raise SettingError("EpochStepDecay: steps_per_epoch and every_epochs must be >= 1, "
+                               f"got {steps_per_epoch} and {every_epochs}.")
         self.initial_learning_rate = float(initial_learning_rate)
         self.steps_per_epoch = int(steps_per_epoch)
         self.every_epochs = int(every_epochs)
@@ -94,7 +95,7 @@ def make_schedule(kind, learning_rate, steps_per_epoch=None, decay=1e-5, every_e
     check_choice("lr_schedule", kind, LR_SCHEDULES)
     if kind == "inverse_time":
         if decay < 0:
-            raise ValueError(f"The inverse-time decay must be >= 0, got {decay}.")
+            raise SettingError(f"The inverse-time decay must be >= 0, got {decay}.")
         # decay_steps=1 makes Keras 3's InverseTimeDecay exactly Keras 2's per-step `decay`.
         return keras.optimizers.schedules.InverseTimeDecay(
             learning_rate, decay_steps=1, decay_rate=decay)

@@ -86,7 +86,9 @@ def test_adcorre_test_prints_what_test_py_prints(tmp_path):
     (errors.WeightFileNotFoundError, FileNotFoundError), (errors.VideoError, ValueError),
     (errors.ModelCapabilityError, ValueError), (errors.MissingDependencyError, ImportError),
     (errors.OutputExistsError, FileExistsError), (errors.ResumeError, ValueError),
-    (errors.WeightsUnavailableError, RuntimeError)])
+    (errors.WeightsUnavailableError, RuntimeError), (errors.PictureNotFoundError, FileNotFoundError),
+    (errors.PictureNotFoundError, ValueError), (errors.VideoNotFoundError, FileNotFoundError),
+    (errors.VideoNotFoundError, ValueError)])
 def test_each_kind_is_ours_and_the_builtin_it_stands_for(kind, builtin):
     assert issubclass(kind, errors.AdCorreError) and issubclass(kind, builtin)
     assert common.exit_status(kind("x")) == 2

@@ -14,6 +14,7 @@ import pytest
 from adcorre import config
 from adcorre import data as data_helper
 from adcorre.data import synth_faces
+from adcorre.errors import PictureNotFoundError
 from helpers import run_python
 
 N, SIZE, SEED = 30, 48, 5
@@ -289,6 +290,15 @@ def test_preprocessed_and_folder_errors(layouts, tmp_path):
     np.save(annotations / first, np.array(11))
     with pytest.raises(data_helper.DatasetFormatError, match=f"{first}: label 11 is out of range 0..7"):
         data_helper.read_split("preprocessed", str(pre), "train")
+    np.save(annotations / first, np.array([3, 4]))
+    with pytest.raises(data_helper.DatasetFormatError,
+                       match=rf"{first}: not a one-value \.npy label file \(holds 2 values\)"):
+        data_helper.read_split("preprocessed", str(pre), "train")
+    for value in (2.5, np.nan, np.inf):
+        np.save(annotations / first, np.array(value))
+        with pytest.raises(data_helper.DatasetFormatError,
+                           match=f"{first}: label '{value}' is not an integer"):
+            data_helper.read_split("preprocessed", str(pre), "train")
     os.remove(annotations / first)
     with pytest.raises(data_helper.DatasetNotFoundError, match=first):
         data_helper.read_split("preprocessed", str(pre), "train")
@@ -331,8 +341,9 @@ def test_load_image_awkward_but_legal(tmp_path, generated):
 
 
 def test_load_image_errors_name_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothing.jpg"):
+    with pytest.raises(FileNotFoundError, match="nothing.jpg") as missing:
         data_helper.load_image(str(tmp_path / "nothing.jpg"))
+    assert isinstance(missing.value, PictureNotFoundError)
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "text.jpg").write_text("not an image at all")
     jpeg = _encode(".jpg", np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
@@ -487,6 +498,35 @@ def test_rows_prepared_once_give_every_epoch_the_frames_batches(synth_frame):
             from_frame.num_examples, from_frame.steps_per_epoch)
     with pytest.raises(ValueError, match="prepared for input_size 32, not 40"):
         data_helper.make_dataset(rows, input_size=40)
+
+
+def test_the_pipelines_bad_arguments_are_one_error_each(synth_frame, tmp_path):
+    """Each names what it expected, as the family's kind (also the ValueError it was)."""
+    from types import SimpleNamespace
+
+    from adcorre.data import input_pipeline
+    from adcorre.errors import DatasetFormatError, SettingError
+
+    with pytest.raises(SettingError, match="augment must be True, False, an input_pipeline"):
+        data_helper.make_dataset(synth_frame, input_size=32, augment="sideways")
+    with pytest.raises(SettingError, match=r"shard must be \(num_shards, index\).*got \(2, 2\)"):
+        data_helper.make_dataset(synth_frame, input_size=32, shard=(2, 2))
+    with pytest.raises(SettingError, match="frame needs 'image' and 'label' columns"):
+        input_pipeline.prepare_rows(synth_frame.drop(columns="label"), input_size=32)
+    with pytest.raises(SettingError, match="mode must be 'header', 'decode' or 'none'"):
+        input_pipeline.prepare_rows(synth_frame, input_size=32, validate="thorough")
+    picture = str(tmp_path / "face.png")
+    cv2.imwrite(picture, np.zeros((40, 40, 3), np.uint8))
+    mixed = pd.DataFrame({"image": [synth_frame["image"][0], picture], "label": [0, 1]})
+    with pytest.raises(SettingError, match="mixes arrays and paths"):
+        input_pipeline.prepare_rows(mixed, input_size=32)
+    missing = pd.DataFrame({"image": [str(tmp_path / "gone.jpg")], "label": [0]})
+    with pytest.warns(UserWarning), pytest.raises(DatasetFormatError,
+                                                  match="No usable images: 1 skipped"):
+        input_pipeline.prepare_rows(missing, input_size=32)
+    two_replicas = SimpleNamespace(num_replicas_in_sync=2)
+    with pytest.raises(SettingError, match="batch_size 5 does not split evenly over 2"):
+        input_pipeline.distribute_dataset(two_replicas, synth_frame, batch_size=5)
 
 
 def test_epochs_reshuffle_and_an_epoch_repeats_exactly(synth_frame):

@@ -11,6 +11,7 @@ import pytest
 
 from adcorre import config
 from adcorre.data import synth_faces
+from adcorre.errors import SettingError
 from helpers import run_python
 
 
@@ -125,11 +126,17 @@ def test_expression_changes_the_face_only():
             assert np.abs(faces[a] - faces[b]).sum(-1).max() > 30
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="image_size"):
+def test_bad_arguments(tmp_path):
+    with pytest.raises(SettingError, match="image_size"):
         synth_faces.generate(2, image_size=8)
-    with pytest.raises(ValueError, match="layout"):
+    with pytest.raises(SettingError, match="layout"):
         synth_faces.write_dataset("/tmp/never", layout="imagenet", n=2)
+    with pytest.raises(SettingError, match="test_fraction must be in"):
+        synth_faces.write_dataset(str(tmp_path / "never"), layout="folder", n=2, test_fraction=2)
+    sheet = str(tmp_path / "sheet.gif")
+    with pytest.raises(SettingError, match=r"sheet\.gif': expected a file ending in \.png, "):
+        synth_faces.write_preview(sheet)
+    assert os.listdir(tmp_path) == []
 
 
 def test_rafdb_file_format(tmp_path):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from adcorre.errors import SettingError
 from adcorre.training.custom_loss import AdaptiveAttentionMap, AdCorreLoss
 from helpers import run_python
 
@@ -334,25 +335,30 @@ def test_half_precision_inputs_give_float32_terms(dtype):
 # Bad input and serialisation.
 # --------------------------------------------------------------------------------------
 def test_bad_input_raises_clear_errors():
+    """Each one error of the family naming what was expected (also the ValueError it was)."""
     loss = AdCorreLoss()
     emb = np.zeros((3, 4, 8), np.float32)
     labels = np.array([0, 1, 2, 3])
-    with pytest.raises(ValueError, match=r"shape \(k, n, d\)"):
+    with pytest.raises(SettingError, match=r"shape \(k, n, d\)"):
         loss.embedding_discriminator(np.zeros((2, 3, 4, 8), np.float32))
-    with pytest.raises(ValueError, match=r"embeddings\[1\]"):
+    with pytest.raises(SettingError, match=r"embeddings\[1\]"):
         loss.embedding_discriminator([emb[0], emb[1, :3]])
-    with pytest.raises(ValueError, match="empty list"):
+    with pytest.raises(SettingError, match="empty list"):
         loss.embedding_discriminator([])
-    with pytest.raises(ValueError, match=r"\(n,\) or \(n, 1\)"):
+    with pytest.raises(SettingError, match=r"\(n,\) or \(n, 1\)"):
         loss.mean_discriminator(emb, np.zeros((4, 2), np.int32))
-    with pytest.raises(ValueError, match=r"omega.*\(7,\)"):
+    with pytest.raises(SettingError, match=r"omega.*\(7,\)"):
         loss.feature_discriminator(emb, labels, np.ones(5))
-    with pytest.raises(ValueError, match=r"probs.*\(n, 7\)"):
+    with pytest.raises(SettingError, match=r"probs.*\(n, 7\)"):
         loss.cross_entropy(labels, np.ones((4, 6)) / 6)
-    with pytest.raises(ValueError, match="num_classes"):
+    with pytest.raises(SettingError, match="num_classes"):
         AdCorreLoss(num_classes=0)
-    with pytest.raises(ValueError, match="num_classes"):
+    with pytest.raises(SettingError, match="num_classes"):
         AdaptiveAttentionMap(num_classes=0)
+    with pytest.raises(SettingError, match="window_batches must be None or >= 1, got 0"):
+        AdaptiveAttentionMap(window_batches=0)
+    with pytest.raises(SettingError, match="update_window needs window_batches"):
+        AdaptiveAttentionMap(num_classes=4).update_window(labels, labels)
 
 
 def test_serialisation_round_trip():

@@ -149,9 +149,9 @@ def _load(name):
     if name in _module_names():
         module = importlib.import_module(f"{__name__}.{name}")
         record = getattr(module, "DATASET", None)
-        # A guard against a module written wrong, not against user input: the name is how the
-        # registry finds a module without importing it, so they must be the same.
         if not isinstance(record, Dataset) or record.name != name or _RECORDS.get(name) is not record:
+            # guard: a dataset module written wrong, not user input: the name is how the
+            # registry finds a module without importing it, so they must be the same.
             raise TypeError(f"{module.__file__} must declare DATASET = register(Dataset("
                             f"name={name!r}, ...)): a dataset's name is its module's name.")
     return _RECORDS[name]

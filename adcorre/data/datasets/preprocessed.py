@@ -70,7 +70,8 @@ def _label(annotation, image_name):
         value = np.load(annotation, allow_pickle=False)
         value = np.asarray(value).reshape(-1)
         if value.size != 1:
-            raise ValueError(f"holds {value.size} values")
+            raise format_error(annotation, None, f"not a one-value .npy label file (holds "
+                               f"{value.size} values)", _EXPECTED)
         return int_field(str(value[0]), annotation, None, "label", 0, 7, _EXPECTED)
     except DatasetFormatError:
         raise

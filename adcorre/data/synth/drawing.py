@@ -6,7 +6,7 @@ background, the lighting, the noise, the blur and the JPEG artefacts. Everything
 deterministic given the seed (NumPy's PCG64 drives all choices; the OpenCV calls are pure
 functions).
 
-This module imports only NumPy, OpenCV and `data.synth.params`.
+This module imports only NumPy, OpenCV, `errors` and `data.synth.params`.
 """
 
 import cv2
@@ -24,6 +24,7 @@ from adcorre.data.synth.params import (
     sample_labels,
     sample_params,
 )
+from adcorre.errors import SettingError
 
 
 def _lerp_colour(palette, t):
@@ -521,16 +522,16 @@ def generate(n, image_size=112, seed=0, class_prior=None, labels=None):
     n = int(n)
     image_size = int(image_size)
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}.")
+        raise SettingError(f"n must be >= 0, got {n}.")
     if image_size < 24:
-        raise ValueError(f"image_size must be at least 24 pixels, got {image_size}.")
+        raise SettingError(f"image_size must be at least 24 pixels, got {image_size}.")
     rng = np.random.default_rng(seed)
     if labels is None:
         labels = sample_labels(rng, n, class_prior)
     else:
         labels = np.asarray(labels, np.int32).reshape(-1)
         if len(labels) != n or labels.min(initial=0) < 0 or labels.max(initial=0) > CONTEMPT:
-            raise ValueError(f"labels must be {n} canonical indices in 0..{CONTEMPT}.")
+            raise SettingError(f"labels must be {n} canonical indices in 0..{CONTEMPT}.")
     params = sample_params(rng, labels)
     uniforms = rng.random((n, NUM_UNIFORM))
     clutter = rng.random((n, 4, 8))

@@ -22,7 +22,8 @@ def save_picture(path, image_rgb, quality=95):
     its folder.
 
     Raises:
-        OSError: OpenCV cannot encode that suffix.
+        OSError: OpenCV cannot encode the picture (the writers pass `.jpg` and `.png` paths,
+            `write_preview` checks its suffix first).
     """
     if os.path.dirname(path):  # "sheet.png" lies in the current folder, which is there
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -30,6 +31,7 @@ def save_picture(path, image_rgb, quality=95):
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(image_rgb[..., ::-1]), params)
     if not ok:
+        # guard: OpenCV's own encoder refusing a picture we drew, by a suffix we chose
         raise OSError(f"Could not encode {path}.")
     buf.tofile(path)
 

@@ -7,7 +7,7 @@ person's resting-face offsets (`_PERSON_STD`). Each face's person, pose, accesso
 nuisances read a row of uniforms whose columns are named by `UNIFORM_LAYOUT`. The drawing
 engine that turns these into pictures is `adcorre.data.synth.drawing`.
 
-This module imports only NumPy and `labels`.
+This module imports only NumPy, `errors` and `labels`.
 
 Example:
 >>> import numpy as np
@@ -20,6 +20,7 @@ import collections
 
 import numpy as np
 
+from adcorre.errors import SettingError
 from adcorre.labels import EXPRESSIONS_8
 
 # RAF-DB basic, class counts over train + test, in canonical order
@@ -175,6 +176,7 @@ def _uniform_slots(layout, total):
     missed = sorted(set(range(total)) - set(uses))
     wrong = sorted(c for c, n in uses.items() if n > 1 or not 0 <= c < total)
     if missed or wrong:
+        # guard: the layout is this module's constant, checked as the module loads.
         raise ValueError(f"The uniform layout must use each column 0..{total - 1} once; "
                          f"missed {missed}, shared or out of range {wrong}.")
     return tuple(first if count == 1 else slice(first, first + count)
@@ -194,7 +196,7 @@ def sample_labels(rng, n, class_prior):
     """`n` canonical labels drawn from `class_prior` (RAF-DB's class frequencies when None)."""
     prior = RAFDB_CLASS_PRIOR if class_prior is None else np.asarray(class_prior, np.float64)
     if prior.ndim != 1 or len(prior) not in (7, 8) or np.any(prior < 0) or prior.sum() <= 0:
-        raise ValueError(
+        raise SettingError(
             "class_prior must be 7 (or 8) non-negative weights in canonical order "
             f"{EXPRESSIONS_8[:len(prior) if prior.ndim == 1 else 7]}, got {class_prior!r}."
         )

@@ -87,10 +87,12 @@ def register(loader):
     """
     for other in _RECORDS.values():
         if other.name != loader.name and other.order == loader.order:
+            # guard: a loader module of ours written wrong; no user input reaches `register`
             raise TypeError(f"Loaders {other.name!r} and {loader.name!r} share the order "
                             f"{loader.order}; expected each loader's own.")
     known = _RECORDS.get(loader.name)
     if known is not None and known.sniff.__module__ != loader.sniff.__module__:
+        # guard: as above, two of our loader modules claiming one name
         raise TypeError(f"Two modules declare the loader {loader.name!r}; expected one.")
     _RECORDS[loader.name] = loader
     return loader
