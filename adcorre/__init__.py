@@ -21,7 +21,7 @@ __version__ = "0.3.0"
 # Public name -> the module that defines it (imported on first use: most load TensorFlow).
 _PUBLIC = {
     "TrainModel": "adcorre.training.train_model",
-    "TestModels": "adcorre.inference.test_models",
+    "TestModels": "adcorre.inference.model_tester",
     "CNNModel": "adcorre.models.cnn_model",
     "AdCorreLoss": "adcorre.training.custom_loss",
     "AmendRepresentation": "adcorre.models.arm",

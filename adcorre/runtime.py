@@ -12,7 +12,7 @@ the user's own (set and not empty) wins: then nothing is set and nothing is remo
 `device_line` then says in one line what the run uses.
 
 Importing this module loads Keras that way (`quiet_keras`): every module of the package that
-imports Keras at its top imports this one first, so `from adcorre.inference.test_models import
+imports Keras at its top imports this one first, so `from adcorre.inference.model_tester import
 TestModels` is as quiet as the commands. The commands call `announce_device` (TensorFlow and its
 first look for GPUs, quietly, then one line) after their options are read, so `--help` answers
 at once:

@@ -29,7 +29,7 @@ def random_tester(arch, folder, input_size=224):
     from adcorre.models import weights_io
     from adcorre.models.cnn_model import CNNModel
     from adcorre.config import EXPRESSIONS_7
-    from adcorre.inference.test_models import TestModels
+    from adcorre.inference.model_tester import TestModels
 
     model = CNNModel().get_model(arch, num_classes=7, weights=None, input_size=input_size)
     path = weights_io.save_model(model, os.path.join(folder, f"{arch}.h5"), labels=EXPRESSIONS_7,

@@ -26,7 +26,7 @@ INPUT_SIZES = {"tiny": 64, "xcp": 224}
 
 def _random_tester(arch, folder):
     from adcorre.config import EXPRESSIONS_7
-    from adcorre.inference.test_models import TestModels
+    from adcorre.inference.model_tester import TestModels
     from adcorre.models import weights_io
     from adcorre.models.cnn_model import CNNModel
 
@@ -48,7 +48,7 @@ def _p50_ms(call, repeats):
 
 
 def speed(folder, repeats):
-    from adcorre.inference.test_models import TestModels
+    from adcorre.inference.model_tester import TestModels
 
     print("| arch | batch | Keras ms | LiteRT float32 ms | float32 speed-up | LiteRT int8 ms | "
           "int8 speed-up |")
@@ -86,7 +86,7 @@ def _trained_tiny(folder):
 
 def accuracy_cost(folder, weights):
     from adcorre.data import dataset_readers
-    from adcorre.inference.test_models import TestModels
+    from adcorre.inference.model_tester import TestModels
 
     keras_tester = TestModels(weights or _trained_tiny(folder), verbose=False)
     size = keras_tester.info.input_size[0]

@@ -168,7 +168,7 @@ def bench_smoothing(args):
     import importlib.util
 
     from adcorre.data import sample_faces
-    from adcorre.inference.test_models import TestModels
+    from adcorre.inference.model_tester import TestModels
     from bench_inference import configure_threads
 
     spec = importlib.util.find_spec("fer")

@@ -43,7 +43,7 @@ def tiny_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tester(tiny_file):
     """`TestModels` on `tiny_file`, once per test module."""
-    from adcorre.inference.test_models import TestModels
+    from adcorre.inference.model_tester import TestModels
 
     return TestModels(tiny_file, verbose=False)
 

@@ -240,7 +240,7 @@ def _run(args):
     # A named file is fetched (or found not fetchable: one error) before TensorFlow loads.
     named_weights.locate(args.weights)
     from adcorre import runtime  # TensorFlow loads here, once the options are known to be right
-    from adcorre.inference.test_models import TestModels
+    from adcorre.inference.model_tester import TestModels
 
     runtime.announce_device(use_gpu=not args.cpu)
     tester = TestModels(

@@ -30,7 +30,7 @@ holds every row analysed whatever stops the run; memory stays flat with `return_
 Ctrl+C or SIGTERM ends a video with `VideoStopped` (a `KeyboardInterrupt`) that carries the rows
 so far; the CSV and the annotated video hold them too.
 
-This module takes the tester as an argument and never imports `test_models`.
+This module takes the tester as an argument and never imports `model_tester`.
 
 Example (needs a model file and a video):
 

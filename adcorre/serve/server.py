@@ -65,7 +65,7 @@ from werkzeug.wrappers import Request, Response
 from adcorre.config import MAX_UPLOAD_BYTES
 from adcorre.errors import AdCorreError, SettingError
 from adcorre.inference import face_crops
-from adcorre.inference.test_models import USER_ERRORS, TestModels
+from adcorre.inference.model_tester import USER_ERRORS, TestModels
 from adcorre.serve.batching import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_WAIT_MS,

@@ -125,12 +125,12 @@ def test_exit_status_of_each_kind_of_error(error, status):
 def test_a_bare_value_error_is_a_bug_with_its_traceback_not_a_usage_error(monkeypatch, tmp_path):
     """Before, any ValueError from anywhere exited 2 as if the user had erred."""
     from adcorre.cli import test as test_cli
-    from adcorre.inference import test_models
+    from adcorre.inference import model_tester
 
     def bug(*args, **kwargs):
         raise ValueError("an index computed wrong")
 
-    monkeypatch.setattr(test_models.weights_io, "load_model", bug)
+    monkeypatch.setattr(model_tester.weights_io, "load_model", bug)
     model = tmp_path / "m.h5"
     model.write_bytes(b"placeholder: load_model is the bug above")
     with pytest.raises(ValueError, match="an index computed wrong"):
@@ -221,7 +221,7 @@ def test_a_missing_model_file_names_every_kind_that_loads(tmp_path):
 
 
 @pytest.mark.parametrize("statement", [
-    "from adcorre.inference.test_models import TestModels",
+    "from adcorre.inference.model_tester import TestModels",
     "from adcorre.training.train_model import TrainModel",
     "import adcorre; adcorre.TestModels",
     "from adcorre.data.input_pipeline import make_dataset",

@@ -370,7 +370,7 @@ print("PACKAGE", adcorre.TestModels.__module__)
                          text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "IMPORT ERROR cannot import name 'TestModels' from 'test'" in run.stdout
-    assert "PACKAGE adcorre.inference.test_models" in run.stdout
+    assert "PACKAGE adcorre.inference.model_tester" in run.stdout
     warnings = [line for line in run.stderr.splitlines() if "ShadowedTestModuleWarning" in line]
     assert len(warnings) == 1, run.stderr[-3000:]
     said = warnings[0]

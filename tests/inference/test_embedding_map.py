@@ -13,7 +13,7 @@ from adcorre.models import weights_io
 from adcorre.models.cnn_model import CNNModel
 from adcorre.config import EXPRESSIONS_7
 from adcorre.cli import test as test_cli
-from adcorre.inference.test_models import TestModels
+from adcorre.inference.model_tester import TestModels
 
 HEADS = 3
 

@@ -71,7 +71,7 @@ def test_split(rafdb):
 
 
 def test_arm_protocol_is_their_test_loop(arm_file, rafdb, test_split, monkeypatch):
-    from adcorre.inference.test_models import TestModels
+    from adcorre.inference.model_tester import TestModels
     from adcorre.models import weights_io
 
     labels, images = test_split
@@ -113,7 +113,7 @@ def test_arm_protocol_is_their_test_loop(arm_file, rafdb, test_split, monkeypatc
 def test_arm_protocol_takes_their_batch_size_and_rejects_unknown_protocols(arm_file, rafdb,
                                                                             test_split,
                                                                             monkeypatch):
-    from adcorre.inference.test_models import TestModels
+    from adcorre.inference.model_tester import TestModels
     from adcorre.models import weights_io
 
     _, images = test_split

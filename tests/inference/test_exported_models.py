@@ -13,7 +13,7 @@ import pytest
 
 from adcorre import errors
 from adcorre.cli import test as test_cli
-from adcorre.inference.test_models import TestModels
+from adcorre.inference.model_tester import TestModels
 from adcorre.models import exported
 from helpers import grace_hopper_path, save_tiny_model, skimage_data_path
 from onnx_files import onnx_classifier

@@ -18,7 +18,7 @@ from adcorre.config import EXPRESSIONS_7
 from adcorre.data import sample_faces
 from adcorre.errors import MissingDependencyError, PictureError
 from adcorre.inference import blazeface, face_crops
-from adcorre.inference.test_models import TestModels
+from adcorre.inference.model_tester import TestModels
 from helpers import grace_hopper_path, run_python, skimage_data_path
 
 

@@ -11,7 +11,7 @@ import pytest
 from adcorre.config import EXPRESSIONS_7
 from adcorre.data import sample_faces
 from adcorre.inference import blazeface, face_crops, face_mesh
-from adcorre.inference.test_models import TestModels
+from adcorre.inference.model_tester import TestModels
 from helpers import skimage_data_path
 
 # The pupils, measured by hand on 6x and 10x enlargements (sample_faces' grace_hopper eyes are

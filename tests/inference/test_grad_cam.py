@@ -14,7 +14,7 @@ from adcorre.models import weights_io
 from adcorre.models.cnn_model import ARCHES, CNNModel
 from adcorre.models.registry import get_arch
 from adcorre.cli import test as test_cli
-from adcorre.inference.test_models import TestModels
+from adcorre.inference.model_tester import TestModels
 from helpers import run_python
 
 SIZE = 40

@@ -18,7 +18,7 @@ from adcorre.config import EXPRESSIONS_7, RAFDB_TO_CANONICAL
 from forge_official import forge_official
 from helpers import grace_hopper_path, run_python, skimage_data_path
 from adcorre.cli import test as test_cli
-from adcorre.inference.test_models import TestModels
+from adcorre.inference.model_tester import TestModels
 from adcorre.reports import classification_report
 from picture_files import write_grey_jpeg, write_grey_png
 

@@ -16,7 +16,7 @@ from adcorre.models import weights_io
 from adcorre.config import EXPRESSIONS_7
 from helpers import grace_hopper_path, run_python
 from adcorre.cli import test as test_cli
-from adcorre.inference.test_models import TestModels
+from adcorre.inference.model_tester import TestModels
 from picture_files import write_grey_jpeg, write_grey_png
 
 

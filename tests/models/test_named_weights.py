@@ -16,7 +16,7 @@ import pytest
 
 from adcorre import errors
 from adcorre.cli import weights as weights_cli
-from adcorre.inference.test_models import TestModels
+from adcorre.inference.model_tester import TestModels
 from adcorre.models import downloads, named_weights, weights_io, weights_table
 from forge_official import forge_official
 from helpers import run_python

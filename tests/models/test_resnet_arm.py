@@ -375,7 +375,7 @@ def test_converted_model_saves_and_reloads_equal(torch_files, pictures, tmp_path
 def test_testmodels_reads_a_checkpoint(torch_files, pictures, capsys):
     import matplotlib.cbook
 
-    from adcorre.inference.test_models import TestModels
+    from adcorre.inference.model_tester import TestModels
 
     tester = TestModels(h5_address=torch_files["checkpoint"])
     assert tester.exps == list(RAF_ORDER)

@@ -186,7 +186,7 @@ def test_bad_bounds_are_refused(max_batch, max_wait_ms, words):
 def test_fer_model_answers_batched_equal_answers_alone(fer_model):
     """The `fer` package's real classifier (grey 64 x 64, input in [-1, 1]) on real pictures,
     eight requests at once: each answer equals `recognize_faces` of its picture alone."""
-    from adcorre.inference.test_models import TestModels
+    from adcorre.inference.model_tester import TestModels
     from adcorre.serve import server
     from web_clients import two_faces_png
 

@@ -19,7 +19,7 @@ import tempfile
 import pytest
 
 from adcorre.serve import server
-from adcorre.inference.test_models import TestModels
+from adcorre.inference.model_tester import TestModels
 from helpers import fer_model_path, grace_hopper_path, save_tiny_model
 from web_clients import as_json, post_picture, read_bytes
 

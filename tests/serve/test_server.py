@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from adcorre.inference import face_crops
 from adcorre.serve import server
 from adcorre.config import EXPRESSIONS_7
-from adcorre.inference.test_models import USER_ERRORS, TestModels
+from adcorre.inference.model_tester import USER_ERRORS, TestModels
 from helpers import REPO_ROOT, grace_hopper_path, skimage_data_path, start_python
 from picture_files import write_grey_png, write_lying_jpeg
 from web_clients import (
@@ -579,7 +579,7 @@ def test_requests_find_their_faces_at_once_where_the_detector_allows(tiny_file, 
                                                                      at_once, monkeypatch):
     """Each request finds its faces in its own thread, four at once with BlazeFace (an
     interpreter per thread); OpenCV's cascades, which promise no such thing, take turns."""
-    from adcorre.inference.test_models import TestModels
+    from adcorre.inference.model_tester import TestModels
 
     tester = TestModels(tiny_file, verbose=False, detector=detector)
     real, lock, running, most = tester.detector.detect, threading.Lock(), [0], [0]

@@ -78,7 +78,7 @@ class TestModels:
         model: the Keras model; `info`: its `weights_io.ModelInfo`; `exps`: label names.
     """
 
-    __test__ = False  # a class named Test* is not a pytest test class
+    __test__ = False  # tests import the class by name; pytest must not collect it as tests
 
     def __init__(self, h5_address, GPU=True, labels=None, input_range=None, input_size=None,
                  detector=face_crops.DEFAULT_DETECTOR, align=True,
