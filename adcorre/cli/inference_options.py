@@ -23,6 +23,7 @@ from adcorre.cli.common import (
     positive_int,
     refuse_dash_values,
 )
+from adcorre.cli.option_parser import OptionParser
 from adcorre.cli.weights import ListWeights
 from adcorre.data import datasets
 from adcorre.inference import face_crops
@@ -97,9 +98,9 @@ def build_parser(prog="test.py", require_task=True):
             unknown options with it first).
 
     Returns:
-        An `argparse.ArgumentParser`.
+        A `common.OptionParser` (argparse's, with suggestions for misspelt options).
     """
-    parser = argparse.ArgumentParser(
+    parser = OptionParser(
         prog=prog,
         usage=f"{'python ' if prog.endswith('.py') else ''}{prog} --weights W (--image P [P ...] "
               "| --dataset D | --export FORMAT | --video V | --webcam [I] | --serve) [options]",

@@ -5,7 +5,7 @@ folder that cannot be written...) with one usage error and exit status 2, before
 TensorFlow takes to import. Every option's help gives its true default: a fixed value, or the
 recipe's for each recipe of `config.RECIPES` (computed from them, so it cannot go stale).
 `training_arguments` turns the parsed options into `train.TrainModel`'s keyword arguments.
-This module imports `config` and `cli.common`.
+This module imports `config`, `cli.common` and `cli.option_parser`.
 
 Example:
 >>> args = parse_args(["--epochs", "2"])
@@ -20,6 +20,7 @@ import os
 import tempfile
 
 from adcorre.cli.common import check_data_dir, number
+from adcorre.cli.option_parser import OptionParser
 from adcorre.models import weights_table
 from adcorre.config import (
     ADCORRE_BATCHES,
@@ -164,7 +165,7 @@ def _recipes_where(field, value):
 
 def build_parser(prog="train.py"):
     """The `python train.py` parser: options in four groups (data, model, recipe, run)."""
-    parser = argparse.ArgumentParser(
+    parser = OptionParser(
         prog=prog,
         # argparse's own usage lists all 30 options, and repeats them above every error.
         usage="%(prog)s [options]   (--help: each option, its default, in four groups)",

@@ -35,6 +35,10 @@ def test_no_or_an_unknown_subcommand_is_a_usage_error(capsys):
     assert adcorre_main.main(["tarin"]) == 2
     err = capsys.readouterr().err
     assert "unknown command 'tarin'; expected one of train, test, convert, synth, weights" in err
+    assert err.rstrip().endswith("weights; did you mean train?")
+    assert adcorre_main.main(["zzz"]) == 2
+    assert capsys.readouterr().err.rstrip().endswith("expected one of train, test, convert, "
+                                                     "synth, weights")
 
 
 @pytest.mark.parametrize("subcommand", ["train", "test", "convert", "synth", "weights"])
