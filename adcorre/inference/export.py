@@ -1,7 +1,8 @@
 """Exporting a loaded model for serving: TF SavedModel, TFLite or ONNX, with a JSON beside it.
 
 `export_model` writes the model to a new path (or over an earlier export of itself) and a
-`<path>.json` holding what a reader needs: labels, input range and size, channels, outputs.
+`<path>.json` holding what a reader needs: labels, input range and size, channels, outputs,
+and the dataset the model was trained on.
 Nothing an export did not write is ever replaced (`check_export_target`).
 
 Example (a model loaded by `weights_io.load_model`):
@@ -23,7 +24,7 @@ import keras
 from adcorre import atomic_files
 from adcorre.config import EXPORT_FORMATS
 from adcorre.errors import MissingDependencyError, OutputExistsError, SettingError
-from adcorre.models.exported import sidecar_path
+from adcorre.models.exported import sidecar_path, trained_on
 
 
 # What `quantize=` takes for a TFLite export.
@@ -91,6 +92,7 @@ def export_model(model, info, path, format="saved_model", overwrite=False, label
         "arch": info.arch,
         "quantize": quantize,
         "source": os.path.abspath(info.path),
+        "trained_on": trained_on(info.metadata),  # the SynthFER note survives the export
     }
     atomic_files.write_json(sidecar_path(path), sidecar)
     return path

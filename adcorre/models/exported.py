@@ -1,7 +1,8 @@
 """Running exported models without Keras: `.tflite` on LiteRT, `.onnx` on onnxruntime.
 
 `TestModels.export(path, "tflite")` (and `"onnx"`) writes the model and a `<path>.json` beside it
-(labels, input range and size, channels, outputs). `load_exported(path)` reads both back into an
+(labels, input range and size, channels, outputs, and `trained_on`: the dataset the model was
+trained on, so an export of the SynthFER demo still says it knows only drawn faces). `load_exported(path)` reads both back into an
 `ExportedModel`, which answers `predict_on_batch` as the Keras model does (the probabilities
 first, then the embeddings), so `TestModels` recognises pictures, folders and videos, evaluates
 and serves with it unchanged. `.tflite` files run on LiteRT (`ai-edge-litert`), or on
@@ -63,7 +64,35 @@ def read_sidecar(path):
     if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
         raise WeightFileError(f"{sidecar!r} is not an export's description (no labels list); "
                               "expected the JSON `export` wrote beside the model.")
+    if not isinstance(data.get("trained_on"), (str, type(None))):
+        raise WeightFileError(f"{sidecar!r}: trained_on is {data['trained_on']!r}; expected the "
+                              "name of a dataset (or null), as `export` writes it.")
     return data
+
+
+def trained_on(metadata):
+    """The dataset a model was trained on, as far as its file says, or None.
+
+    A training run's `.h5` names it in its metadata (`extra["dataset"]`), an export's
+    `<path>.json` in `trained_on` (copied from the file it was exported from), a converted file
+    in the metadata of its source (`extra["source_metadata"]`).
+
+    Args:
+        metadata: a `weights_io.ModelInfo`'s `metadata`.
+
+    Returns:
+        A dataset name (`"synth"` for SynthFER), or None.
+
+    Example:
+    >>> trained_on({"extra": {"dataset": "synth", "epoch": 8}}), trained_on({"trained_on": "rafdb"})
+    ('synth', 'rafdb')
+    """
+    metadata = metadata if isinstance(metadata, dict) else {}
+    extra = metadata.get("extra") if isinstance(metadata.get("extra"), dict) else {}
+    found = metadata.get("trained_on") or extra.get("dataset")
+    if found is None and "source_metadata" in extra:
+        return trained_on(extra["source_metadata"])
+    return found
 
 
 class ExportedModel:

@@ -257,3 +257,14 @@ def test_the_demo_model_says_once_that_it_knows_only_drawn_faces(tmp_path, capsy
     rafdb = _synth_model(str(tmp_path), "rafdb")
     assert test_cli.main(["--weights", rafdb, "--image", grace_hopper_path()]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_a_converted_demo_model_keeps_its_note(tmp_path, capsys):
+    from adcorre.cli import convert, test as test_cli
+
+    synth = _synth_model(str(tmp_path), "synth")
+    converted = str(tmp_path / "demo.keras")
+    assert convert.main([synth, converted]) == 0
+    assert test_cli.main(["--weights", converted, "--image", grace_hopper_path()]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and notes[0].startswith("note: demo.keras was trained on SynthFER's")
