@@ -165,13 +165,15 @@ def _recipes_where(field, value):
 
 def build_parser(prog="train.py"):
     """The `python train.py` parser: options in four groups (data, model, recipe, run)."""
+    demo = LearningConfig.from_recipe("synth_demo")
     parser = OptionParser(
         prog=prog,
         # argparse's own usage lists all 30 options, and repeats them above every error.
         usage="%(prog)s [options]   (--help: each option, its default, in four groups)",
-        description="Train an Ad-Corre model. With no options: the CPU demo, recipe synth_demo "
-                    "(the tiny arch from scratch on SynthFER, 64 px, 8 epochs; a few minutes "
-                    "on 2 cores). Options left out take the recipe's value.",
+        description=f"Train an Ad-Corre model. With no options: the CPU demo, recipe synth_demo "
+                    f"(the {demo.arch} arch from scratch on SynthFER, {demo.input_size} px, "
+                    f"{demo.epochs} epochs; about 2 minutes on 2 quiet cores). Options left out "
+                    "take the recipe's value.",
         epilog="The same run from Python: TrainModel(dataset_name=..., <option>=...).train(), "
                "options in snake case (--lr is lr=); TrainModel(dataset_name='synth').train() "
                "is the demo.")

@@ -8,7 +8,7 @@ call, so a run killed mid-epoch resumes at the batch where it stopped. Each epoc
 `<dataset>_<epoch>_AC_<accuracy>.h5` atomically; the best file is kept.
 
 `TrainModel(dataset_name="synth").train()` trains the CPU demo (the `synth_demo` recipe): the
-`tiny` arch on SynthFER generated on the fly (a few minutes on 2 cores); `python train.py` and
+`tiny` arch on SynthFER generated on the fly (about 2 minutes on 2 cores); `python train.py` and
 `adcorre train` are the same run from the command line (`adcorre.cli.train`).
 """
 
