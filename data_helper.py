@@ -7,7 +7,7 @@ gives the module `adcorre.data` itself (not a copy), so what is patched here is 
 import importlib
 import sys
 
-from adcorre.config import warn_if_shadowing_test_package
+from adcorre.shadowing import warn_if_shadowing_test_package
 
 warn_if_shadowing_test_package()  # `from test import TestModels` would fail here: say why, once
 sys.modules[__name__] = importlib.import_module("adcorre.data")

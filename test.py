@@ -12,7 +12,7 @@ if __name__ == "__main__":
 
     sys.exit(main(prog="test.py"))
 
-from adcorre.config import warn_if_shadowing_test_package  # noqa: E402
+from adcorre.shadowing import warn_if_shadowing_test_package  # noqa: E402
 from adcorre.inference.test_models import TestModels  # noqa: E402
 
 warn_if_shadowing_test_package()  # `from test import TestModels` would fail here: say why, once

@@ -12,7 +12,7 @@ if __name__ == "__main__":
 
     sys.exit(main(prog="train.py"))
 
-from adcorre.config import warn_if_shadowing_test_package  # noqa: E402
+from adcorre.shadowing import warn_if_shadowing_test_package  # noqa: E402
 from adcorre.training.train_model import TrainModel  # noqa: E402
 
 warn_if_shadowing_test_package()  # `from test import TestModels` would fail here: say why, once

@@ -11,7 +11,7 @@ TestModels(h5_address=best_h5).recognize_fer("face.jpg")    # prints the label, 
 ```
 
 Subpackages, one per layer (docs/architecture.md): `models`, `data`, `training`, `inference`,
-`serve`, `cli`; and `config`, `errors`, `runtime`, `reports`, `atomic_files`.
+`serve`, `reproduce`, `cli`; and `config`, `errors`, `runtime`, `reports`, `atomic_files`.
 """
 
 import importlib

@@ -75,6 +75,10 @@ class ResumeError(AdCorreError, ValueError):
     """A run folder that cannot be resumed with the settings given (names the setting)."""
 
 
+class FolderInUseError(AdCorreError, FileExistsError):
+    """A folder another running process holds (a run folder a run is writing); names it."""
+
+
 class WeightsUnavailableError(AdCorreError, RuntimeError):
     """Pretrained weights that are neither on this machine nor downloadable from here."""
 

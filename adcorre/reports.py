@@ -134,36 +134,42 @@ def save_figure(figure, path, dpi=100):
         plt.close(figure)
 
 
+# At most this many people get a timeline of their own (those seen in the most frames).
+MAX_PEOPLE_PLOTTED = 6
+
+
 def plot_timeline(table, labels, path, title=""):
-    """Each class's probability over time for the largest face of a video, as a PNG (atomically).
+    """Each class's probability over time, one timeline per person, as a PNG (atomically).
 
     Args:
-        table: a `TestModels.recognize_video` table (`time_s`, `face`, `x`, one column per label).
+        table: a `TestModels.recognize_video` table (`time_s`, `face`, `x`, one column per label,
+            and `person`).
         labels: the class names (probability columns), in the order of the legend.
         path: the `.png` to write.
         title: the figure title.
 
-    Frames where no face was found (their row holds the whole frame's result) are shaded grey,
-    unless no frame had a face (e.g. no detector).
+    With `person` ids, each person gets a panel of its own (the `MAX_PEOPLE_PLOTTED` seen in
+    most frames, in the order they appeared); a line breaks where its person was not seen.
+    Without (a table of older versions, or no face found in any frame), one panel shows the
+    largest face, frames where no face was found shaded grey (their row holds the whole
+    frame's result), unless no frame had a face (e.g. no detector).
     """
+    if "person" in table and table["person"].notna().any():
+        return _plot_people(table, labels, path, title)
     plt = pyplot()
     largest = table[table["face"] == 0].sort_values("time_s")
     if largest.empty:
         raise ValueError("The table has no row with face 0: nothing to plot over time.")
     times = largest["time_s"].to_numpy(float)
     figure, axis = plt.subplots(figsize=(9.0, 3.6))
-    colours = plt.get_cmap("tab10")
-    for index, name in enumerate(labels):
-        axis.plot(times, largest[name].to_numpy(float), label=name, color=colours(index % 10),
-                  linewidth=1.4)
-    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    _plot_classes(axis, times, largest, labels, plt)
+    step = _time_step(times)
     missing = largest["x"].isna().to_numpy()
     # Shading every frame (no detector, or no face anywhere) would say nothing.
     shade = missing.any() and not missing.all()
     for time_s in times[missing] if shade else ():
         axis.axvspan(time_s - step / 2, time_s + step / 2, color="0.85", linewidth=0, zorder=0)
     axis.set_xlim(times[0] - step / 2, times[-1] + step / 2)
-    axis.set_ylim(0.0, 1.0)
     axis.set_xlabel("time (s)")
     axis.set_ylabel("probability (largest face)")
     axis.set_title(title + ("; grey: no face found" if shade else ""), fontsize=10)
@@ -171,6 +177,49 @@ def plot_timeline(table, labels, path, title=""):
     figure.tight_layout()
     save_figure(figure, path)
     return path
+
+
+def _plot_people(table, labels, path, title):
+    plt = pyplot()
+    rows = table[table["person"].notna()].sort_values("time_s")
+    seen = rows.groupby("person")["time_s"].agg(["size", "min"])
+    shown = seen.sort_values("size", ascending=False, kind="stable").head(MAX_PEOPLE_PLOTTED)
+    people = list(shown.sort_values("min", kind="stable").index)
+    all_times = np.unique(table["time_s"].to_numpy(float))
+    step = _time_step(all_times)
+    figure, axes = plt.subplots(len(people), 1, figsize=(9.0, 1.2 + 1.9 * len(people)),
+                                sharex=True, squeeze=False)
+    for axis, person in zip(axes[:, 0], people):
+        mine = rows[rows["person"] == person]
+        times = mine["time_s"].to_numpy(float)
+        # A gap longer than 1.5 frames is a time the person was not seen: the lines break.
+        gaps = np.flatnonzero(np.diff(times) > 1.5 * step) + 1
+        _plot_classes(axis, np.insert(times, gaps, np.nan), mine, labels, plt, gaps)
+        axis.set_ylabel(f"person {int(person)}")
+    axes[0, 0].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    axes[-1, 0].set_xlim(all_times[0] - step / 2, all_times[-1] + step / 2)
+    axes[-1, 0].set_xlabel("time (s)")
+    count = len(seen)
+    said = (f"{count} people" if len(people) == count
+            else f"the {len(people)} of {count} people seen longest")
+    axes[0, 0].set_title(f"{title}; {said}" if title else said, fontsize=10)
+    figure.tight_layout()
+    save_figure(figure, path)
+    return path
+
+
+def _plot_classes(axis, times, rows, labels, plt, gaps=()):
+    colours = plt.get_cmap("tab10")
+    for index, name in enumerate(labels):
+        values = np.insert(rows[name].to_numpy(float), gaps, np.nan)
+        # Small dots too: a person seen in one frame only has no line to draw.
+        axis.plot(times, values, label=name, color=colours(index % 10), linewidth=1.4,
+                  marker="o", markersize=1.5)
+    axis.set_ylim(0.0, 1.0)
+
+
+def _time_step(times):
+    return float(np.median(np.diff(times))) if len(times) > 1 else 1.0
 
 
 def pyplot():

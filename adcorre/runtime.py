@@ -73,6 +73,17 @@ def _start_up_noise_removed():
     if not _state["quieting"]:
         yield
         return
+    # One thread at a time: a second thread's block would save the first one's pipe as "the
+    # descriptor" and keep it open, and the first reader would wait for its end forever (two
+    # BlazeFace workers making their interpreters did).
+    with _FILTERING:
+        yield from _filtered()
+
+
+_FILTERING = threading.RLock()
+
+
+def _filtered():
     try:
         sys.stderr.flush()
         saved = os.dup(2)

@@ -31,7 +31,7 @@ def make_trainer(arch, input_size, policy, jit_compile, count_confusions=True,
                  window_batches=None):
     """A compiled AdCorreTrainer around a freshly built network (weights=None)."""
     from adcorre.models.cnn_model import CNNModel
-    from adcorre.training.train_model import AdCorreTrainer
+    from adcorre.training.train_step import AdCorreTrainer
 
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(0)

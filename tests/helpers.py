@@ -67,6 +67,42 @@ def start_python(code=None, *, script=None, argv=(), env=None):
                             stderr=subprocess.PIPE, text=True)
 
 
+# The child of `stopped_mid_write`: `adcorre ARGV` with the signal $SIGNAL sent to itself once a
+# file's bytes are written under its temporary name (each such path is recorded in $MARK first).
+_STOPPED_MID_WRITE = """
+import os, signal, sys
+from adcorre import atomic_files
+from adcorre.cli.main import main
+
+flush = atomic_files._fsync_tree
+
+def stop_here(path):
+    with open(os.environ["MARK"], "a") as mark:
+        mark.write(path + "\\n")
+    os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL"]))
+    flush(path)
+
+atomic_files._fsync_tree = stop_here
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def stopped_mid_write(argv, folder, signal_name="SIGTERM", env=None):
+    """Runs `adcorre ARGV` in a child (in `folder`) that sends itself `signal_name` the moment a
+    file's bytes are written under its temporary name, before the rename: a stop where it
+    hurts most, every time.
+
+    Returns:
+        `(run, written)`: the `subprocess.CompletedProcess` and the temporary paths it was
+        writing when the signal came (empty: it wrote no file atomically).
+    """
+    mark = os.path.join(os.fspath(folder), "temporary_files.txt")
+    run = run_python(_STOPPED_MID_WRITE, argv=argv, cwd=folder, timeout=300,
+                     env={**(env or {}), "MARK": mark, "SIGNAL": signal_name})
+    written = open(mark).read().split() if os.path.exists(mark) else []
+    return run, written
+
+
 def grace_hopper_path():
     """matplotlib's sample portrait grace_hopper.jpg (512 x 600, one face)."""
     import matplotlib.cbook
@@ -121,7 +157,7 @@ def tiny_trainer():
     import numpy as np
 
     from adcorre.models.cnn_model import CNNModel
-    from adcorre.training.trainer import AdCorreTrainer
+    from adcorre.training.train_step import AdCorreTrainer
 
     keras.utils.set_random_seed(0)
     model = AdCorreTrainer(CNNModel().get_model("tiny", weights=None, input_size=32,

@@ -5,8 +5,9 @@ on stderr and an exit status: an `adcorre.errors.AdCorreError` (a setting, a dat
 a weight file, a missing optional package) and a path that is not there (or is in the way)
 exit 2, fix the input and run again; the disk or memory failing under a run set up right (full,
 read-only, no permission) exits 1. Anything else is a bug of ours and keeps its traceback.
-Ctrl+C (and SIGTERM, which training turns into the same stop) is one `stopped: ...` line and the
-exit status 128 + the signal's number (130, 143).
+Ctrl+C, SIGTERM and SIGHUP stop every command alike (`signal_stops`: the files being written are
+removed on the way out): one `stopped: ...` line and the exit status 128 + the signal's number
+(130, 143, 129).
 
 Example:
 >>> from adcorre.errors import SettingError
@@ -18,8 +19,8 @@ Example:
 >>> status, err.getvalue()
 (2, 'error: margin must be a number from 0 to 1, got -1.\\n')
 
-This module imports `errors` and `config` (and `data.datasets` and `data.dataset_readers` when a
-dataset folder is checked).
+This module imports `errors`, `signal_stops` and `config` (and `data.datasets` and
+`data.dataset_readers` when a dataset folder is checked).
 """
 
 import argparse
@@ -29,7 +30,7 @@ import os
 import signal
 import sys
 
-from adcorre import config
+from adcorre import config, signal_stops
 from adcorre.errors import AdCorreError, DatasetNotFoundError, SettingError, one_line
 
 # OS errors that name a path the user gave: fix the command, as for any usage error.
@@ -70,8 +71,9 @@ def run_task(task, *args, stopped="", **kwargs):
         The task's status, or 2 / 1 after printing `error: <message>` (one line) to stderr.
     """
     try:
-        return task(*args, **kwargs)
-    except KeyboardInterrupt as stop:  # Ctrl+C, or SIGTERM where the task turns it into one
+        with signal_stops.signals_stop():
+            return task(*args, **kwargs)
+    except KeyboardInterrupt as stop:  # Ctrl+C, or a stopping signal (`signal_stops.Stopped`)
         number = getattr(stop, "signal_number", signal.SIGINT)
         said = one_line(stop) or "interrupted (Ctrl+C)"
         print(f"stopped: {said}", file=sys.stderr, flush=True)

@@ -45,6 +45,9 @@ def _convert(args):
     path, info = weights_io.convert(args.source, args.destination, labels=args.labels,
                                     input_range=args.input_range, input_size=args.input_size,
                                     arm_affinity=args.arm_affinity)
+    note = weights_io.assumptions_note(info)
+    if note:  # the guesses are written into DEST as if the source had said them
+        print(note, file=sys.stderr)
     colour = "grey" if info.channels == 1 else "RGB"
     print(f"{info.path} ({info.kind}, arch {info.arch}) -> {path}: labels "
           f"{', '.join(info.labels)}; input {colour} {info.input_size[0]}x{info.input_size[1]} "

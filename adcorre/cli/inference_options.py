@@ -28,6 +28,19 @@ from adcorre.cli.weights import ListWeights
 from adcorre.data import datasets
 from adcorre.inference import face_crops
 from adcorre.models import weights_table
+from adcorre.serve import batching
+
+# `media_analysis.DEFAULT_STALL_TIMEOUT_S` (that module loads pandas: not before an option is
+# known to be right); tests/cli checks that the two agree.
+DEFAULT_STALL_TIMEOUT_S = 10.0
+
+# `--workers N` above 1: what waitress does instead, and where several processes are to be had.
+WORKERS_REFUSED = (
+    "--workers {workers}: the server of --serve (waitress) runs in one process, whose threads "
+    "share one copy of the model and batch their pictures onto it; for several processes, "
+    "each loading its own copy, run the same app under gunicorn (Linux, macOS): "
+    "gunicorn -w {workers} -b 127.0.0.1:8000 \"adcorre.serve.server:create_app('{weights}')\" "
+    "(docs/usage.md, Web app and HTTP API)")
 
 
 def parse_args(argv=None, prog="test.py"):
@@ -74,10 +87,17 @@ def check_paths(parser, args):
         if not os.path.exists(path):
             parser.error(f"argument --image: {path!r}: not found; expected a picture or a "
                          "folder of pictures")
-    if args.video is not None and not os.path.exists(args.video):
+    if args.video is not None and "://" in args.video and not os.path.exists(args.video):
+        from adcorre.inference.media_analysis import STREAM_SCHEMES, is_stream
+
+        if not is_stream(args.video):
+            parser.error(f"argument --video: {args.video.split('://')[0]}:// addresses are not "
+                         "read; expected a video file or an address starting with "
+                         f"{', '.join(scheme + '://' for scheme in STREAM_SCHEMES)}")
+    elif args.video is not None and not os.path.exists(args.video):
         camera = " (a camera is --webcam INDEX)" if args.video.isdigit() else ""
         parser.error(f"argument --video: {args.video!r}: not found; expected a video "
-                     f"file{camera}")
+                     f"file or an http(s):// or rtsp:// address{camera}")
     if args.dataset and args.dataset != config.DatasetName.synth:
         check_data_dir(parser, args.dataset, args.data_dir)
 
@@ -98,7 +118,7 @@ def build_parser(prog="test.py", require_task=True):
             unknown options with it first).
 
     Returns:
-        A `common.OptionParser` (argparse's, with suggestions for misspelt options).
+        A `cli.option_parser.OptionParser` (argparse's, with suggestions for misspelt options).
     """
     parser = OptionParser(
         prog=prog,
@@ -177,6 +197,20 @@ def _add_serve_arguments(parser, task):
         default=config.MAX_UPLOAD_BYTES / 1e6,
         help=f"largest picture upload in MB (default {config.MAX_UPLOAD_BYTES / 1e6:g}); "
              "bigger ones are refused with HTTP 413")
+    serving.add_argument(
+        "--max-batch", type=positive_int, default=batching.DEFAULT_MAX_BATCH,
+        help=f"at most this many pictures of concurrent requests share one model call "
+             f"(default {batching.DEFAULT_MAX_BATCH}; 1 turns batching off)")
+    serving.add_argument(
+        "--max-wait-ms", type=number(0, inclusive=True, why=" ms"),
+        default=batching.DEFAULT_MAX_WAIT_MS,
+        help=f"how long the model, once it has a picture, waits for more to share its call "
+             f"(default {batching.DEFAULT_MAX_WAIT_MS:g} ms; 0: only the pictures already waiting)")
+    serving.add_argument(
+        "--workers", type=positive_int, default=1,
+        help="server processes: 1 (waitress serves from one process, whose threads batch "
+             "their pictures onto one copy of the model); for several processes see "
+             "docs/usage.md (gunicorn with adcorre.serve.server:create_app)")
 
 
 def _parse_port(text):
@@ -190,20 +224,32 @@ def _parse_port(text):
 
 
 def _add_media_arguments(parser, task):
-    task.add_argument("--video", help="recognise every face of every frame of a video file")
+    task.add_argument("--video", help="recognise every face of every frame of a video file, or "
+                                      "of a stream at an http(s):// or rtsp:// address")
     task.add_argument("--webcam", type=int, nargs="?", const=0, metavar="INDEX",
                       help="live recognition from a camera (default 0) in a window; q quits")
     media = parser.add_argument_group(
         "videos, webcams, folders and explanations",
-        "Rows: one per face per frame (or picture): frame, time_s (or path), face, x, y, w, h, "
-        "label, one probability per class (docs/usage.md: Videos, webcams, folders, Grad-CAM and the "
-        "embedding map).")
-    media.add_argument("--csv", help="write the rows to this CSV (with --video, --webcam, or "
-                                     "--image: one row per face per picture, errors included)")
+        "Rows: one per face per frame (or picture): frame, time_s (or path), face, person "
+        "(videos and webcams), x, y, w, h, label, one probability per class (docs/usage.md: "
+        "Videos, webcams, folders, Grad-CAM and the embedding map).")
+    media.add_argument("--csv", help="write the rows to this CSV (with --video, --webcam: as "
+                                     "they are analysed, so a stop keeps them; or --image: "
+                                     "one row per face per picture, errors included)")
     media.add_argument("--plot", help="with --video / --webcam: PNG of each class's probability "
-                                      "over time (largest face)")
-    media.add_argument("--annotate", help="with --video: write the video with boxes and labels "
-                                          "(.mp4, .avi, .mkv or .mov)")
+                                      "over time, one timeline per person")
+    media.add_argument("--annotate", help="with --video: write the video with boxes, persons "
+                                          "and labels (.mp4, .avi, .mkv or .mov)")
+    media.add_argument("--smooth", type=number(0, inclusive=True), default=0.0,
+                       metavar="SECONDS",
+                       help="with --video / --webcam: average each person's probabilities (and "
+                            "so its label) over the last SECONDS, for a steadier live label "
+                            "(default 0: each frame's own)")
+    media.add_argument("--stall-timeout", type=number(0, inclusive=False),
+                       default=DEFAULT_STALL_TIMEOUT_S, metavar="SECONDS",
+                       help="with --video ADDRESS: a stream that does not open, or sends no "
+                            "frame, for SECONDS ends the run with the rows so far (default "
+                            f"{DEFAULT_STALL_TIMEOUT_S:g})")
     media.add_argument("--every", type=positive_int, default=1,
                        help="with --video: analyse every N-th frame (default 1)")
     media.add_argument("--detect-every", type=positive_int, default=1,
@@ -234,8 +280,13 @@ def check_media_arguments(parser, args):
              ("--host", changed("host"), args.serve, "--serve"),
              ("--port", changed("port"), args.serve, "--serve"),
              ("--max-upload-mb", changed("max_upload_mb"), args.serve, "--serve"),
+             ("--max-batch", changed("max_batch"), args.serve, "--serve"),
+             ("--max-wait-ms", changed("max_wait_ms"), args.serve, "--serve"),
+             ("--workers", changed("workers"), args.serve, "--serve"),
 ("--plot", args.plot, stream, "--video or --webcam"),
              ("--annotate", args.annotate, args.video, "--video"),
+             ("--smooth", changed("smooth"), stream, "--video or --webcam"),
+             ("--stall-timeout", changed("stall_timeout"), args.video, "--video"),
              ("--every", args.every != 1, args.video, "--video"),
              ("--detect-every", args.detect_every != 1, args.video, "--video"),
              ("--csv", args.csv, stream or args.image, "--video, --webcam or --image"),
@@ -247,6 +298,8 @@ def check_media_arguments(parser, args):
             parser.error(f"{option} goes with {expected}")
     if args.explain and (args.csv or len(args.image) != 1 or os.path.isdir(args.image[0])):
         parser.error("--explain takes exactly one picture (--image PICTURE), without --csv")
+    if args.workers > 1:
+        parser.error(WORKERS_REFUSED.format(workers=args.workers, weights=args.weights))
     if args.quantize and args.export != "tflite":
         parser.error("--quantize goes with --export tflite")
     if args.representative and args.quantize != "int8":

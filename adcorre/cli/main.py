@@ -5,6 +5,7 @@
     adcorre convert SOURCE DEST    a model file of any kind into this project's .h5 / .keras
     adcorre synth [options]        write SynthFER in a real dataset's layout, or a preview
     adcorre weights                the released weights by name (adcorre-rafdb, ...)
+    adcorre reproduce NAME...      the papers' experiments over seeds, beside their figures
 
 `adcorre train` takes exactly the options of `python train.py`, `adcorre test` those of
 `python test.py`; each subcommand's `--help` answers at once (nothing heavy is imported before
@@ -26,6 +27,8 @@ COMMANDS = {
     "synth": ("adcorre.cli.synth", "write SynthFER in a real dataset's layout, or a preview"),
     "weights": ("adcorre.cli.weights", "list the released weights by name (--weights NAME "
                                        "fetches one once)"),
+    "reproduce": ("adcorre.cli.reproduce", "reproduce the papers' tables: experiments over "
+                                           "seeds, beside the papers' figures"),
 }
 
 

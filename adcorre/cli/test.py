@@ -7,8 +7,9 @@ TensorFlow loads; then one `TestModels` does the task. Exit status 0, 2 for a ba
     python test.py --weights W --image PICTURE_OR_FOLDER [--image ...]
     python test.py --weights W --dataset rafdb --data-dir D [--split test] [--plot-cm cm.png]
     python test.py --weights W --export saved_model|tflite|onnx [--out PATH] [--overwrite]
-    python test.py --weights W --serve [--host 127.0.0.1] [--port 8000]    # web app + JSON API
+    python test.py --weights W --serve [--host 127.0.0.1] [--port 8000]    # web app, JSON API, /metrics
     python test.py --weights W --video clip.mp4 [--csv rows.csv] [--plot p.png] [--annotate a.mp4]
+    python test.py --weights W --video rtsp://camera/stream --csv rows.csv [--smooth 1]
     python test.py --weights W --webcam [0] [--csv rows.csv]               # live, in a window
     python test.py --weights W --image folder/ --csv rows.csv              # one row per face
     python test.py --weights W --image face.jpg --explain gradcam.png
@@ -99,8 +100,9 @@ def _picture_line(row, width):
 def _print_summary(summary):
     print(f"{summary['dataset']} {summary['split']}: {summary['num_samples']} images, "
           f"accuracy {summary['accuracy']:.4f}, mean class accuracy "
-          f"{summary['mean_class_accuracy']:.4f} (skipped: {summary['skipped_images']} unreadable, "
-          f"{summary['skipped_labels']} of classes the model lacks)")
+          f"{summary['mean_class_accuracy']:.4f} (skipped: {summary['skipped_images']} "
+          f"unreadable or without a usable face box, {summary['skipped_labels']} of classes "
+          "the model lacks)")
     from adcorre.reports import format_report
 
     print(format_report(summary))
@@ -108,10 +110,21 @@ def _print_summary(summary):
 
 def _serve(tester, args):
     """Serves until Ctrl+C; the model is already loaded, once, in `tester`."""
+    import logging
+
     from adcorre.serve import server
 
+    # The access log and the server's warnings, one plain line each on stderr.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("adcorre.serve", "waitress"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:  # once per process
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     web = server.RecognitionServer(tester, args.host, args.port,
-                                   max_upload_bytes=round(args.max_upload_mb * 1e6))
+                                   max_upload_bytes=round(args.max_upload_mb * 1e6),
+                                   max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     where = "" if args.host == "127.0.0.1" else f" (listening on {args.host})"
     print(f"Serving {os.path.basename(args.weights)} at {web.url}{where}; "
           f"API: POST {web.url}api/recognize. Ctrl+C stops.", flush=True)
@@ -150,29 +163,40 @@ def _run_media_task(tester, args):
 
 
 def _video_or_webcam(tester, args):
-    start = time.perf_counter()
-    if args.video is not None:
-        rows = tester.recognize_video(args.video, args.csv, args.every, annotate_path=args.annotate,
-                                      detect_every=args.detect_every, progress=sys.stderr.isatty())
-        source = args.video
-    else:
-        from adcorre.inference import media_analysis
+    """Rows go to the CSV (or stdout) as they are analysed, and are kept in memory only for
+    `--plot`, so a long video runs in flat memory. Ctrl+C or SIGTERM on a video: the summary
+    and plot of the rows so far, then `stopped: ...` and exit status 130 / 143."""
+    from adcorre.inference import media_analysis
 
+    start = time.perf_counter()
+    target = args.csv if args.csv is not None else sys.stdout
+    stopped = None
+    if args.video is not None:
+        try:
+            rows = tester.recognize_video(
+                args.video, target, args.every, annotate_path=args.annotate,
+                detect_every=args.detect_every, progress=sys.stderr.isatty(),
+                smooth=args.smooth, stall_timeout=args.stall_timeout,
+                return_table=args.plot is not None)
+        except media_analysis.VideoStopped as stop:
+            rows, stopped = stop.table, stop
+        source = media_analysis.printable_source(args.video)
+    else:
         capture = media_analysis.open_webcam(args.webcam)
         rows = media_analysis.recognize_stream(tester, capture, media_analysis.show_in_window(),
-                                               csv_path=args.csv)
+                                               csv_path=target, smooth=args.smooth)
         source = f"camera {args.webcam}"
     seconds = time.perf_counter() - start
-    frames = rows["frame"].nunique()
+    counts = rows.attrs
+    frames = counts["frames_analysed"]
     summary = (f"{source}: {frames} frames analysed in {seconds:.1f} s "
-               f"({frames / max(seconds, 1e-9):.1f} frames/s), {len(rows)} rows, "
-               f"{int(rows['x'].notna().sum())} with a face")
+               f"({frames / max(seconds, 1e-9):.1f} frames/s), {counts['rows']} rows, "
+               f"{counts['rows_with_face']} with a face, {counts['people']} people")
     if args.plot and len(rows):
         from adcorre.reports import plot_timeline
 
         plot_timeline(rows, tester.exps, args.plot, title=os.path.basename(source))
-    if args.csv is None:  # the rows go to stdout, the summary to stderr
-        rows.to_csv(sys.stdout, index=False)
+    if args.csv is None:  # the rows went to stdout, the summary goes to stderr
         print(summary, file=sys.stderr)
     else:
         print(summary + f"; rows written to {args.csv}")
@@ -180,6 +204,8 @@ def _video_or_webcam(tester, args):
     for option, what in written:
         if option:
             print(f"{what} written to {option}")
+    if stopped is not None:
+        raise stopped
     return 0
 
 
@@ -224,6 +250,9 @@ def _run(args):
         align=not args.no_align, margin=args.margin, verbose=False)
     note = tester.drawn_faces_note()
     if note and (args.image or args.video or args.webcam is not None or args.serve):
+        print(note, file=sys.stderr)
+    note = tester.assumptions_note()  # every task: a wrong guess gives wrong labels silently
+    if note:
         print(note, file=sys.stderr)
     if args.serve:
         return _serve(tester, args)

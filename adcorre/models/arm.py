@@ -13,14 +13,19 @@ of a CNN backbone. For a 7x7 feature map with C_in channels it
    of the normalised maps over the batch and the channels), flattened: 121 features.
 
 Only `keras.ops` is used, so the layer runs under every Keras backend (JAX included)
-and TensorFlow is never imported here.
+and TensorFlow is never imported here. `arm_layers`, `set_arm_affinity` and the
+`arm_affinity` block find and switch the ARM layers of a loaded model (a checkpoint's
+`arm_affinity=`, ARM's evaluation protocol).
 """
+
+import contextlib
 
 from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's start-up noise)
 import keras
 from keras import ops
 
-from adcorre.config import ARM_AFFINITY_MODES as AFFINITY_MODES
+from adcorre.settings import ARM_AFFINITY_MODES as AFFINITY_MODES
+from adcorre.errors import SettingError
 
 
 def pixel_shuffle(inputs, upscale_factor):
@@ -289,3 +294,69 @@ class AmendRepresentation(keras.layers.Layer):
             }
         )
         return config
+
+
+# ------------------------------------------------------------------ the ARM layers of a model
+
+
+def arm_layers(model):
+    """The `AmendRepresentation` layers of a Keras model (none for other models).
+
+    Example:
+    >>> arm_layers(object())
+    []
+    """
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is None:  # not a Keras model (an export run by another runtime)
+        return []
+    return [layer for layer in flatten(include_self=False)
+            if isinstance(layer, AmendRepresentation)]
+
+
+def set_arm_affinity(model, mode):
+    """Sets every ARM layer's inference affinity; the model must not have run yet (a traced
+    function keeps the mode it was traced with; `arm_affinity` below drops it).
+
+    Example:
+    >>> set_arm_affinity(object(), "sample")
+    """
+    _check_mode(mode)
+    for layer in arm_layers(model):
+        layer.affinity = mode
+
+
+@contextlib.contextmanager
+def arm_affinity(model, mode):
+    """Runs the block with every ARM layer of `model` using the inference affinity `mode`.
+
+    The model's traced predict function is dropped on the way in and out, so predictions in
+    the block follow `mode` and those after it the layers' own modes again. ARM's authors
+    score their test set with `"batch"`: each batch's mean map (src/test_raf-db.py).
+
+    Args:
+        model: a Keras model (one without ARM layers is left as it is).
+        mode: one of `AFFINITY_MODES`.
+
+    Example:
+    >>> with arm_affinity(object(), "batch"):
+    ...     pass
+    """
+    _check_mode(mode)
+    layers = arm_layers(model)
+    saved = [layer.affinity for layer in layers]
+    for layer in layers:
+        layer.affinity = mode
+    if layers:
+        model.predict_function = None
+    try:
+        yield model
+    finally:
+        for layer, previous in zip(layers, saved):
+            layer.affinity = previous
+        if layers:
+            model.predict_function = None
+
+
+def _check_mode(mode):
+    if mode not in AFFINITY_MODES:
+        raise SettingError(f"arm affinity must be one of {AFFINITY_MODES}, got {mode!r}.")

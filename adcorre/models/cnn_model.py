@@ -27,11 +27,12 @@ from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's sta
 import keras
 from keras import layers, ops
 
-from adcorre.config import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, LearningConfig
 from adcorre.errors import SettingError, WeightFileError, WeightFileNotFoundError
 from adcorre.models import named_weights, torch_checkpoints
 from adcorre.models.arm import AmendRepresentation
-from adcorre.models.registry import ARCH_NAMES as ARCHES, get_arch
+from adcorre.models.registry import ARCH_NAMES as ARCHES, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
+from adcorre.models.registry import get_arch
+from adcorre.settings import setting
 from adcorre.models.resnet import resnet18_features
 
 # The arches built on torchvision's ResNet-18, whose weights come as PyTorch files.
@@ -157,8 +158,8 @@ class CNNModel:
         weights="imagenet",
         input_size=None,
         num_embeddings=None,
-        embedding_size=LearningConfig.embedding_size,
-        dropout=LearningConfig.dropout,
+        embedding_size=setting("embedding_size").default,
+        dropout=setting("dropout").default,
         scale_inputs=True,
         arm_affinity="moving",
     ):

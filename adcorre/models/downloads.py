@@ -15,7 +15,7 @@ Example:
 >>> deadline_seconds() > 0, digest_matches("sha256:f37072fd", "f37072fd" + "0" * 56)
 (True, True)
 
-This module imports nothing of ours but `atomic_files` and `errors`.
+This module imports nothing of ours but `atomic_files`, `signal_stops` and `errors`.
 """
 
 import contextlib
@@ -25,11 +25,11 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 
+from adcorre import signal_stops
 from adcorre.atomic_files import atomic_path
 from adcorre.errors import SettingError, WeightFileError, WeightsUnavailableError, first_line
 
@@ -294,26 +294,14 @@ def _folder_made_for(target):
 
 @contextlib.contextmanager
 def _stopping_cleanly(what):
-    """SIGTERM stops the download as Ctrl+C does: `DownloadStopped` raised where the transfer
-    is, so the temporary file is removed on the way out (Python's default SIGTERM leaves it).
-    A handler someone else set (training's) is left alone; so is a thread other than the main
-    one, where no handler can be set."""
-    main = threading.current_thread() is threading.main_thread()
-    ours = main and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-
-    def stop(number, frame):
-        raise DownloadStopped(number, what)
-
-    if ours:
-        signal.signal(signal.SIGTERM, stop)
+    """SIGTERM (and SIGHUP) stop the download as Ctrl+C does (`signal_stops`: the one handler
+    every command uses): `DownloadStopped` raised where the transfer is, so the temporary file is
+    removed on the way out (Python's default SIGTERM leaves it). Inside a training run, the
+    run's stop is the one raised: it says how to resume."""
     try:
-        yield
-    except DownloadStopped:
-        raise
+        with signal_stops.signals_stop(lambda number: DownloadStopped(number, what)):
+            yield
     except KeyboardInterrupt as interrupt:
         if type(interrupt) is not KeyboardInterrupt:
-            raise  # someone else's stop (training's RunStopped): theirs to say
+            raise  # a signal's stop, already worded (or training's RunStopped: theirs to say)
         raise DownloadStopped(signal.SIGINT, what) from None
-    finally:
-        if ours:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -1,10 +1,10 @@
 """What a model file must be before anything in it is read, and how it is opened: no code runs.
 
-`weights_io` loads through these checks: HDF5 files are opened read-only and their layer lists
-checked (every layer's weights read exactly once); `.keras` archives are sized from their
-directory before anything is unpacked, and unpacked by Keras into a folder of ours that goes
-whatever happens; a model config is read as plain JSON and refused when it holds code (`Lambda`
-and its kin, serialised lambdas) or layers neither Keras nor this project defines.
+The loaders (`models/loaders`) read through these checks: HDF5 files are opened read-only and
+their layer lists checked (every layer's weights read exactly once); `.keras` archives are sized
+from their directory before anything is unpacked, and unpacked by Keras into a folder of ours
+that goes whatever happens; a model config is read as plain JSON and refused when it holds code
+(`Lambda` and its kin, serialised lambdas) or layers neither Keras nor this project defines.
 
 Example:
 >>> from adcorre.errors import WeightFileError
@@ -64,11 +64,16 @@ def read_member(path, archive, name, cap):
     return data
 
 
-def is_hdf5(path):
-    with open(path, "rb") as handle:
-        if handle.read(8) == HDF5_SIGNATURE:
+def has_hdf5_signature(handle, size):
+    """Whether the open binary file holds HDF5's signature where HDF5 puts it: at byte 0, or
+    after a user block of 512, 1024, 2048... bytes (read through `handle`, nothing opened)."""
+    offset = 0
+    while offset + len(HDF5_SIGNATURE) <= size:
+        handle.seek(offset)
+        if handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
             return True
-    return h5py.is_hdf5(path)  # also finds the signature after a user block
+        offset = 512 if offset == 0 else offset * 2
+    return False
 
 
 def open_hdf5(path):
@@ -81,24 +86,29 @@ def open_hdf5(path):
         ) from None
 
 
-def open_zip(path):
+def open_zip(path, handle=None):
+    """The zip archive `path` (read through the open `handle` when given); its directory is
+    read, nothing unpacked (`check_archive_directory` sizes it)."""
     try:
-        archive = zipfile.ZipFile(path)
+        return zipfile.ZipFile(path if handle is None else handle)
     except zipfile.BadZipFile as error:
         raise WeightFileError(
             f"{path!r} is not a readable zip archive ({error}); expected a .keras file."
         ) from None
+
+
+def check_archive_directory(path, archive):
+    """Refuses a Keras archive whose directory lists more members or unpacked bytes than a
+    Keras model holds, before anything in it is unpacked."""
     members = archive.infolist()
     unpacked = sum(member.file_size for member in members)
     if len(members) > MAX_ARCHIVE_MEMBERS or unpacked > MAX_ARCHIVE_BYTES:
-        archive.close()
         raise WeightFileError(
             f"{path!r}: its directory lists {len(members)} members that unpack to "
             f"{unpacked / 2**20:.0f} MB; a Keras model archive holds at most "
             f"{MAX_ARCHIVE_MEMBERS} members and {MAX_ARCHIVE_BYTES / 2**20:.0f} MB here (this "
             "project's largest unpacks to about 100 MB). Refused before anything was unpacked: "
             "the file may be a zip bomb.")
-    return archive
 
 
 @contextlib.contextmanager

@@ -144,6 +144,17 @@ def spec_from_config(config):
     )
 
 
+def graph_of(probe):
+    """The official graph of a probed file's `model_config` (`spec_from_config`), or None.
+
+    Read once per probe (`FileProbe.derived`): the official loader's sniff and load, and the
+    classifier loader's sniff (which takes the Keras files that are not this graph), share it.
+    """
+    if probe.model_config is None:
+        return None
+    return probe.derived("official_spec", lambda probe: spec_from_config(probe.model_config))
+
+
 def spec_from_weights(file):
     """The official graph read off a weights-only file (save_weights); None if it is not that graph.
 

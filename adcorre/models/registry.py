@@ -60,6 +60,12 @@ class ArchSpec:
     official: bool = False
 
 
+# ImageNet's per-channel mean and standard deviation of RGB in [0, 1] (torchvision's Normalize):
+# ScaleInputs("torchvision") subtracts this mean, and ARM's erasing fills with it, which that
+# normalisation maps to torchvision's fill value 0.
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+
 # In the order `--help` lists them. Xception's stem needs 71 px; ARM's 32x32 kernel needs a 3x3
 # map after Xception (71 px) and a 2x2 map after ResNet-18 (33 px).
 _SPECS = (

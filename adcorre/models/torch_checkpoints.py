@@ -20,8 +20,9 @@ optional dependency, imported only when a checkpoint is read. A `"module."` pref
 `layer1_0_conv1`, ..., `arm`, `out`), checking every key and every shape: conv weights
 `(out, in, kh, kw)` -> `(kh, kw, in, out)`, Linear `(out, in)` -> `(in, out)`, BatchNorm
 `weight, bias, running_mean, running_var` -> `gamma, beta, moving_mean, moving_variance`
-(`num_batches_tracked` has no Keras counterpart and is skipped). This module imports nothing of
-this project; `weights_io.load_model` and `cnn_model.CNNModel` use it.
+(`num_batches_tracked` has no Keras counterpart and is skipped). Of this project it imports only
+the errors and the arch registry (no Keras); `loaders.pytorch_checkpoint` and
+`cnn_model.CNNModel` use it.
 
 Example (needs torch and a checkpoint file):
 
@@ -95,21 +96,32 @@ class TorchCheckpoint:
 
 
 def is_torch_file(path):
-    """Whether `path` holds what `torch.save` writes (its zip archive or its legacy pickle).
-
-    The zip archive has a `<name>/data.pkl` member; a Keras `.keras` zip never has one.
-    """
+    """Whether `path` holds what `torch.save` writes (its zip archive or its legacy pickle)."""
     with open(path, "rb") as handle:
-        if handle.read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC:
-            return True
-    if not zipfile.is_zipfile(path):
-        return False
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except zipfile.BadZipFile:
-        return False
-    return any(name == "data.pkl" or name.endswith("/data.pkl") for name in names)
+        head = handle.read(len(_LEGACY_MAGIC))
+    names = ()
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            return False
+    return looks_like_torch(head, names)
+
+
+def looks_like_torch(head, zip_members):
+    """Whether a file is what `torch.save` writes, from its first bytes and, for a zip
+    archive, its member names (`loaders.pytorch_checkpoint` sniffs with it).
+
+    The legacy pickle starts with torch's magic number; the zip archive has a
+    `<name>/data.pkl` member, which a Keras `.keras` zip never has.
+
+    Example:
+    >>> looks_like_torch(b"PK", ["archive/data.pkl", "archive/version"])
+    True
+    """
+    return (head.startswith(_LEGACY_MAGIC)
+            or any(name == "data.pkl" or name.endswith("/data.pkl") for name in zip_members))
 
 
 def _is_torchscript(path):

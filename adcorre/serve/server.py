@@ -1,21 +1,27 @@
-"""A local web app and JSON API over one loaded model (`python test.py --weights W --serve`).
+"""The web app and JSON API over one loaded model (`adcorre test --weights W --serve`).
 
 - `GET /`: a page (`static/index.html` and its script and style sheet, nothing from the internet)
   to upload or drop a picture, or turn on the webcam, and see each face's box, label and
   probability bars.
-- `POST /api/recognize` (multipart field `image`): `{"faces": [{"label", "probabilities",
-  "box"}], "width", "height", "model"}`, where `faces` is what `TestModels.recognize_faces`
-  returns for that picture (largest face first). `?whole=1` classifies the whole picture
+- `POST /api/recognize` (multipart field `image`): `{"faces": [...], "width", "height",
+  "model"}`, where `faces` is what `TestModels.recognize_faces` returns for that picture (largest
+  face first; computed by `TestModels.recognize_batch` together with the pictures of other
+  requests that arrived within a few milliseconds). `?whole=1` classifies the whole picture
   (`"box": null`) when no face is found, as `recognize_fer` and the CLI's `--image` do.
 - `GET /api/health` -> `{"status": "ok"}`; `GET /api/model` -> labels, input size, arch...
+- `GET /metrics`: requests, errors, latencies and batch sizes in Prometheus' text format
+  (`metrics.ServerMetrics`).
 - Bad input (no `image` field, an empty file, not a picture, an upload over the cap, a
   picture too large to decode) -> a 4xx with `{"error": "..."}`; the message of a picture
   problem is the one the CLI prints for the same picture.
 
-HTTP, routing and multipart parsing are Werkzeug's (already installed with TensorBoard; see the
-docs/usage.md, "Web app and HTTP API", for why). Requests are handled in threads; the model and the
-face detectors are not safe for concurrent calls, so recognition runs under one lock while
-reading the upload and decoding the picture happen in parallel.
+`RecognitionApp` is a plain WSGI application: routing, multipart parsing and responses are
+Werkzeug's. `RecognitionServer` runs it on waitress (a production WSGI server in pure Python:
+HTTP/1.1 keep-alive and pipelining, request bodies read whole before the app sees them, the same
+on Linux, macOS and Windows; docs/usage.md says why). Requests run in waitress' threads: each
+reads and decodes its picture, then hands it to the app's `batching.Batcher`, whose one worker
+runs detection and the model for every picture waiting (the model and the face detectors are
+not safe for concurrent calls, and a batch costs the model less per picture).
 
 Example (an untrained `tiny` model; Werkzeug's test client calls the app without a socket):
 >>> from adcorre import CNNModel, TestModels, save_model
@@ -31,6 +37,7 @@ Example (an untrained `tiny` model; Werkzeug's test client calls the app without
 >>> response = Client(app).post("/api/recognize", data={})
 >>> response.status_code, response.json["error"].split(" of ")[0]
 (400, "expected the picture in the field 'image'")
+>>> app.close()
 """
 
 import errno
@@ -39,8 +46,10 @@ import logging
 import os
 import socket
 import threading
+import time
 
 import numpy as np
+from waitress import create_server, wasyncore
 from werkzeug.exceptions import (
     ClientDisconnected,
     HTTPException,
@@ -49,16 +58,21 @@ from werkzeug.exceptions import (
     RequestEntityTooLarge,
 )
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from adcorre.config import MAX_UPLOAD_BYTES
 from adcorre.errors import AdCorreError
 from adcorre.inference import face_crops
-from adcorre.inference.test_models import USER_ERRORS
+from adcorre.inference.test_models import USER_ERRORS, TestModels
+from adcorre.serve.batching import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_WAIT_MS,
+    Batcher,
+    BatcherClosedError,
+)
+from adcorre.serve.metrics import UNMATCHED_ROUTE, ServerMetrics
+from adcorre.serve.uploads import IMAGE_FIELD, UploadError, picture_upload  # noqa: F401 (names of this module too)
 
-# The multipart field that carries the picture.
-IMAGE_FIELD = "image"
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 # The only files the page is made of: name -> content type. Nothing else under static/ is served.
 STATIC_FILES = {
@@ -74,20 +88,15 @@ CONTENT_SECURITY_POLICY = (
 )
 _TRUE = ("1", "true", "yes")
 _FALSE = ("0", "false", "no", "")
+# Methods counted by name in the metrics; any other is counted as "other".
+_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("adcorre.serve.access")
 
 
 class ServerStartError(AdCorreError, OSError):
     """The server cannot listen where asked (port taken, address not on this machine)."""
-
-
-class UploadError(AdCorreError, ValueError):
-    """A request to the API that is not what it expects; `status` is the HTTP code."""
-
-    def __init__(self, message, status=400):
-        super().__init__(message)
-        self.status = status
 
 
 def describe_model(tester):
@@ -115,17 +124,22 @@ def describe_model(tester):
 
 
 class RecognitionApp:
-    """The WSGI application: the page, its two files and the JSON API over one `TestModels`.
+    """The WSGI application: the page, its two files, the JSON API and the metrics.
 
     Args:
         tester: a `TestModels` (its model is loaded once, here, for every request).
         max_upload_bytes: larger request bodies get 413 with the cap in the message.
         web_dir: the folder holding `STATIC_FILES`.
+        max_batch: at most this many pictures (of as many requests) per model call.
+        max_wait_ms: how long the batching thread, once it has a picture, waits for more to
+            share the model call (not when the batch is full).
 
-    Any WSGI server can run it; `RecognitionServer` runs it on Werkzeug's threaded server.
+    Any WSGI server can run it; `RecognitionServer` runs it on waitress. `close()` stops the
+    batching thread (after the pictures already submitted).
     """
 
-    def __init__(self, tester, max_upload_bytes=MAX_UPLOAD_BYTES, web_dir=WEB_DIR):
+    def __init__(self, tester, max_upload_bytes=MAX_UPLOAD_BYTES, web_dir=WEB_DIR,
+                 max_batch=DEFAULT_MAX_BATCH, max_wait_ms=DEFAULT_MAX_WAIT_MS):
         if not isinstance(max_upload_bytes, int) or max_upload_bytes < 1:
             raise ValueError(f"max_upload_bytes must be a positive number of bytes, got "
                              f"{max_upload_bytes!r}.")
@@ -133,55 +147,90 @@ class RecognitionApp:
         self.max_upload_bytes = max_upload_bytes
         self.web_dir = web_dir
         self.model = describe_model(tester)
-        # One recognition at a time: Keras' predict and the Haar cascades share state.
-        self._recognition_lock = threading.Lock()
+        self.metrics = ServerMetrics(self.model)
+        self._batcher = Batcher(self._recognize_batch, max_batch=max_batch,
+                                max_wait_ms=max_wait_ms, observe=self.metrics.observe_batch,
+                                name="recognition-batches")
         self.url_map = Map([
             Rule("/", endpoint="page", methods=["GET"]),
             Rule("/static/<name>", endpoint="static", methods=["GET"]),
             Rule("/api/health", endpoint="health", methods=["GET"]),
             Rule("/api/model", endpoint="model", methods=["GET"]),
             Rule("/api/recognize", endpoint="recognize", methods=["POST"]),
+            Rule("/metrics", endpoint="metrics", methods=["GET"]),
         ])
+        self._fixed_routes = {rule.rule for rule in self.url_map.iter_rules()
+                              if not rule.arguments}
+
+    @property
+    def max_batch(self):
+        return self._batcher.max_batch
+
+    @property
+    def max_wait_ms(self):
+        return self._batcher.max_wait_ms
 
     def __call__(self, environ, start_response):
+        start = time.perf_counter()
         request = Request(environ)
         request.max_content_length = self.max_upload_bytes
-        response = self._respond(request)
+        response, route = self._respond(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        method = request.method if request.method in _METHODS else "other"
+        self.metrics.observe_request(route, method, response.status_code,
+                                     time.perf_counter() - start)
         return response(environ, start_response)
+
+    def warm_up(self):
+        """Traces the model for one picture and for batches (about a second each for
+        Xception), so the first visitors do not pay it."""
+        height, width = self.tester.info.input_size
+        for size in (1, 2):  # Keras traces anew for the second shape, then for any batch size
+            self.tester.predict(np.zeros((size, height, width, 3), np.uint8))
+
+    def close(self):
+        """Finishes the pictures already submitted and stops the batching thread."""
+        self._batcher.close()
 
     # ------------------------------------------------------------------------------- dispatch
 
     def _respond(self, request):
+        """`(response, route)`: `route` labels the metrics (the URL rule, never the raw path)."""
+        route = request.path if request.path in self._fixed_routes else UNMATCHED_ROUTE
         try:
-            endpoint, arguments = self.url_map.bind_to_environ(request.environ).match()
-            return getattr(self, "_" + endpoint)(request, **arguments)
+            rule, arguments = self.url_map.bind_to_environ(request.environ).match(
+                return_rule=True)
+            route = rule.rule
+            return getattr(self, "_" + rule.endpoint)(request, **arguments), route
         except UploadError as error:
-            return _json_response({"error": str(error)}, error.status)
+            return _json_response({"error": str(error)}, error.status), route
         except RequestEntityTooLarge:
-            return _json_response({"error": self._too_large_message(request)}, 413)
+            return _json_response({"error": self._too_large_message(request)}, 413), route
         except ClientDisconnected:
-            # The client left mid-upload: one line in the log, and the JSON error for whoever
-            # is still listening (nobody, as a rule).
+            # The client left mid-upload (servers that stream the body to the app; waitress
+            # reads it whole first): one line in the log, and the JSON error for whoever is
+            # still listening (nobody, as a rule).
             log.warning("%s %s: the client disconnected before its upload ended (%s of %s "
                         "bytes announced)", request.method, request.path,
                         "some" if request.content_length else "an unknown number",
                         request.content_length or "?")
             return _json_response({"error": "the upload ended before the bytes its "
-                                            "Content-Length announced; send it again."}, 400)
+                                            "Content-Length announced; send it again."}, 400), route
+        except BatcherClosedError as error:
+            return _json_response({"error": str(error)}, 503), route
         except HTTPException as error:  # 404, 405 from the routing; other 4xx from Werkzeug
             response = _json_response({"error": self._http_error_message(request, error)},
                                       error.code)
             if error.code == 405:
                 response.headers["Allow"] = ", ".join(error.valid_methods)
-            return response
+            return response, route
         except USER_ERRORS as error:  # the picture: the CLI prints the same message
-            return _json_response({"error": str(error)}, 400)
+            return _json_response({"error": str(error)}, 400), route
         except Exception as error:  # a bug, not the request: say so, keep serving
             log.exception("%s %s failed", request.method, request.path)
             return _json_response(
                 {"error": f"internal error ({type(error).__name__}: {error}); the server's "
-                          "log has the details"}, 500)
+                          "log has the details"}, 500), route
 
     def _too_large_message(self, request):
         if request.content_length is not None and request.content_length <= self.max_upload_bytes:
@@ -195,7 +244,7 @@ class RecognitionApp:
     def _http_error_message(self, request, error):
         if isinstance(error, NotFound):
             return (f"no such page: {request.path}; this server has GET /, GET /api/health, "
-                    "GET /api/model and POST /api/recognize.")
+                    "GET /api/model, POST /api/recognize and GET /metrics.")
         if isinstance(error, MethodNotAllowed):
             allowed = ", ".join(sorted(error.valid_methods or ()))
             return f"{request.method} is not allowed on {request.path}; use {allowed}."
@@ -222,28 +271,21 @@ class RecognitionApp:
     def _model(self, request):
         return _json_response(self.model)
 
+    def _metrics(self, request):
+        body, content_type = self.metrics.exposition()
+        response = Response(body, content_type=content_type)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
     def _recognize(self, request):
         whole = request.args.get("whole", "0").lower()
         if whole not in _TRUE + _FALSE:
             raise UploadError(f"whole must be 1 or 0 (true or false), got {whole!r}.")
-        uploads = request.files.getlist(IMAGE_FIELD)
-        if len(uploads) > 1:
-            names = ", ".join(repr(upload.filename or "unnamed") for upload in uploads)
-            raise UploadError(
-                f"the field '{IMAGE_FIELD}' holds {len(uploads)} files ({names}); expected one "
-                "picture per request: send each in a request of its own.")
-        upload = uploads[0] if uploads else None
-        if upload is None and IMAGE_FIELD in request.form:
-            raise UploadError(
-                f"the field '{IMAGE_FIELD}' came as text, not as a file: send the picture's "
-                f"bytes as a file (curl -F {IMAGE_FIELD}=@photo.jpg, with the @).")
-        if upload is None:
-            raise UploadError(self._missing_field_message(request))
+        upload = picture_upload(request)
         # The same reader recognize_faces uses for bytes, called here so the picture's size
-        # can be reported; decoding runs outside the lock, in parallel with other requests.
+        # can be reported; reading and decoding run in this request's thread, in parallel.
         picture = face_crops.read_picture(upload.read())
-        with self._recognition_lock:
-            faces = self.tester.recognize_faces(picture, whole=whole in _TRUE)
+        faces = self._batcher.submit((picture, whole in _TRUE))
         height, width = picture.shape[:2]
         return _json_response({
             "faces": [{**face, "box": None if face["box"] is None else list(face["box"])}
@@ -253,14 +295,17 @@ class RecognitionApp:
             "model": self.model,
         })
 
-    def _missing_field_message(self, request):
-        sent = sorted(set(request.files) | set(request.form))
-        if not request.mimetype.startswith("multipart/"):
-            got = f"a body of type {request.mimetype}" if request.mimetype else "no body"
-        else:
-            got = "fields " + ", ".join(map(repr, sent)) if sent else "no fields"
-        return (f"expected the picture in the field '{IMAGE_FIELD}' of a multipart/form-data "
-                f"POST (curl -F {IMAGE_FIELD}=@photo.jpg ...), got {got}.")
+    def _recognize_batch(self, items):
+        """`recognize_faces`' answer for each `(picture, whole)`: the batcher's one call."""
+        answers = [None] * len(items)
+        for whole in (False, True):
+            chosen = [i for i, (_, wanted) in enumerate(items) if wanted == whole]
+            if chosen:
+                found = self.tester.recognize_batch([items[i][0] for i in chosen], whole=whole,
+                                                    batch_size=self.max_batch)
+                for i, faces in zip(chosen, found):
+                    answers[i] = faces
+        return answers
 
 
 def _json_response(payload, status=200):
@@ -273,34 +318,42 @@ def _json_response(payload, status=200):
     return response
 
 
+def create_app(h5_address, max_upload_bytes=MAX_UPLOAD_BYTES, max_batch=DEFAULT_MAX_BATCH,
+               max_wait_ms=DEFAULT_MAX_WAIT_MS, **tester_options):
+    """A warmed-up `RecognitionApp` on a model file: the entry point for other WSGI servers.
+
+    Args:
+        h5_address: the model file (as `TestModels`).
+        max_upload_bytes, max_batch, max_wait_ms: as `RecognitionApp`.
+        **tester_options: `TestModels`' (`labels`, `input_range`, `detector`, ...).
+
+    Example: several processes, each with its own copy of the model (Linux, macOS):
+    `gunicorn -w 2 -b 127.0.0.1:8000 "adcorre.serve.server:create_app('W.h5')"`.
+    """
+    tester = TestModels(h5_address, **{"verbose": False, **tester_options})
+    app = RecognitionApp(tester, max_upload_bytes=max_upload_bytes, max_batch=max_batch,
+                         max_wait_ms=max_wait_ms)
+    app.warm_up()
+    return app
+
+
 # ---------------------------------------------------------------------------------- the server
 
 
-class _RequestHandler(WSGIRequestHandler):
-    """Werkzeug's handler with a plain access-log line (Werkzeug colours it for terminals
-    even when stderr is a file); `log_requests = False` drops it (errors still log)."""
-
-    log_requests = True
-
-    def log_request(self, code="-", size="-"):
-        if self.log_requests:
-            self.log("info", '"%s" %s %s', self.requestline, getattr(code, "value", code), size)
-
-
-class _QuietRequestHandler(_RequestHandler):
-    log_requests = False
-
-
 class RecognitionServer:
-    """Serves a `RecognitionApp` on Werkzeug's threaded HTTP server.
+    """Serves a `RecognitionApp` on waitress (threads, HTTP/1.1 keep-alive and pipelining).
 
     Args:
         tester: a `TestModels`.
         host: the address to listen on. The default, 127.0.0.1, is this computer only; any
             other address lets whoever reaches it send pictures to the model.
         port: the TCP port; 0 takes a free one (see `port` and `url` after starting).
-        max_upload_bytes: the upload cap of `RecognitionApp`.
-        log_requests: print one access-log line per request on stderr.
+        max_upload_bytes: the upload cap of `RecognitionApp`. waitress itself refuses a body
+            over twice the cap before reading it (its own plain-text 413).
+        log_requests: one access-log line per request on the logger `adcorre.serve.access`.
+        max_batch, max_wait_ms: the batching of `RecognitionApp`.
+        threads: waitress' request threads (default `2 * max_batch + 4`: one batch can fill
+            while another runs, and pages and health checks still find a thread).
 
     Raises:
         ServerStartError: the address cannot be listened on (the message says why).
@@ -314,23 +367,31 @@ class RecognitionServer:
     """
 
     def __init__(self, tester, host="127.0.0.1", port=8000, max_upload_bytes=MAX_UPLOAD_BYTES,
-                 log_requests=True):
-        self.app = RecognitionApp(tester, max_upload_bytes=max_upload_bytes)
+                 log_requests=True, max_batch=DEFAULT_MAX_BATCH, max_wait_ms=DEFAULT_MAX_WAIT_MS,
+                 threads=None):
+        self.app = RecognitionApp(tester, max_upload_bytes=max_upload_bytes,
+                                  max_batch=max_batch, max_wait_ms=max_wait_ms)
         self.host = host
-        # The first prediction traces the model (about a second); pay it before the first visitor.
-        height, width = tester.info.input_size
-        tester.predict(np.zeros((1, height, width, 3), np.uint8))
-        listener = _listen(host, port)
+        self.log_requests = log_requests
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
+        self._map = {}
         try:
-            # Werkzeug takes over a duplicate of the socket bound here, so a taken port is
-            # our ServerStartError rather than the message and sys.exit Werkzeug gives.
-            self._server = make_server(
-                host, port, self.app, threaded=True, fd=listener.fileno(),
-                request_handler=_RequestHandler if log_requests else _QuietRequestHandler)
-        finally:
-            listener.close()
-        self.port = self._server.server_address[1]
+            self.app.warm_up()
+            listener = _listen(host, port)
+            self._server = create_server(
+                self._wsgi, map=self._map, sockets=[listener],
+                threads=threads or 2 * self.app.max_batch + 4,
+                max_request_body_size=2 * max_upload_bytes + 65536,
+                ident="adcorre", expose_tracebacks=False)
+        except BaseException:
+            self.app.close()
+            raise
+        self.port = listener.getsockname()[1]
+        self._listener = self._server
+        self._stopping = threading.Event()
         self._thread = None
+        self._closed = False
 
     @property
     def url(self):
@@ -340,7 +401,9 @@ class RecognitionServer:
 
     def serve_forever(self):
         """Handles requests until `close` is called from another thread (or Ctrl+C)."""
-        self._server.serve_forever(poll_interval=0.2)
+        while not self._stopping.is_set():
+            wasyncore.loop(timeout=1.0, map=self._map, count=1)
+        self._drain()
 
     def start(self):
         """Serves from a background thread; returns self (a context manager that stops it)."""
@@ -350,18 +413,70 @@ class RecognitionServer:
         return self
 
     def close(self):
-        """Stops serving and frees the port; requests already running finish on their own."""
+        """Stops accepting connections, lets the requests already running answer (5 s at
+        most), then frees the port and stops the app's batching thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping.set()
         if self._thread is not None:
-            self._server.shutdown()
+            self._server.pull_trigger()  # wakes the loop now rather than at its timeout
             self._thread.join()
             self._thread = None
-        self._server.server_close()
+        else:  # serve_forever ran in this thread and ended (Ctrl+C) or never ran
+            self._drain()
+        self._server.task_dispatcher.shutdown()
+        wasyncore.close_all(self._map)
+        self.app.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
         self.close()
+
+    # ------------------------------------------------------------------------------ internals
+
+    def _drain(self, seconds=5.0):
+        """Closes the listening socket, then runs the loop until no request is in the app and
+        no answer waits to be sent (twice in a row), or `seconds` pass."""
+        if self._listener is not None:
+            wasyncore.dispatcher.close(self._listener)  # the socket only, not waitress' trigger
+            self._listener = None
+        deadline, quiet = time.monotonic() + seconds, 0
+        while quiet < 2 and time.monotonic() < deadline:
+            busy = self._in_flight or any(channel.writable() for channel in
+                                          list(self._map.values()))
+            quiet = 0 if busy else quiet + 1
+            wasyncore.loop(timeout=0.05, map=self._map, count=1)
+
+    def _wsgi(self, environ, start_response):
+        """The app, counted in flight, with an access-log line."""
+        with self._in_flight_lock:
+            self._in_flight += 1
+        start, answer = time.perf_counter(), {}
+
+        def recording_start_response(status, headers, exc_info=None):
+            answer["status"] = status.split(" ", 1)[0]
+            answer["size"] = next((v for k, v in headers if k.lower() == "content-length"), "-")
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, recording_start_response)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+            if self.log_requests:
+                access_log.info('%s "%s %s %s" %s %s %.3fs', environ.get("REMOTE_ADDR", "-"),
+                                environ.get("REQUEST_METHOD"), _request_target(environ),
+                                environ.get("SERVER_PROTOCOL"), answer.get("status", "-"),
+                                answer.get("size", "-"), time.perf_counter() - start)
+
+
+def _request_target(environ):
+    query = environ.get("QUERY_STRING")
+    path = environ.get("PATH_INFO", "")
+    return f"{path}?{query}" if query else path
 
 
 def _listen(host, port):

@@ -1,2 +1,2 @@
-"""Training: `TrainModel` (`train_model`), the Ad-Corre loss (`custom_loss`), the trainer and
-its callbacks (`trainer`), learning-rate schedules and optimisers."""
+"""Training: `TrainModel` (`train_model`) over the train step (`train_step`), the Ad-Corre loss
+(`custom_loss`), the splits (`splits`), distribution, callbacks, resume, schedules, optimisers."""

@@ -15,7 +15,7 @@ from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's sta
 import keras
 from keras import ops
 
-from adcorre.config import OPTIMIZERS, check_choice
+from adcorre.settings import OPTIMIZERS, check_choice
 
 
 @keras.saving.register_keras_serializable(package="adcorre")

@@ -31,7 +31,7 @@ from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's sta
 import keras
 from keras import ops
 
-from adcorre.config import LOSS_ARITHMETICS, check_choice, official_ce_weight
+from adcorre.settings import LOSS_ARITHMETICS, check_choice, official_ce_weight
 
 
 def _default_epsilon(epsilon):

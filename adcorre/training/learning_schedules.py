@@ -18,7 +18,7 @@ from adcorre import runtime  # noqa: F401  (Keras loads without TensorFlow's sta
 import keras
 from keras import ops
 
-from adcorre.config import LR_SCHEDULES, check_choice
+from adcorre.settings import LR_SCHEDULES, check_choice
 
 
 def _rate_dtype():

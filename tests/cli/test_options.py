@@ -40,14 +40,26 @@ def test_a_misspelt_option_is_named_not_the_task_it_hides(model, capsys):
     assert said.endswith("unrecognized arguments: --imgae x.jpg; did you mean --image?")
 
 
-@pytest.mark.parametrize("argv, unknown, suggested", [
+# A misspelling per command of `adcorre` (`cli.main.COMMANDS`; serving is `adcorre test --serve`).
+MISSPELT = [
     (["train", "--epohcs", "3"], "--epohcs 3", "--epochs"),
     (["train", "--synth-train-szie=2000"], "--synth-train-szie=2000", "--synth-train-size"),
     (["test", "--weights", "MODEL", "--imgae", "x.jpg"], "--imgae x.jpg", "--image"),
+    (["test", "--weights", "MODEL", "--srve"], "--srve", "--serve"),
     (["convert", "a.pth", "b.h5", "--lables", "rafdb"], "--lables rafdb", "--labels"),
     (["synth", "--preveiw", "p.png"], "--preveiw p.png", "--preview"),
     (["weights", "--verfy"], "--verfy", "--verify"),
-])
+    (["reproduce", "adcorre-rafdb", "--relased"], "--relased", "--released"),
+]
+
+
+def test_the_misspellings_cover_every_command():
+    from adcorre.cli.main import COMMANDS
+
+    assert {argv[0] for argv, _, _ in MISSPELT} == set(COMMANDS)
+
+
+@pytest.mark.parametrize("argv, unknown, suggested", MISSPELT)
 def test_every_command_suggests_the_option_a_misspelt_one_is_close_to(argv, unknown, suggested,
                                                                       model, capsys):
     from adcorre.cli import main as adcorre_main
@@ -136,6 +148,8 @@ def test_a_missing_video_named_by_a_number_points_to_the_webcam(model, capsys):
     (["--image", "a.jpg", "--host", "0.0.0.0"], "--host goes with --serve"),
     (["--export", "onnx", "--port", "8080"], "--port goes with --serve"),
     (["--export", "onnx", "--max-upload-mb", "5"], "--max-upload-mb goes with --serve"),
+    (["--image", "a.jpg", "--smooth", "1"], "--smooth goes with --video or --webcam"),
+    (["--webcam", "--stall-timeout", "3"], "--stall-timeout goes with --video"),
 ])
 def test_an_option_without_its_task_is_refused(argv, needs, model, capsys):
     assert needs in _refused(inference_options.parse_args, ["--weights", model, *argv], capsys)
@@ -150,6 +164,31 @@ def test_options_left_at_their_defaults_are_not_refused(model, tmp_path):
     args = inference_options.parse_args(["--weights", model, "--serve", "--port", "0",
                                          "--max-upload-mb", "1e-6"])
     assert args.port == 0 and round(args.max_upload_mb * 1e6) == 1
+
+
+def test_videos_take_stream_addresses_and_refuse_other_schemes(model, capsys):
+    """An http(s):// or rtsp:// address is not a path to check (it is opened when read); an
+    address of another scheme is refused at once, naming those that are read."""
+    for address in ("http://127.0.0.1:8080/clip.mp4", "https://example.org/a.mp4",
+                    "rtsp://user:pw@camera/live"):
+        args = inference_options.parse_args(["--weights", model, "--video", address])
+        assert args.video == address and args.smooth == 0 and args.stall_timeout == 10
+    said = _refused(inference_options.parse_args,
+                    ["--weights", model, "--video", "ftp://host/clip.mp4"], capsys)
+    assert "ftp:// addresses are not read" in said and "http://, https://, rtsp://" in said
+
+
+def test_smooth_and_stall_timeout_take_seconds(model, capsys):
+    from adcorre.inference import media_analysis
+
+    assert inference_options.DEFAULT_STALL_TIMEOUT_S == media_analysis.DEFAULT_STALL_TIMEOUT_S
+    args = inference_options.parse_args(["--weights", model, "--video", "rtsp://cam/1",
+                                         "--smooth", "0.5", "--stall-timeout", "2.5"])
+    assert (args.smooth, args.stall_timeout) == (0.5, 2.5)
+    for option, value in (("--smooth", "-1"), ("--stall-timeout", "0")):
+        said = _refused(inference_options.parse_args,
+                        ["--weights", model, "--video", "rtsp://cam/1", option, value], capsys)
+        assert f"argument {option}: expected a number" in said
 
 
 def test_an_upload_limit_under_one_byte_is_refused(model, capsys):

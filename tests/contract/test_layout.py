@@ -6,9 +6,11 @@ module, the ones inside functions too (a late import is still a dependency), and
 table must name every module and exactly what it imports. Between subpackages imports flow one
 way (training and inference never import each other). The root holds exactly the card's names,
 each a face of the package; every module that loads Keras at its top quiets TensorFlow first.
-A registry package (`data.datasets`) is a module on the graph too, and a dataset is one module:
-each module of that package declares one record named as itself, and no other module names one
-(but `data.dataset_readers`, which keeps the public names that lived in it).
+A registry package (`data.datasets`, `models.loaders`) is a module on the graph too, and a
+dataset or a file kind is one module: each module of `data.datasets` declares one record named
+as itself, and no other module names one (but `data.dataset_readers`, which keeps the public
+names that lived in it); each module of `models.loaders` declares one `Loader`, and no module
+imports one of them.
 """
 
 import ast
@@ -24,11 +26,11 @@ PACKAGE = os.path.join(REPO_ROOT, "adcorre")
 ARCHITECTURE = os.path.join(REPO_ROOT, "docs", "architecture.md")
 # The subpackages in the order imports may flow (a later one may import an earlier one);
 # `core` stands for the package's own top-level modules and `models.registry`.
-LAYERS = ("core", "models", "data", "training", "inference", "serve", "cli")
+LAYERS = ("core", "models", "data", "training", "inference", "serve", "reproduce", "cli")
 # Packages whose `__init__.py` holds a record type and the registry its modules fill: each is a
 # module of its own on the graph, under its package's name, above the modules that register
 # into it (it finds them itself, by listing its folder, and names none of them).
-REGISTRIES = ("data.datasets",)
+REGISTRIES = ("data.datasets", "models.loaders")
 # The card's names at the root, and nothing else that Python imports.
 ROOT_FACES = {"train.py", "test.py", "config.py", "cnn_model.py", "custom_loss.py",
               "data_helper.py"}
@@ -231,9 +233,10 @@ def _dataset_modules():
                   if name.endswith(".py") and not name.startswith("_"))
 
 
-def _declared_record(source):
+def _declared_record(source, variable="DATASET", kind="Dataset"):
     """The `name=` of the one `DATASET = register(Dataset(name=..., ...))` at a module's top
-    level, or a list of what was found instead."""
+    level (`LOADER = register(Loader(...))` with `variable` and `kind`), or a list of what was
+    found instead."""
     found = []
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and "register(" in ast.unparse(node.value):
@@ -243,7 +246,7 @@ def _declared_record(source):
                      if k.arg == "name" and isinstance(k.value, ast.Constant)]
             found.append((ast.unparse(node.targets[0]), getattr(call.func, "id", None),
                           getattr(getattr(inner, "func", None), "id", None), names))
-    if len(found) == 1 and found[0][:3] == ("DATASET", "register", "Dataset") and found[0][3]:
+    if len(found) == 1 and found[0][:3] == (variable, "register", kind) and found[0][3]:
         return found[0][3][0]
     return found
 
@@ -271,3 +274,37 @@ def test_nothing_but_the_registry_finds_a_dataset_module():
                if module not in modules and module != "data.datasets"}
     assert {module: found for module, found in outside.items() if found} == {
         "data.dataset_readers": ["data.datasets.ferplus", "data.datasets.rafdb"]}
+
+
+# -------------------------------------------------------------------- a file kind is one module
+
+LOADERS_PACKAGE = os.path.join(PACKAGE, "models", "loaders")
+
+
+def _loader_modules():
+    return sorted(name[:-3] for name in os.listdir(LOADERS_PACKAGE)
+                  if name.endswith(".py") and not name.startswith("_"))
+
+
+def test_each_loader_module_declares_one_loader():
+    declared = {module: _declared_record(_source(f"models.loaders.{module}"), variable="LOADER",
+                                         kind="Loader")
+                for module in _loader_modules()}
+    assert all(isinstance(name, str) for name in declared.values()), declared
+    from adcorre.models import loaders
+
+    # The registry finds every module itself; each record's sniff and load are its module's.
+    assert sorted(loader.name for loader in loaders.LOADERS) == sorted(declared.values())
+    for loader in loaders.LOADERS:
+        module = loader.sniff.__module__.rsplit(".", 1)[-1]
+        assert declared[module] == loader.name and loader.load.__module__ == loader.sniff.__module__
+
+
+def test_nothing_but_the_registry_finds_a_loader_module():
+    """The registry names none of its modules (it lists its folder), and no module imports a
+    loader's: what two loaders share lives outside the package (file_probe, model_info...)."""
+    ours = _our_modules()
+    modules = {f"models.loaders.{name}" for name in _loader_modules()}
+    assert not _imports_of("models.loaders", ours) & modules
+    importing = {module: sorted(_imports_of(module, ours) & modules) for module in ours}
+    assert {module: found for module, found in importing.items() if found} == {}

@@ -57,13 +57,12 @@ def test_the_set_up_is_two_commands_and_ci_runs_the_second():
 
 
 def test_the_demo_on_the_front_page_is_the_recipe_and_prints_trains_line():
-    """The set-up names the demo's epochs and input size as `config.RECIPES` has them, and the
+    """The set-up names the demo's epochs and input size as `recipes.RECIPES` has them, and the
     `Best model:` line it shows is the line a run prints (`TrainModel.train`), its file the
     epoch file's name, each with its own figures (the spread between machines is said beside
     it)."""
-    from adcorre.config import LearningConfig
-    from adcorre.training.train_model import _best_model_note
-    from adcorre.training.trainer import epoch_model_path
+    from adcorre.learning_config import LearningConfig
+    from adcorre.training.callbacks import best_model_note, epoch_model_path
 
     demo = LearningConfig.from_recipe("synth_demo")
     set_up = _read("README.md").split("## Set-up", 1)[1].split("\n## ")[0]
@@ -77,7 +76,7 @@ def test_the_demo_on_the_front_page_is_the_recipe_and_prints_trains_line():
     save_dir = f"runs/synth_{demo.arch}_<date>"
     state = {"best_accuracy": accuracy, "best_epoch": epoch}
     printed = (f"Best model: {epoch_model_path(save_dir, 'synth', epoch, accuracy)} "
-               f"({_best_model_note(state, demo.test_split)}). Logs: {save_dir}")
+               f"({best_model_note(state, demo.test_split)}). Logs: {save_dir}")
     assert line == printed
 
 

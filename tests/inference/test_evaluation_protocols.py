@@ -137,3 +137,41 @@ def test_evaluate_on_fer2013s_official_test_set(tester, tmp_path):
     np.testing.assert_array_equal(both["confusion_matrix"],
                                   public["confusion_matrix"] + private["confusion_matrix"])
     assert both["split"] == "public_private_test"
+
+
+def _rewrite_first_rows(path, edit, rows_to_edit):
+    import csv
+
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    for row in rows_to_edit:
+        edit(rows[row])
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+
+
+@pytest.mark.parametrize("layout", ["rafdb", "affectnet"])
+def test_faces_skipped_for_their_box_count_in_skipped_images(tester, tmp_path, layout):
+    """Issue 31: the evaluation said `skipped_images` 0 where RAF-DB box files were skipped, and
+    scored an AffectNet box outside its picture as a 1-pixel crop."""
+    import os
+    import warnings
+
+    data = synth_faces.write_dataset(str(tmp_path / layout), layout, n=40, image_size=32,
+                                     seed=4, aligned=False)
+    listed = len(dataset_readers.read_split(layout, data, "test"))
+    if layout == "rafdb":
+        box_dir = os.path.join(data, "Annotation", "boundingbox")
+        os.remove(os.path.join(box_dir, "test_0001_boundingbox.txt"))
+        with open(os.path.join(box_dir, "test_0002_boundingbox.txt"), "w") as handle:
+            handle.write("900 900 940 940")  # outside its photo
+    else:
+        def far_right(row):
+            row[1] = "4000"
+        _rewrite_first_rows(os.path.join(data, "validation.csv"), far_right, (1, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = tester.evaluate(layout, data, "test")
+    assert summary["skipped_images"] == 2 and summary["num_samples"] == listed - 2
+    assert summary["confusion_matrix"].sum() == listed - 2
+    assert [w for w in caught if "face box" in str(w.message) or "no box file" in str(w.message)]

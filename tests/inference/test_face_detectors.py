@@ -19,7 +19,7 @@ from adcorre.data import sample_faces
 from adcorre.errors import MissingDependencyError, PictureError
 from adcorre.inference import blazeface, face_crops
 from adcorre.inference.test_models import TestModels
-from helpers import grace_hopper_path, skimage_data_path
+from helpers import grace_hopper_path, run_python, skimage_data_path
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +111,53 @@ def test_twenty_faces_in_a_group_picture(detector):
     assert widths == sorted(widths, reverse=True)
 
 
+def test_a_crowd_of_sixty_small_faces():
+    # 60 real faces 44-64 px wide on 1280 x 720 (LFW's and the portraits, some turned or partly
+    # hidden): the crowds of bench/bench_detectors.py, where MTCNN finds as many.
+    skimage_data_path("lfw_subset.npy")
+    picture, truth = sample_faces.group_picture((1280, 720), 60, seed=0, min_width=44,
+                                                max_width=64)
+    faces = face_crops.FaceDetector(mesh=False).detect(picture)
+    found, alarms = sample_faces.matches([face.box for face in faces], truth)
+    assert found >= 56 and alarms == 0
+
+
+@pytest.mark.parametrize("edge", ["left", "right", "top", "bottom"])
+def test_a_face_cut_in_half_by_an_edge_is_found_clipped_and_cropped_without_wrapping(
+        detector, portraits, edge):
+    width, height = 640, 480
+    green = np.array([0, 255, 0], np.uint8)
+    for index, portrait in enumerate(portraits[:2]):
+        for face_width in (60, 160):
+            canvas = sample_faces._background((width, height), np.random.default_rng(index))
+            # The face's centre on the edge: half of it shows.
+            centre = {"left": (0, 240), "right": (width, 240), "top": (320, 0),
+                      "bottom": (320, height)}[edge]
+            truth = sample_faces._paste(canvas, portrait.image, portrait.face, centre, face_width)
+            # A green stripe along the opposite edge: a crop that wrapped around would show it.
+            opposite = {"left": np.s_[:, -12:], "right": np.s_[:, :12], "top": np.s_[-12:, :],
+                        "bottom": np.s_[:12, :]}[edge]
+            canvas[opposite] = green
+            faces = [face for face in detector.detect(canvas)
+                     if math.dist(_centre(face.extent), truth.centre) < 0.25 * face_width]
+            assert len(faces) == 1, (portrait.name, face_width, edge)
+            face = faces[0]
+            x, y, w, h = face.box
+            assert 0 <= x and x + w <= width and 0 <= y and y + h <= height
+            ex, ey, ew, eh = face.extent
+            assert 0.7 * face_width < ew < 1.4 * face_width
+            assert ex < 0 or ey < 0 or ex + ew > width or ey + eh > height  # beyond the edge
+            crop = face_crops.crop_face(canvas, face, 112)
+            assert not (crop == green).all(axis=-1).any()
+            assert not face_crops.crop_face(canvas, face, 112, align=False).__eq__(
+                green).all(axis=-1).any()
+
+
+def _centre(box):
+    x, y, w, h = box
+    return x + w / 2, y + h / 2
+
+
 def test_one_face_in_each_frame_of_the_video_clip(detector):
     # The clip of tests and bench_video.py: the astronaut's name tag (score 0.56, dropped by the
     # second look) and her shoulder patch (0.6-0.7, wider than its tile answers for) were taken
@@ -147,20 +194,39 @@ def test_litert_and_tensorflows_interpreter_find_the_same_faces(portraits):
         assert np.allclose(points_a, points_b, atol=0.5)
 
 
-def test_every_face_size_lies_whole_in_a_tile_that_answers_for_it():
+def test_two_workers_make_their_interpreters_at_once_without_hanging():
+    # Each worker makes its interpreter inside the filter of TensorFlow's start-up noise
+    # (which points file descriptor 2 at a pipe); two at once hung for good before the filter
+    # took one thread at a time. The filter is on when the user set no TF_CPP_MIN_LOG_LEVEL.
+    done = run_python("""
+        import numpy as np
+        from adcorre.data import sample_faces
+        from adcorre.inference import blazeface
+        picture = sample_faces.group_picture((640, 480), 4, seed=1)[0]
+        for _ in range(3):
+            found = blazeface.BlazeFace(workers=2).detect(picture)
+        print(len(found))
+    """, env={"TF_CPP_MIN_LOG_LEVEL": ""}, timeout=240)
+    assert done.returncode == 0 and int(done.stdout.split()[-1]) >= 3, done.stderr[-2000:]
+
+
+def test_every_face_size_lies_whole_in_a_look_that_answers_for_it():
     # Independent of the model: for every face width from 40 px to the whole picture and every
-    # position, some tile holds the whole face, sees it at >= 15 % of its side and answers for
-    # faces that wide.
+    # position, half out of the picture at any edge included, some look holds the whole face,
+    # sees it at >= 12.5 % of its side and answers for faces that wide.
     for width, height in ((640, 480), (1280, 720), (300, 1280), (100, 90)):
-        tiles = blazeface.tiles(width, height)
-        assert tiles[0] == (0, 0, max(width, height), math.inf)
+        looks = blazeface.looks(width, height)
+        assert looks[0].side == max(width, height) + min(width, height)
+        assert math.isinf(looks[0].largest)
         for face in np.geomspace(40, min(width, height), 12):
-            for x in np.linspace(0, width - face, 9):
-                for y in np.linspace(0, height - face, 9):
+            for x in np.linspace(-face / 2, width - face / 2, 9):
+                for y in np.linspace(-face / 2, height - face / 2, 9):
                     assert any(
-                        tx <= x and x + face <= tx + side and ty <= y and y + face <= ty + side
-                        and face >= blazeface.SMALLEST_FRACTION * side - 1e-6 and face <= largest
-                        for tx, ty, side, largest in tiles), (width, height, face, x, y)
+                        look.x <= x and x + face <= look.x + look.side
+                        and look.y <= y and y + face <= look.y + look.side
+                        and face >= blazeface.SMALLEST_FRACTION * look.side - 1e-6
+                        and face <= look.largest
+                        for look in looks), (width, height, face, x, y)
 
 
 # ------------------------------------------------------------------ pictures of every kind
@@ -175,7 +241,9 @@ def test_no_face_and_grey_rgba_float_pictures(detector, portraits):
     rgba = np.dstack([picture, np.full(picture.shape[:2], 255, np.uint8)])
     for variant in (grey, grey[..., None], rgba, picture.astype(np.float32) / 255):
         faces = detector.detect(variant)
-        assert len(faces) == 1 and np.allclose(faces[0].box, reference, atol=0.1 * reference[2])
+        # The same face; a doubtful one's box comes from a closer look, which frames a face
+        # about a tenth tighter (grey grace_hopper: 189 px against 212).
+        assert len(faces) == 1 and np.allclose(faces[0].box, reference, atol=0.15 * reference[2])
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (5000, 1, 3), (1, 5000, 3), (1, 1), (10, 10, 4)])
@@ -245,11 +313,12 @@ def test_alignment_from_the_keypoints_levels_the_eyes(detector, portraits, degre
 
 
 def test_a_face_turned_sideways_is_not_cut(detector, portraits):
-    # The cameraman looks to the side: his eyes are 13 px apart on a 62 px face. The crop keeps
-    # the detector's face width instead of 2.2 eye distances (29 px).
+    # The cameraman looks to the side: his eyes are 13 px apart on a 62 px face (the mesh puts
+    # them 21 px apart). The crop keeps the detector's face width (69 px) instead of 2.2 eye
+    # distances (47 px).
     portrait = _portrait(portraits, "camera")
     face = detector.detect(portrait.image)[0]
-    assert 2.2 * math.dist(face.left_eye, face.right_eye) < 0.6 * face.width
+    assert 2.2 * math.dist(face.left_eye, face.right_eye) < 0.75 * face.width
     crop = face_crops.crop_face(portrait.image, face, 200, margin=0)
     reference = face_crops.crop_face(portrait.image, face_crops.Face(
         box=face.box, left_eye=face.left_eye, right_eye=face.right_eye), 200, margin=0)

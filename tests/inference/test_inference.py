@@ -143,7 +143,9 @@ def test_crop_without_eyes_is_the_box_with_margin():
 def test_recognize_fer_returns_the_largest_face_and_prints(grace, tiny_file, capsys):
     tester = TestModels(tiny_file)
     result = tester.recognize_fer(grace)
-    assert set(result) == {"label", "probabilities", "box"}
+    # The pinned keys, and the head pose and landmarks added since (tests/inference/
+    # test_face_mesh.py checks those).
+    assert set(result) == {"label", "probabilities", "box", "yaw", "pitch", "roll", "landmarks"}
     assert list(result["probabilities"]) == list(EXPRESSIONS_7)
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert result["label"] == max(result["probabilities"], key=result["probabilities"].get)

@@ -8,6 +8,7 @@ astronaut): every frame's rows must equal what `recognize_faces` (or, without a 
 import math
 import os
 import re
+import signal
 import warnings
 
 import cv2
@@ -21,8 +22,11 @@ from adcorre.models.cnn_model import CNNModel
 from adcorre.config import EXPRESSIONS_7
 from adcorre.cli import test as test_cli
 from adcorre.inference.test_models import TestModels
+from adcorre import reports as media_analysis_reports
 from adcorre.reports import plot_timeline
-from video_files import face_frames, read_frames, sample_pictures, write_video
+from video_files import (face_frames, people_frames, read_frames, sample_pictures, whose,
+                         write_video)
+from video_server import served
 
 FRAMES = 16
 FPS = 25.0
@@ -57,6 +61,11 @@ def rows(tester, video):
     return tester.recognize_video(video, batch_size=4)
 
 
+def _read_rows(path):
+    """A video table's CSV read back with its dtypes (`person` may be empty: Int64)."""
+    return pd.read_csv(path, dtype={"person": "Int64"})
+
+
 def _expected(tester, frame):
     """What the picture API says for one decoded frame: every face, or the whole frame."""
     found = tester.recognize_faces(frame)
@@ -73,6 +82,10 @@ def _assert_rows_equal(got, expected):
             assert all(math.isnan(row[c]) for c in "xywh")
         else:
             assert tuple(int(row[c]) for c in "xywh") == box
+        # The head pose of the face (NaN for the whole frame), as recognize_faces gives it.
+        for angle in ("yaw", "pitch", "roll"):
+            assert (math.isnan(row[angle]) if result[angle] is None
+                    else row[angle] == pytest.approx(result[angle], abs=1e-9)), angle
         assert row["label"] == result["label"]
         np.testing.assert_allclose([row[name] for name in EXPRESSIONS_7],
                                    [result["probabilities"][name] for name in EXPRESSIONS_7],
@@ -85,8 +98,8 @@ def _assert_rows_equal(got, expected):
 def test_rows_equal_recognize_faces_frame_by_frame(tester, video, rows):
     decoded = read_frames(video)
     assert len(decoded) == FRAMES
-    assert list(rows.columns) == ["frame", "time_s", "face", "x", "y", "w", "h", "label",
-                                  *EXPRESSIONS_7]
+    assert list(rows.columns) == ["frame", "time_s", "face", "person", "x", "y", "w", "h",
+                                  "yaw", "pitch", "roll", "label", *EXPRESSIONS_7]
     assert sorted(rows["frame"].unique()) == list(range(FRAMES))
     np.testing.assert_allclose(rows["time_s"], rows["frame"] / FPS)
     faces = rows["x"].notna()
@@ -139,6 +152,7 @@ def test_csv_round_trip(tester, video, rows, tmp_path):
     back = pd.read_csv(path)
     assert list(back.columns) == list(table.columns)
     pd.testing.assert_frame_equal(back, table, check_dtype=False)
+    pd.testing.assert_frame_equal(_read_rows(path), table)  # read with `person` as Int64
     assert [p.name for p in tmp_path.iterdir()] == ["rows.csv"]  # no temporary file left
 
 
@@ -357,8 +371,8 @@ def folder(tmp_path_factory):
 def test_folder_rows_one_per_face_and_one_per_broken_picture(tester, folder):
     paths = test_cli._picture_paths([str(folder)])
     table = tester.recognize_pictures(paths)
-    assert list(table.columns) == ["path", "face", "x", "y", "w", "h", "label", *EXPRESSIONS_7,
-                                   "error"]
+    assert list(table.columns) == ["path", "face", "x", "y", "w", "h", "yaw", "pitch", "roll",
+                                   "label", *EXPRESSIONS_7, "error"]
     broken = table[table["path"].str.endswith("broken.jpg")]
     assert len(broken) == 1 and "broken.jpg" in broken["error"].iloc[0]
     assert broken[list(EXPRESSIONS_7)].isna().all(axis=None)
@@ -401,8 +415,46 @@ def test_cli_video_without_csv_prints_the_rows(model_file, video, capsys):
     assert test_cli.main(["--weights", model_file, "--video", video, "--every", "8"]) == 0
     printed = capsys.readouterr()
     lines = printed.out.strip().splitlines()
-    assert lines[0].startswith("frame,time_s,face,x,y,w,h,label,Neutral")
+    assert lines[0].startswith("frame,time_s,face,person,x,y,w,h,yaw,pitch,roll,label,Neutral")
     assert "2 frames analysed" in printed.err
+
+
+def test_cli_reads_a_served_clip_with_smoothing(model_file, tester, video, tmp_path, capsys):
+    csv = tmp_path / "rows.csv"
+    with served(video) as address:
+        code = test_cli.main(["--weights", model_file, "--video", address, "--csv", str(csv),
+                              "--smooth", "0.2", "--plot", str(tmp_path / "plot.png")])
+    assert code == 0
+    output = capsys.readouterr().out
+    assert f"{address}: {FRAMES} frames analysed" in output and "people; rows written" in output
+    expected = tester.recognize_video(video, smooth=0.2)
+    pd.testing.assert_frame_equal(_read_rows(csv), expected, atol=TOLERANCE)
+    assert cv2.imread(str(tmp_path / "plot.png")) is not None
+
+
+def test_cli_stopped_by_sigterm_keeps_the_rows_and_exits_143(model_file, tmp_path, capsys,
+                                                            monkeypatch):
+    """40 frames, 16 crops a model call: SIGTERM comes in the second call."""
+    video = write_video(tmp_path / "clip.mp4", face_frames(40), fps=FPS)
+    calls = []
+    real = TestModels.predict
+
+    def predict(self, crops):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGTERM)
+        return real(self, crops)
+
+    monkeypatch.setattr(TestModels, "predict", predict)
+    csv = tmp_path / "rows.csv"
+    code = test_cli.main(["--weights", model_file, "--video", str(video), "--csv", str(csv)])
+    assert code == 128 + signal.SIGTERM
+    printed = capsys.readouterr()
+    assert "stopped: " in printed.err and "stopped by SIGTERM after" in printed.err
+    table = _read_rows(csv)
+    analysed = table["frame"].nunique()
+    assert 0 < analysed < 40 and sorted(table["frame"].unique()) == list(range(analysed))
+    assert f"{analysed} frames analysed" in printed.out and f"rows written to {csv}" in printed.out
 
 
 def test_cli_errors(model_file, tmp_path, capsys):
@@ -419,3 +471,230 @@ def test_cli_errors(model_file, tmp_path, capsys):
             test_cli.main(["--weights", model_file, *argv])
         assert stop.value.code == 2
         assert message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------- people
+
+
+def _crossing_paths(count=75):
+    """Grace Hopper left to right (bobbing), the astronaut right to left, drawn in front: she
+    hides Grace Hopper for about half a second in the middle of the 3 s clip."""
+    grace = [(40 + 240 * i / (count - 1), 120 + 10 * math.sin(i / 10)) for i in range(count)]
+    astronaut = [(280 - 240 * i / (count - 1), 125) for i in range(count)]
+    return [grace, astronaut]
+
+
+def _people_seen(table, owners):
+    """`{true person: [(frame, person id), ...]}` over the rows with a face; every box must be
+    on a face that shows (`video_files.whose`)."""
+    seen = {}
+    for _, row in table[table["x"].notna()].iterrows():
+        who = whose(row[["x", "y", "w", "h"]].to_numpy(float), owners[int(row["frame"])])
+        assert who is not None, f"frame {row['frame']}: a box on no face"
+        seen.setdefault(who, []).append((int(row["frame"]), int(row["person"])))
+    return seen
+
+
+def test_two_people_crossing_keep_one_id_each_from_first_frame_to_last(tester, tmp_path):
+    frames, _, owners = people_frames(_crossing_paths())
+    clip = write_video(tmp_path / "crossing.mp4", frames, fps=FPS)
+    table = tester.recognize_video(clip, csv_path=tmp_path / "rows.csv")
+    seen = _people_seen(table, owners)
+    grace, astronaut = ({person for _, person in seen[who]} for who in (0, 1))
+    assert len(grace) == 1 and len(astronaut) == 1 and grace != astronaut
+    # ... from the first frame to the last, each found in most frames;
+    for who in (0, 1):
+        frames_seen = [frame for frame, _ in seen[who]]
+        assert frames_seen[0] == 0 and frames_seen[-1] == len(frames) - 1
+        assert len(frames_seen) >= 0.8 * len(frames)
+    # the clip does hide Grace Hopper behind the astronaut, for less than a second,
+    hidden = sorted(set(range(len(frames))) - {frame for frame, _ in seen[0]})
+    assert 5 <= len(hidden) < FPS and hidden[-1] - hidden[0] < FPS
+    # and the largest face is not one person: `face` alone would have swapped them.
+    largest = table[(table["face"] == 0) & table["x"].notna()]
+    assert {whose(row[["x", "y", "w", "h"]].to_numpy(float), owners[int(row["frame"])])
+            for _, row in largest.iterrows()} == {0, 1}
+    assert table.attrs["people"] == 2
+    back = pd.read_csv(tmp_path / "rows.csv")
+    assert list(back["person"].dropna().astype(int)) == list(table["person"].dropna())
+
+
+def test_a_face_hidden_under_a_second_keeps_its_id_one_hidden_longer_gets_a_new_one(tester,
+                                                                                     tmp_path):
+    """The rule: a person unseen for more than `people.DEFAULT_MEMORY_S` (1.5 s) is forgotten.
+    Grace Hopper is out of sight for 0.8 s, the astronaut for 2.4 s."""
+    count = 90
+
+    def path(y, hidden):
+        return [None if hidden[0] <= i < hidden[1] else (40 + 2.5 * i, y) for i in range(count)]
+
+    frames, _, owners = people_frames([path(70, (15, 35)), path(180, (15, 75))])
+    clip = write_video(tmp_path / "hidden.mp4", frames, fps=FPS)
+    seen = _people_seen(tester.recognize_video(clip), owners)
+    grace, astronaut = seen[0], seen[1]
+    assert {person for _, person in grace} == {grace[0][1]}
+    assert max(frame for frame, _ in grace) == count - 1 and min(frame for frame, _ in grace) == 0
+    before = {person for frame, person in astronaut if frame < 15}
+    after = {person for frame, person in astronaut if frame >= 75}
+    assert len(before) == 1 and len(after) == 1 and before != after
+    assert not (after & {grace[0][1]})
+
+
+def test_smooth_averages_each_persons_probabilities_over_time(tester, tmp_path):
+    frames = people_frames(_crossing_paths(40))[0]
+    clip = write_video(tmp_path / "crossing.mp4", frames, fps=FPS)
+    raw = tester.recognize_video(clip)
+    smoothed = tester.recognize_video(clip, smooth=0.2)
+    pd.testing.assert_frame_equal(smoothed[["frame", "face", "person", "x"]],
+                                  raw[["frame", "face", "person", "x"]])
+    names = list(EXPRESSIONS_7)
+    for index, row in smoothed.iterrows():
+        same = raw[(raw["person"].isna() if pd.isna(row["person"])
+                    else raw["person"] == row["person"])]
+        window = same[(same["time_s"] > row["time_s"] - 0.2 + 1e-9)
+                      & (same["time_s"] <= row["time_s"])]
+        expected = window[names].mean().to_numpy()
+        np.testing.assert_allclose(row[names].to_numpy(float), expected, atol=1e-6)
+        assert row["label"] == names[int(np.argmax(expected))]
+    # The windows hold several frames: the smoothed rows are not the raw ones.
+    assert not np.allclose(smoothed[names], raw[names])
+
+
+def test_annotated_video_labels_each_box_with_its_person(tester, tmp_path, monkeypatch):
+    drawn = []
+    real = media_analysis.cv2.putText
+
+    def put_text(frame, text, *args, **kwargs):
+        drawn.append(text)
+        return real(frame, text, *args, **kwargs)
+
+    frames = people_frames(_crossing_paths(12))[0]
+    clip = write_video(tmp_path / "crossing.mp4", frames, fps=FPS)
+    monkeypatch.setattr(media_analysis.cv2, "putText", put_text)
+    table = tester.recognize_video(clip, annotate_path=tmp_path / "out.avi")
+    first = table[table["frame"] == 0]
+    for _, row in first.iterrows():
+        assert f"#{row['person']} {row['label']} {row[row['label']]:.2f}" in drawn
+    assert len(read_frames(tmp_path / "out.avi")) == 12
+
+
+def test_timeline_plot_has_one_panel_per_person(tester, tmp_path, monkeypatch):
+    frames = people_frames(_crossing_paths(20))[0]
+    table = tester.recognize_video(write_video(tmp_path / "c.mp4", frames, fps=FPS))
+    panels = []
+    real = media_analysis_reports.save_figure
+    monkeypatch.setattr(media_analysis_reports, "save_figure",
+                        lambda figure, path: (panels.append(len(figure.axes)), real(figure, path)))
+    plot_timeline(table, EXPRESSIONS_7, tmp_path / "people.png")
+    assert panels == [table["person"].nunique()] == [2]
+    image = cv2.imread(str(tmp_path / "people.png"))
+    assert image is not None and image.shape[0] > 300
+
+
+# ------------------------------------------------------------------------------------ streams
+
+
+def test_a_clip_served_over_http_gives_the_local_files_table(tester, video, rows):
+    with served(video) as address:
+        assert address.startswith("http://127.0.0.1:")
+        remote = tester.recognize_video(address, batch_size=4)
+    pd.testing.assert_frame_equal(remote, rows)
+    assert remote.attrs["fps"] == FPS and remote.attrs["frames_read"] == FRAMES
+
+
+@pytest.mark.parametrize("cut, said", [("stall", "stalled: no frame for 1 s"),
+                                       ("close", "the stream ended early")])
+def test_a_stream_that_stalls_or_ends_mid_clip_keeps_the_rows_so_far(tester, video, rows,
+                                                                      tmp_path, cut, said):
+    size = os.path.getsize(video)
+    csv = tmp_path / "rows.csv"
+    with served(video, cut_at=size // 2, cut=cut) as address:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            table = tester.recognize_video(address, csv_path=csv, stall_timeout=1.0)
+    assert [said in str(w.message) for w in caught] == [True]
+    analysed = table["frame"].nunique()
+    assert 0 < analysed < FRAMES
+    assert sorted(table["frame"].unique()) == list(range(analysed))
+    expected = rows[rows["frame"] < analysed].reset_index(drop=True)
+    pd.testing.assert_frame_equal(table, expected, check_exact=False, atol=TOLERANCE)
+    pd.testing.assert_frame_equal(_read_rows(csv), table)
+
+
+def test_an_address_that_does_not_answer_is_one_error_without_its_password(tester):
+    with pytest.raises(media_analysis.VideoError, match="Cannot open stream") as error:
+        tester.recognize_video("rtsp://viewer:s3cret@127.0.0.1:1/live", stall_timeout=2)
+    assert "s3cret" not in str(error.value) and "viewer:***@127.0.0.1" in str(error.value)
+    with pytest.raises(media_analysis.VideoError, match="expected a video file or an address"):
+        tester.recognize_video("ftp://127.0.0.1/clip.mp4")
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), "5"])
+def test_stall_timeout_must_be_seconds(tester, video, timeout):
+    with pytest.raises(ValueError, match="stall_timeout must be a number of seconds > 0"):
+        tester.recognize_video(video, stall_timeout=timeout)
+
+
+# ------------------------------------------------------------------------ long videos and stops
+
+
+def test_rows_reach_the_csv_while_the_video_runs(tester, video, rows, tmp_path, monkeypatch):
+    """Chunks of whole rows: with 4 rows a chunk the CSV holds them before the end."""
+    monkeypatch.setattr(media_analysis, "CSV_CHUNK_ROWS", 4)
+    csv = tmp_path / "rows.csv"
+    seen_during = []
+    real = tester.predict
+
+    def predict(crops):
+        if csv.exists():
+            seen_during.append(len(pd.read_csv(csv)))
+        return real(crops)
+
+    monkeypatch.setattr(tester, "predict", predict)
+    table = tester.recognize_video(video, csv_path=csv, batch_size=4, return_table=False)
+    assert seen_during and 0 < max(seen_during) < FRAMES
+    assert table.empty and list(table.columns) == list(rows.columns)
+    assert table.attrs["rows"] == len(rows) and table.attrs["frames_analysed"] == FRAMES
+    assert table.attrs["rows_with_face"] == int(rows["x"].notna().sum())
+    pd.testing.assert_frame_equal(_read_rows(csv), rows, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("stop", ["ctrl+c", "sigterm"])
+def test_a_stopped_video_keeps_whole_rows_so_far(tester, video, rows, tmp_path, monkeypatch,
+                                                  stop):
+    calls = []
+    real = tester.predict
+
+    def predict(crops):
+        calls.append(len(crops))
+        if len(calls) == 3:
+            if stop == "sigterm":
+                signal.raise_signal(signal.SIGTERM)
+            raise KeyboardInterrupt
+        return real(crops)
+
+    monkeypatch.setattr(tester, "predict", predict)
+    csv, annotated = tmp_path / "rows.csv", tmp_path / "out.avi"
+    with pytest.raises(media_analysis.VideoStopped) as stopped:
+        tester.recognize_video(video, csv_path=csv, batch_size=2, annotate_path=annotated)
+    number = signal.SIGTERM if stop == "sigterm" else signal.SIGINT
+    assert stopped.value.signal_number == number
+    assert f"stopped by {signal.Signals(number).name}" in str(stopped.value)
+    assert str(csv) in str(stopped.value)
+    table = stopped.value.table
+    analysed = table["frame"].nunique()
+    assert 0 < analysed < FRAMES
+    pd.testing.assert_frame_equal(_read_rows(csv), table)
+    pd.testing.assert_frame_equal(table, rows[rows["frame"] < analysed], check_exact=False,
+                                  atol=TOLERANCE)
+    assert 0 < len(read_frames(annotated)) <= FRAMES
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
+
+
+def test_progress_shows_the_time_left_or_for_streams_the_time_so_far():
+    bar = media_analysis._Progress(250, enabled=False)
+    bar.start, bar.done = 0.0, 100
+    assert bar.text(4.0) == "[============..................] frame 100/250  25.0 frames/s  0:06 left "
+    stream = media_analysis._Progress(0, enabled=False)
+    stream.start, stream.done = 0.0, 4500
+    assert stream.text(3723.0) == "frame 4500   1.2 frames/s  1:02:03 so far "

@@ -10,6 +10,7 @@ import warnings
 import zipfile
 
 import h5py
+import keras
 import pytest
 
 from adcorre.models import file_checks, weights_io
@@ -71,8 +72,6 @@ def _assert_refused_unrun(path, marker):
 
 
 def test_lambda_inside_a_time_distributed_wrapper_is_refused(tmp_path):
-    import keras
-
     marker = str(tmp_path / "ran")
     inputs = keras.Input((2, 8, 8, 3))
     x = keras.layers.TimeDistributed(keras.layers.Lambda(_code_marker_lambda(marker)))(inputs)
@@ -85,8 +84,6 @@ def test_lambda_inside_a_time_distributed_wrapper_is_refused(tmp_path):
 
 
 def test_unknown_layer_inside_bidirectional_is_refused_by_name(tmp_path):
-    import keras
-
     class MirrorCell(keras.layers.Layer):  # known while the model is built, not at loading
         def __init__(self, units=3, **kwargs):
             super().__init__(**kwargs)
@@ -167,7 +164,7 @@ def test_an_archive_that_unpacks_past_the_cap_is_refused_before_anything_unpacks
     def never(*args, **kwargs):
         raise AssertionError("Keras was asked to unpack the archive")
 
-    monkeypatch.setattr(weights_io.keras.models, "load_model", never)
+    monkeypatch.setattr(keras.models, "load_model", never)
     with pytest.raises(weights_io.WeightFileError, match=r"unpack to \d+ MB.*Refused before "
                                                          r"anything was unpacked"):
         weights_io.load_model(path)

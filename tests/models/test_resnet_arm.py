@@ -130,7 +130,7 @@ def test_imagenet_weights_name_torchvisions_file(monkeypatch, tmp_path):
 
 
 def test_trainer_trains_a_network_without_heads_with_cross_entropy():
-    from adcorre.training.trainer import AdCorreTrainer
+    from adcorre.training.train_step import AdCorreTrainer
 
     keras.utils.set_random_seed(0)
     network = CNNModel().get_model("tiny", weights=None, input_size=32, num_embeddings=0)

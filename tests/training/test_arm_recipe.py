@@ -157,7 +157,7 @@ def test_recipe_training_steps_equal_torchs(weight_decay):
     """Two steps of the recipe's trainer (CE weight 1, TorchAdam) on a linear softmax classifier
     = torch's CrossEntropyLoss + Adam(weight_decay) on nn.Linear, kernel and bias (decayed too)."""
     torch = pytest.importorskip("torch", reason="torch is optional (pip install torch)")
-    from adcorre.training.trainer import AdCorreTrainer
+    from adcorre.training.train_step import AdCorreTrainer
 
     rng = np.random.default_rng(9)
     images = rng.normal(size=(2, 12, 5)).astype("float32")
@@ -326,7 +326,7 @@ def test_arm_augmentation_is_repeatable_and_noises_before_the_resize(arm_draws):
 
 def test_recipe_trains_resnet18_arm_on_synthfer(tmp_path):
     from adcorre.data.dataset_readers import read_split
-    from adcorre.training.trainer import AdCorreTrainer
+    from adcorre.training.train_step import AdCorreTrainer
 
     # The recipe at 96 px from scratch: a fixed batch of SynthFER faces, fitted step by step.
     recipe = TrainModel(dataset_name="synth", recipe="arm", weights=None, input_size=96)

@@ -162,7 +162,7 @@ def test_recipes_pick_their_schedules():
 
 def _small_trainer(schedule, **trainer_settings):
     from adcorre.models.cnn_model import CNNModel
-    from adcorre.training.trainer import AdCorreTrainer
+    from adcorre.training.train_step import AdCorreTrainer
 
     keras.utils.set_random_seed(0)
     network = CNNModel().get_model("tiny", weights=None, input_size=32, num_embeddings=2,
@@ -175,7 +175,7 @@ def _small_trainer(schedule, **trainer_settings):
 
 
 def test_a_resumed_run_continues_the_step_count(tmp_path):
-    from adcorre.training.trainer import ResumableBackup
+    from adcorre.training.resume import ResumableBackup
 
     decay = 0.05
     rng = np.random.default_rng(1)
@@ -378,7 +378,7 @@ def test_attention_window_matches_the_official_history(compiled):
 
 def test_trainer_feeds_the_window_to_fd_every_step():
     from adcorre.models.cnn_model import CNNModel
-    from adcorre.training.trainer import AdCorreTrainer
+    from adcorre.training.train_step import AdCorreTrainer
 
     keras.utils.set_random_seed(0)
     network = CNNModel().get_model("tiny", weights=None, input_size=32, num_embeddings=3,
@@ -398,7 +398,7 @@ def test_trainer_feeds_the_window_to_fd_every_step():
 
 
 def test_backup_carries_the_window(tmp_path):
-    from adcorre.training.trainer import ResumableBackup
+    from adcorre.training.resume import ResumableBackup
 
     source = _small_trainer(1e-3, attention_window_batches=3)
     for true, predicted in _window_batches(4, count=5):
@@ -422,7 +422,7 @@ if os.environ["KERAS_BACKEND"] == "tensorflow":
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from adcorre.models.cnn_model import CNNModel
-from adcorre.training.trainer import AdCorreTrainer
+from adcorre.training.train_step import AdCorreTrainer
 from adcorre.training.learning_schedules import make_schedule
 from adcorre.training.custom_loss import AdCorreLoss
 

@@ -146,7 +146,7 @@ def _epoch_file(folder, epoch, accuracy):
 def test_dropped_epochs_take_their_best_and_latest_with_them(tmp_path, selected_by):
     """History was trimmed to the backup's epochs but best_epoch still named a dropped one, so
     the epoch trained again had to beat the score of a model no record listed."""
-    from adcorre.training.train_model import _agree_with_the_backup
+    from adcorre.training.resume import agree_with_the_backup
 
     key = "val_accuracy" if selected_by == "validation" else "test_accuracy"
     # Epoch 1's file went when epoch 2 beat it (no --keep-all); epoch 3 is the dropped one.
@@ -161,7 +161,7 @@ def test_dropped_epochs_take_their_best_and_latest_with_them(tmp_path, selected_
     if selected_by == "validation":
         state["best_val_accuracy"] = 0.95
     (tmp_path / "training_state.json").write_text(json.dumps(state))
-    _agree_with_the_backup(str(tmp_path), state, 2)
+    agree_with_the_backup(str(tmp_path), state, 2)
     written = json.loads((tmp_path / "training_state.json").read_text())
     assert written == state and [entry["epoch"] for entry in state["history"]] == [1, 2]
     assert (state["best_epoch"], state["best_path"], state["latest_path"]) == (2, paths[2], paths[2])
@@ -170,7 +170,7 @@ def test_dropped_epochs_take_their_best_and_latest_with_them(tmp_path, selected_
     # With epoch 1's file still there, it is the best of the kept epochs again.
     _epoch_file(tmp_path, 1, 0.60)
     state.update(history=history, best_epoch=3)
-    _agree_with_the_backup(str(tmp_path), state, 2)
+    agree_with_the_backup(str(tmp_path), state, 2)
     assert (state["best_epoch"], state["latest_path"]) == (1, paths[2])
 
 
@@ -194,7 +194,7 @@ def test_a_full_disk_is_one_line_and_status_1_wherever_it_strikes(limit, backup_
 def test_a_resumed_epochs_loss_and_accuracy_count_all_its_batches(tmp_path):
     """They covered only the batches run after the resume; the backup now carries the running
     means, and `batches_counted` says how many batches a row covers."""
-    from adcorre.training.trainer import ResumableBackup, _epoch_metrics
+    from adcorre.training.resume import ResumableBackup
 
     source = tiny_trainer()
     labels = np.array([0, 1, 1, 2, 3, 3])
@@ -204,17 +204,17 @@ def test_a_resumed_epochs_loss_and_accuracy_count_all_its_batches(tmp_path):
     backup = ResumableBackup(str(tmp_path / "backup"), chief=True)
     backup.set_model(source)
     backup._save(1, 30)
-    saved = {m.name: float(m.result()) for m in _epoch_metrics(source)}
+    saved = {m.name: float(m.result()) for m in source.epoch_metrics}
 
     resumed = tiny_trainer()
     restorer = ResumableBackup(str(tmp_path / "backup"), chief=True)
     restorer.set_model(resumed)
     assert restorer.load(resumed) == (1, 30)
-    for metric in _epoch_metrics(resumed):
+    for metric in resumed.epoch_metrics:
         metric.reset_state()  # what Keras does just before on_epoch_begin
     restorer.set_params({"steps": 70})
     restorer.on_epoch_begin(1)
-    assert {m.name: float(m.result()) for m in _epoch_metrics(resumed)} == saved
+    assert {m.name: float(m.result()) for m in resumed.epoch_metrics} == saved
     assert saved["accuracy"] == pytest.approx(4 / 6)
     assert restorer.batches_counted() == 100  # 30 before the stop + the 70 of this fit call
     restorer.on_epoch_begin(2)  # the next epoch starts from nothing

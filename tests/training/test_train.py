@@ -100,7 +100,7 @@ def test_trainer_loss_equals_adcorre_equation():
 
     from adcorre.models.cnn_model import CNNModel
     from adcorre.training.custom_loss import AdCorreLoss
-    from adcorre.training.train_model import AdCorreTrainer
+    from adcorre.training.train_step import AdCorreTrainer
 
     keras.utils.set_random_seed(0)
     network = CNNModel().get_model("tiny", weights=None, input_size=32, num_embeddings=3,
@@ -121,7 +121,7 @@ def test_one_xception_train_step():
     import keras
 
     from adcorre.models.cnn_model import CNNModel
-    from adcorre.training.train_model import AdCorreTrainer
+    from adcorre.training.train_step import AdCorreTrainer
 
     network = CNNModel().get_model("xcp", weights=None, input_size=71)
     trainer = AdCorreTrainer(network)
@@ -143,7 +143,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, numpy as np
 from adcorre.models.cnn_model import CNNModel
-from adcorre.training.train_model import AdCorreTrainer
+from adcorre.training.train_step import AdCorreTrainer
 
 rng = np.random.default_rng(0)
 images = rng.random((8, 32, 32, 3), dtype="float32")
@@ -276,7 +276,7 @@ def test_killed_mid_epoch_resumes_and_finishes(tmp_path):
 
 
 def test_backup_round_trip_carries_the_attention_map(tmp_path):
-    from adcorre.training.train_model import ResumableBackup
+    from adcorre.training.resume import ResumableBackup
     from helpers import tiny_trainer as trainer
 
     source = trainer()
@@ -363,7 +363,7 @@ def test_cli_reports_a_missing_dataset_in_one_line(tmp_path):
 
 
 def test_no_mid_epoch_backup_on_an_epochs_last_batch(tmp_path):
-    from adcorre.training.train_model import ResumableBackup
+    from adcorre.training.resume import ResumableBackup
 
     backup = ResumableBackup(str(tmp_path), every_steps=5)
     saved = []

@@ -94,11 +94,40 @@ def test_evaluate_counts_and_aligns_an_image_that_fails_to_decode(noisy_rafdb, t
     assert summary["confusion_matrix"].sum(axis=1).tolist() == expected.tolist()
 
 
+def test_a_run_counts_faces_skipped_for_their_box_in_skipped_images(tmp_path):
+    """Issue 31: AffectNet boxes outside their picture were cropped to a sliver and trained on;
+    now the reader skips them and the run counts them with every other skipped face."""
+    import csv
+
+    from adcorre.training.train_model import TrainModel
+
+    data = synth_faces.write_dataset(str(tmp_path / "affectnet"), layout="affectnet", n=60,
+                                     image_size=32, seed=6)
+    for name, rows_outside in (("training.csv", (1, 2)), ("validation.csv", (3,))):
+        path = os.path.join(data, name)
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+        for row in rows_outside:
+            rows[row][2] = "5000"  # face_y far below the picture
+        with open(path, "w", newline="") as handle:
+            csv.writer(handle).writerows(rows)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TrainModel(dataset_name="affectnet", data_dir=data, weights=None, epochs=1, batch_size=8,
+                   input_size=32, save_dir=str(tmp_path / "run"), seed=0, augmentation=False,
+                   verbose=0, recipe="synth_demo").train(arch="tiny")
+    with open(tmp_path / "run" / "training_state.json") as handle:
+        state = json.load(handle)
+    assert state["skipped_images"] == {"train": 2, "test": 1}
+    assert len([w for w in caught if "whose face box in" in str(w.message)]) == 2
+
+
 def test_epoch_end_scores_each_prediction_against_its_own_label(tmp_path):
     """An image that stops decoding after the run checked it: EpochEnd still aligns."""
     import keras
 
-    from adcorre.training.trainer import AdCorreTrainer, EpochEnd
+    from adcorre.training.callbacks import EpochEnd
+    from adcorre.training.train_step import AdCorreTrainer
 
     frame = dataset_readers.read_split("rafdb", synth_faces.write_dataset(
         str(tmp_path / "raf"), layout="rafdb", n=40, image_size=32, test_fraction=0.5, seed=2),

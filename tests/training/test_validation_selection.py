@@ -23,7 +23,8 @@ _TINY = dict(weights=None, batch_size=16, input_size=32, seed=0, verbose=0)
 def _epoch_end(tmp_path, validation):
     """An EpochEnd on a tiny trainer whose scores are dictated by the test, epoch by epoch."""
     from adcorre.models.cnn_model import CNNModel
-    from adcorre.training.trainer import AdCorreTrainer, EpochEnd
+    from adcorre.training.callbacks import EpochEnd
+    from adcorre.training.train_step import AdCorreTrainer
 
     network = CNNModel().get_model("tiny", weights=None, input_size=32, num_embeddings=1,
                                    embedding_size=4)
@@ -87,11 +88,12 @@ def raf_original(tmp_path_factory):
 
 
 def test_validation_split_is_carved_from_train_never_from_test(raf_original):
+    from adcorre.training import splits
     from adcorre.training.train_model import TrainModel
 
     model = TrainModel(dataset_name="rafdb", data_dir=raf_original, val_fraction=0.2, **_TINY)
     with pytest.warns(BadBoxWarning, match="1 of 240 RAF-DB train photos that have no box file"):
-        train, val, test = model._read_splits()
+        train, val, test = splits.read_splits(model.config)
     train_items, val_items, test_items = (set(s.rows.items) for s in (train, val, test))
     assert len(train_items) + len(val_items) == 239 and len(test_items) == 60
     assert not train_items & val_items and not (train_items | val_items) & test_items
@@ -208,13 +210,14 @@ def test_fer2013_is_scored_on_public_and_private_test_by_the_adcorre_recipe(tmp_
 
 
 def test_rafdb_images_picks_the_aligned_faces_or_the_boxed_photos(tmp_path):
+    from adcorre.training import splits
     from adcorre.training.train_model import TrainModel
 
     data = str(tmp_path / "rafdb")
     synth_faces.write_dataset(data, "rafdb", n=20, image_size=32, seed=1, aligned=False)
     synth_faces.write_dataset(data, "rafdb", n=20, image_size=32, seed=1)  # both kinds now
-    frames = {choice: TrainModel(dataset_name="rafdb", data_dir=data, rafdb_images=choice,
-                                 **_TINY)._read("train")
+    frames = {choice: splits.read_frame(TrainModel(dataset_name="rafdb", data_dir=data,
+                                                   rafdb_images=choice, **_TINY).config, "train")
               for choice in ("auto", "aligned", "original")}
     assert all(p.endswith("_aligned.jpg") for p in frames["auto"]["image"])
     assert frames["aligned"]["image"].tolist() == frames["auto"]["image"].tolist()
@@ -233,11 +236,11 @@ def test_rafdb_images_picks_the_aligned_faces_or_the_boxed_photos(tmp_path):
 def test_log_csv_rows_appended_to_an_older_log_keep_its_columns(tmp_path):
     """A run resumed from an earlier version's folder: its log.csv has no test_split column,
     and the new rows line up with the header already there."""
-    from adcorre.training.trainer import _CSVLogger
+    from adcorre.training.callbacks import EpochCSVLogger
 
     path = tmp_path / "log.csv"
     path.write_text("epoch,accuracy,test_accuracy\n1,0.5,0.25\n")
-    logger = _CSVLogger(str(path), append=True, test_split="public_private_test")
+    logger = EpochCSVLogger(str(path), append=True, test_split="public_private_test")
     logger.on_train_begin()
     logger.on_epoch_end(1, {"accuracy": 0.75, "test_accuracy": 0.5, "val_accuracy": 0.4})
     logger.on_train_end()
@@ -246,7 +249,7 @@ def test_log_csv_rows_appended_to_an_older_log_keep_its_columns(tmp_path):
     assert rows == [["epoch", "accuracy", "test_accuracy"], ["1", "0.5", "0.25"],
                     ["2", "0.75", "0.5"]]
     fresh = tmp_path / "fresh.csv"
-    logger = _CSVLogger(str(fresh), append=True, test_split="public_private_test")
+    logger = EpochCSVLogger(str(fresh), append=True, test_split="public_private_test")
     logger.on_train_begin()
     logger.on_epoch_end(0, {"accuracy": 0.75, "test_accuracy": 0.5})
     logger.on_train_end()

@@ -14,15 +14,22 @@ import os
 
 import numpy as np
 
+from adcorre import atomic_files
 from adcorre.data.datasets import Dataset, register
 from adcorre.data.label_files import (
+    BOX_RULE,
     class_count,
+    face_box,
+    first_listings,
     float_or_nan,
     frame,
     int_field,
     read_csv_rows,
     require_file,
+    warn_bad_boxes,
 )
+from adcorre.data.pictures import picture_sizes
+from adcorre.errors import DatasetFormatError
 from adcorre.labels import AFFECTNET_TO_CANONICAL_7, AFFECTNET_TO_CANONICAL_8
 
 COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
@@ -39,6 +46,7 @@ NOT_EXPRESSIONS = (8, 9, 10)
 
 _EXPECTED = (f"a CSV with header {','.join(COLUMNS)}; integer box values and "
              "expression 0..10 (0 Neutral .. 7 Contempt, 8 None, 9 Uncertain, 10 No-Face)")
+_BOX_EXPECTED = f"face_x, face_y, face_width, face_height in pixels: {BOX_RULE}"
 
 
 def read(data_dir, split, forced=None, num_classes=None):
@@ -58,25 +66,48 @@ def read(data_dir, split, forced=None, num_classes=None):
         nested = os.path.join(data_dir, NESTED_IMAGE_ROOT)
         image_root = nested if os.path.isdir(nested) else image_root
     rows, lines = read_csv_rows(path, REQUIRED_COLUMNS, _EXPECTED, optional=OPTIONAL_COLUMNS)
+    codes = [int_field(row[5], path, line, "expression", 0, 10, _EXPECTED)
+             for row, line in zip(rows, lines)]
+    corners = [_corners(row, path, line) for row, line in zip(rows, lines)]
+    # One face is one picture and one box: a picture listed twice with two boxes holds two faces.
+    keys = [(row[0].replace("\\", "/"), *box) for row, box in zip(rows, corners)]
     mapping = AFFECTNET_TO_CANONICAL_8 if classes == 8 else AFFECTNET_TO_CANONICAL_7
-    images, labels, boxes, valence, arousal = [], [], [], [], []
-    dropped = {}
-    for row, line in zip(rows, lines):
-        code = int_field(row[5], path, line, "expression", 0, 10, _EXPECTED)
-        if code not in mapping:
-            dropped[code] = dropped.get(code, 0) + 1
-            continue
-        box = tuple(int_field(v, path, line, name, -(1 << 30), 1 << 30, _EXPECTED)
-                    for v, name in zip(row[1:5], REQUIRED_COLUMNS[1:5]))
-        images.append(os.path.join(image_root, row[0].replace("\\", "/")))
-        labels.append(mapping[code])
-        boxes.append(box if box[2] > 0 and box[3] > 0 else None)
-        valence.append(float_or_nan(row[6]))
-        arousal.append(float_or_nan(row[7]))
-    return frame(images, labels,
+    kept, dropped = [], {}
+    for i in first_listings(keys, codes, lines, path, _EXPECTED):
+        if codes[i] in mapping:
+            kept.append(i)
+        else:
+            dropped[codes[i]] = dropped.get(codes[i], 0) + 1
+    images = [os.path.join(image_root, keys[i][0]) for i in kept]
+    boxes, bad = [], []
+    for i, image, size in zip(kept, images, picture_sizes(images)):
+        box, reason = face_box(*corners[i], size)
+        boxes.append(box)
+        if reason is not None:
+            bad.append((i, image, reason))
+    warn_bad_boxes([(f"line {lines[i]} ({keys[i][0]})", reason) for i, _, reason in bad],
+                   len(kept), f"AffectNet {split} faces", path, _BOX_EXPECTED)
+    usable = [n for n, box in enumerate(boxes) if box is not None]
+    if bad and not usable:
+        raise DatasetFormatError(
+            f"None of the {len(kept)} faces {path} lists has a usable face box "
+            f"({len(bad)} skipped, first: line {lines[bad[0][0]]}: {bad[0][2]}). Expected "
+            f"{_BOX_EXPECTED}.")
+    return frame([images[n] for n in usable], [mapping[codes[kept[n]]] for n in usable],
                  dict(source=path, num_classes=classes,
-                      dropped={f"expression {k}": v for k, v in sorted(dropped.items())}),
-                 box=boxes, valence=valence, arousal=arousal)
+                      dropped={f"expression {k}": v for k, v in sorted(dropped.items())},
+                      box_skipped=[(image, f"{path}, line {lines[i]}: {reason}")
+                                   for i, image, reason in bad]),
+                 box=[boxes[n] for n in usable],
+                 valence=[float_or_nan(rows[kept[n]][6]) for n in usable],
+                 arousal=[float_or_nan(rows[kept[n]][7]) for n in usable])
+
+
+def _corners(row, path, line):
+    """A CSV row's face box as its edges `(left, top, right, bottom)` in pixels."""
+    x, y, width, height = (int_field(v, path, line, name, -(1 << 30), 1 << 30, _EXPECTED)
+                           for v, name in zip(row[1:5], REQUIRED_COLUMNS[1:5]))
+    return x, y, x + width, y + height
 
 
 # Typical valence/arousal per canonical class (+ Contempt), for plausible CSV rows.
@@ -122,7 +153,9 @@ def write_synth(out_dir, splits, seed, image_size, **_):
                          ";".join(f"{v:.2f}" for v in marks), code,
                          round(valence + rng.normal(0, 0.1), 4) if code <= CONTEMPT else valence,
                          round(arousal + rng.normal(0, 0.1), 4) if code <= CONTEMPT else arousal])
-        with open(os.path.join(out_dir, CSV_FILES[split]), "w", newline="") as f:
+        # Whole or not at all (atomically): a stopped writer never leaves part of a CSV.
+        with (atomic_files.atomic_path(os.path.join(out_dir, CSV_FILES[split])) as temporary,
+              open(temporary, "w", newline="") as f):
             writer = csv.writer(f)
             writer.writerow(COLUMNS)
             writer.writerows(rows)

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from adcorre import atomic_files
 from adcorre.data.datasets import Dataset, register
 from adcorre.data.label_files import format_error, frame, int_field, read_csv_rows, require_file
 from adcorre.labels import FER2013_TO_CANONICAL
@@ -27,18 +28,36 @@ SIDE = 48  # every face is 48x48 grey pixels
 
 EXPECTED = (f"{CSV_FILE} with header {','.join(COLUMNS)}; emotion 0..6 (0 Angry, 1 Disgust, "
             f"2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral), pixels = {SIDE}x{SIDE} "
-            f"space-separated grey values 0..255, Usage {'/'.join(USAGES)}")
+            f"space-separated grey values, each an integer 0..255, Usage {'/'.join(USAGES)}")
 
 
 def parse_pixels(text, path, line):
     """A row's `pixels` as a (48, 48) uint8 array, or a `DatasetFormatError` naming the line."""
-    values = np.array(text.split(), dtype=np.int64) if text else np.zeros(0, np.int64)
+    values = text.split()
     if len(values) != SIDE * SIDE:
         raise format_error(path, line, f"pixels holds {len(values)} values, not {SIDE}x{SIDE}",
                            EXPECTED)
-    if values.min() < 0 or values.max() > 255:
-        raise format_error(path, line, "pixel values must be in 0..255", EXPECTED)
-    return values.astype(np.uint8).reshape(SIDE, SIDE)
+    try:
+        numbers = np.array(values, dtype=np.int64)
+    except (ValueError, OverflowError):
+        raise format_error(path, line, _first_non_integer(values), EXPECTED) from None
+    outside = np.flatnonzero((numbers < 0) | (numbers > 255))
+    if len(outside):
+        raise format_error(path, line, f"pixel {outside[0] + 1} is {numbers[outside[0]]}, "
+                           "outside 0..255", EXPECTED)
+    return numbers.astype(np.uint8).reshape(SIDE, SIDE)
+
+
+def _first_non_integer(values):
+    """Which of `values` NumPy could not read as an integer, in words."""
+    for position, value in enumerate(values, 1):
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or not 0 <= number <= 255:
+            return f"pixel {position} is {value[:20]!r}, not an integer 0..255"
+    return "a pixel value is not an integer 0..255"
 
 
 def read_rows(data_dir):
@@ -114,7 +133,9 @@ def csv_row(emotion, grey, usage):
 
 def write_csv(out_dir, rows):
     """Writes fer2013.csv (its header, then `rows`) into `out_dir`."""
-    with open(os.path.join(out_dir, CSV_FILE), "w", newline="") as f:
+    # Whole or not at all (atomically): a stopped writer never leaves part of a CSV.
+    with (atomic_files.atomic_path(os.path.join(out_dir, CSV_FILE)) as temporary,
+          open(temporary, "w", newline="") as f):
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         writer.writerows(rows)

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from adcorre import atomic_files
 from adcorre.data.datasets import Dataset, fer2013, register
 from adcorre.data.label_files import (
     class_count,
@@ -176,7 +177,8 @@ def write_synth(out_dir, splits, seed, **_):
                              + vote.tolist())
             fer_rows.append(fer2013.csv_row(emotion, grey, usage))
     fer2013.write_csv(out_dir, fer_rows)
-    with open(os.path.join(out_dir, CSV_FILE), "w", newline="") as f:
+    with (atomic_files.atomic_path(os.path.join(out_dir, CSV_FILE)) as temporary,
+          open(temporary, "w", newline="") as f):
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         writer.writerows(plus_rows)

@@ -13,15 +13,21 @@ import warnings
 
 import numpy as np
 
+from adcorre import atomic_files
 from adcorre.data.datasets import Dataset, register
 from adcorre.data.label_files import (
+    BOX_RULE,
+    BadBoxWarning,
+    face_box,
+    first_listings,
     format_error,
     frame,
     int_field,
     require_file,
     text_file_errors,
+    warn_bad_boxes,
 )
-from adcorre.data.pictures import BadImageWarning, picture_size
+from adcorre.data.pictures import picture_sizes
 from adcorre.errors import DatasetFormatError, DatasetNotFoundError
 from adcorre.labels import RAFDB_TO_CANONICAL
 
@@ -42,13 +48,7 @@ _EXPECTED = (f"lines '<train|test>_NNNNN.jpg <code 1-7>' in {LABEL_FILE} "
              "(1 Surprise, 2 Fear, 3 Disgust, 4 Happiness, 5 Sadness, 6 Anger, 7 Neutral)")
 _BOX_EXPECTED = ("four numbers 'x1 y1 x2 y2' (separated by spaces, tabs, newlines or "
                  "commas; integers or decimals): the face's top-left and bottom-right "
-                 "corners in pixels, x1 < x2 and y1 < y2, inside the photo")
-# Bad box files named one line each, up to this many; the rest are counted in one more line.
-_BOX_LINES = 10
-
-
-class BadBoxWarning(BadImageWarning):
-    """RAF-DB original photos were skipped: their box file is missing or unusable."""
+                 f"corners in pixels, {BOX_RULE}")
 
 
 def read(data_dir, split, forced=None, aligned=None):
@@ -89,31 +89,35 @@ def read(data_dir, split, forced=None, aligned=None):
 
 
 def _listed(label_file, split, image_dir, aligned):
-    """The image paths and canonical labels the label file lists for `split`."""
-    images, labels, listed = [], [], 0
+    """The image paths and canonical labels the label file lists for `split` (an image listed
+    twice is read once, `first_listings`)."""
+    names, codes, lines = [], [], []
     # Universal newlines: CRLF is fine.
     with open(label_file, encoding="utf-8-sig") as f, text_file_errors(label_file, _EXPECTED):
         for line_no, line in enumerate(f, 1):
             fields = line.split()
             if not fields:
                 continue
-            listed += 1
             if len(fields) != 2 or not fields[0].lower().startswith(
                     tuple(f"{s}_" for s in NAME_DIGITS)):
                 raise format_error(label_file, line_no, f"cannot parse {line.strip()!r}",
                                    _EXPECTED)
-            name, code = fields
-            code = int_field(code, label_file, line_no, "label", 1, 7, _EXPECTED)
-            if not name.lower().startswith(split + "_"):
-                continue
-            stem, ext = os.path.splitext(name)
-            file_name = f"{stem}{ALIGNED_SUFFIX}{ext}" if aligned else name
-            images.append(os.path.join(image_dir, file_name))
-            labels.append(RAFDB_TO_CANONICAL[code])
-    if not listed:
+            names.append(fields[0])
+            codes.append(int_field(fields[1], label_file, line_no, "label", 1, 7, _EXPECTED))
+            lines.append(line_no)
+    if not names:
         raise format_error(label_file, None, "the file is empty (no image listed)", _EXPECTED)
+    images, labels = [], []
+    for row in first_listings(names, codes, lines, label_file, _EXPECTED):
+        name = names[row]
+        if not name.lower().startswith(split + "_"):
+            continue
+        stem, ext = os.path.splitext(name)
+        file_name = f"{stem}{ALIGNED_SUFFIX}{ext}" if aligned else name
+        images.append(os.path.join(image_dir, file_name))
+        labels.append(RAFDB_TO_CANONICAL[codes[row]])
     if not images:
-        raise format_error(label_file, None, f"it lists {listed} images and none of the "
+        raise format_error(label_file, None, f"it lists {len(names)} images and none of the "
                            f"{split} split (names starting with '{split}_')", _EXPECTED)
     return images, labels
 
@@ -134,15 +138,17 @@ def rafdb_box(box_path, photo_size=None):
 
     The file holds `x1 y1 x2 y2`, the face's top-left and bottom-right corners in pixels (RAF-DB's
     `Annotation/boundingbox/NAME_boundingbox.txt`). Corners are rounded to the nearest pixel
-    (`x = round(x1)`, `w = round(x2) - x`), so integer corners read back exactly.
+    (`x = round(x1)`, `w = round(x2) - x`), so integer corners read back exactly; the box then
+    meets every dataset's rule, `label_files.face_box` (not empty, not inverted, at least half
+    of it inside the photo, the rest cut off).
 
     Args:
         box_path: the box file.
-        photo_size: `(width, height)` of its photo, to check the box lies inside; None skips that.
+        photo_size: `(width, height)` of its photo, to check the box against; None skips that.
 
     Returns:
         `(box, None)` or `(None, reason)`; the reason says what is wrong (empty, not four
-        numbers, x2 <= x1, outside the photo...).
+        numbers, inverted, outside the photo...).
 
     Example:
     >>> with open("train_00001_boundingbox.txt", "w") as f:
@@ -168,38 +174,31 @@ def rafdb_box(box_path, photo_size=None):
         shown = text.strip()
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
         return None, f"holds {shown!r}, not four numbers"
-    x1, y1, x2, y2 = numbers
-    if x2 <= x1 or y2 <= y1:
-        which = "x2 <= x1" if x2 <= x1 else "y2 <= y1"
-        return None, f"{which} ({x1:g} {y1:g} {x2:g} {y2:g})"
-    left, top, right, bottom = (math.floor(v + 0.5) for v in numbers)
-    if right <= left or bottom <= top:
-        return None, f"a box under one pixel ({x1:g} {y1:g} {x2:g} {y2:g})"
-    if photo_size is not None:
-        width, height = photo_size
-        if left < 0 or top < 0 or right > width or bottom > height:
-            return None, (f"the box {x1:g} {y1:g} {x2:g} {y2:g} is outside the {width}x{height} "
-                          "photo")
-    return (left, top, right - left, bottom - top), None
+    box, reason = face_box(*(math.floor(v + 0.5) for v in numbers), photo_size)
+    if reason is not None:
+        reason = f"{reason}: x1 y1 x2 y2 = {' '.join(f'{v:g}' for v in numbers)}"
+    return box, reason
 
 
 def _boxes(images, box_dir, split):
     """Each photo's box (None where it has none), and `[(photo, reason)]` of the skipped ones.
 
-    A missing box file is counted and named in one warning for the split; an unusable one
-    gets a line of its own (up to `_BOX_LINES`), naming the file and what is wrong.
+    Missing box files are counted and named in one warning for the split; unusable ones in
+    another (`label_files.warn_bad_boxes`), naming each file and what is wrong.
     """
     boxes, missing, bad = [], [], []
-    for image in images:
-        stem = os.path.splitext(os.path.basename(image))[0]
-        box_path = os.path.join(box_dir, f"{stem}{BOX_SUFFIX}")
-        if not os.path.isfile(box_path):
+    box_paths = [os.path.join(box_dir, f"{os.path.splitext(os.path.basename(image))[0]}"
+                                       f"{BOX_SUFFIX}") for image in images]
+    # A photo that cannot be read keeps its box unchecked: the image checks skip and count it
+    # as missing or unreadable.
+    boxed = [image for image, box_path in zip(images, box_paths) if os.path.isfile(box_path)]
+    sizes = dict(zip(boxed, picture_sizes(boxed)))
+    for image, box_path in zip(images, box_paths):
+        if image not in sizes:
             boxes.append(None)
             missing.append(image)
             continue
-        # A photo that cannot be read keeps its box unchecked: the image checks skip and
-        # count it as missing or unreadable.
-        box, reason = rafdb_box(box_path, picture_size(image))
+        box, reason = rafdb_box(box_path, sizes[image])
         boxes.append(box)
         if reason is not None:
             bad.append((image, box_path, reason))
@@ -209,13 +208,9 @@ def _boxes(images, box_dir, split):
             f"Skipped {len(missing)} of {len(images)} RAF-DB {split} photos that have no box "
             f"file in {box_dir} (NAME{BOX_SUFFIX}): {shown}{' ...' if len(missing) > 5 else ''}.",
             BadBoxWarning, stacklevel=4)
-    for image, box_path, reason in bad[:_BOX_LINES]:
-        warnings.warn(f"{box_path}: {reason}; expected {_BOX_EXPECTED}. Skipped its photo "
-                      f"{os.path.basename(image)}.", BadBoxWarning, stacklevel=4)
-    if len(bad) > _BOX_LINES:
-        warnings.warn(f"... and {len(bad) - _BOX_LINES} more bad box files in {box_dir}; their "
-                      "photos were skipped too (frame.attrs['box_skipped'] lists every one).",
-                      BadBoxWarning, stacklevel=4)
+    warn_bad_boxes([(os.path.basename(box_path), f"{reason} (photo {os.path.basename(image)})")
+                    for image, box_path, reason in bad], len(images), f"RAF-DB {split} photos",
+                   box_dir, _BOX_EXPECTED)
     skipped = ([(image, "no box file") for image in missing]
                + [(image, f"bad box file {box_path}: {reason}") for image, box_path, reason in bad])
     return boxes, skipped
@@ -244,9 +239,8 @@ def write_synth(out_dir, splits, seed, aligned=True, **_):
             os.makedirs(box_dir, exist_ok=True)
             with open(os.path.join(box_dir, f"{name}{BOX_SUFFIX}"), "w") as f:
                 f.write(f"{x:.2f} {y:.2f} {x + side:.2f} {y + side:.2f}\n")
-    os.makedirs(os.path.dirname(os.path.join(out_dir, LABEL_FILE)), exist_ok=True)
-    with open(os.path.join(out_dir, LABEL_FILE), "w") as f:
-        f.writelines(lines)
+    # Written last and whole (atomically): a stopped writer leaves no label file, never part of one.
+    atomic_files.write_text(os.path.join(out_dir, LABEL_FILE), "".join(lines))
 
 
 def _run_options(settings, split):
