@@ -102,7 +102,8 @@ TEST_SPLITS = ("test", "val", "public_private_test")
 OPTIMIZERS = ("adam", "torch_adam")
 
 # SynthFER sizes when nothing else is asked for: the demo's (10000 faces train the tiny arch to
-# about 0.89 in 8 epochs; fewer leave it near the class prior longer, see docs/training.md).
+# 0.858-0.882 over seeds 0-2 in 8 epochs; fewer leave it near the class prior longer, see
+# docs/training.md).
 SYNTH_SPLIT_SIZES = {"train": 10000, "val": 1000, "test": 1000}
 
 # The official train.py weights its CE (a mean over n x C entries) by 50; per sample that is 50 / C.

@@ -136,17 +136,18 @@ def fer_model_path():
     return path if path and os.path.isfile(path) else None
 
 
-def save_tiny_model(folder, input_size=32):
+def save_tiny_model(folder, input_size=32, extra=None, name="tiny.h5"):
     """An untrained `tiny` model (2 heads of 8: fast to load) saved the way train.py saves one,
-    as `folder/tiny.h5`; returns its path."""
+    as `folder/tiny.h5` (`name`), with `extra` in its metadata as a run's epoch files have it
+    (`{"dataset": "synth", ...}`); returns its path."""
     from adcorre.models import weights_io
     from adcorre.models.cnn_model import CNNModel
     from adcorre.config import EXPRESSIONS_7
 
     model = CNNModel().get_model("tiny", num_classes=7, weights=None, input_size=input_size,
                                  num_embeddings=2, embedding_size=8)
-    return weights_io.save_model(model, os.path.join(folder, "tiny.h5"), labels=EXPRESSIONS_7,
-                                 arch="tiny")
+    return weights_io.save_model(model, os.path.join(os.fspath(folder), name),
+                                 labels=EXPRESSIONS_7, arch="tiny", extra=extra)
 
 
 def tiny_trainer():

@@ -8,15 +8,15 @@ Example:
     adcorre convert epoch59_acc0.9205.pth arm_rafdb.h5
 """
 
-import argparse
 import sys
 
 from adcorre.cli.common import input_range, labels, positive_int, refuse_dash_values, run_task
+from adcorre.cli.option_parser import OptionParser
 from adcorre.config import ARM_AFFINITY_MODES, LABEL_PRESETS
 
 
 def build_parser(prog="adcorre convert"):
-    parser = argparse.ArgumentParser(
+    parser = OptionParser(
         prog=prog,
         description="Convert a model file (an ARM or torchvision PyTorch checkpoint, an official "
                     "Ad-Corre .h5, a Keras classifier) into this project's .h5 / .keras, with "

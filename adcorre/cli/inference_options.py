@@ -23,15 +23,16 @@ from adcorre.cli.common import (
     positive_int,
     refuse_dash_values,
 )
-
-# `media_analysis.DEFAULT_STALL_TIMEOUT_S` (that module loads pandas: not before an option is
-# known to be right); tests/cli checks that the two agree.
-DEFAULT_STALL_TIMEOUT_S = 10.0
+from adcorre.cli.option_parser import OptionParser
 from adcorre.cli.weights import ListWeights
 from adcorre.data import datasets
 from adcorre.inference import face_crops
 from adcorre.models import weights_table
 from adcorre.serve import batching
+
+# `media_analysis.DEFAULT_STALL_TIMEOUT_S` (that module loads pandas: not before an option is
+# known to be right); tests/cli checks that the two agree.
+DEFAULT_STALL_TIMEOUT_S = 10.0
 
 # `--workers N` above 1: what waitress does instead, and where several processes are to be had.
 WORKERS_REFUSED = (
@@ -117,9 +118,9 @@ def build_parser(prog="test.py", require_task=True):
             unknown options with it first).
 
     Returns:
-        An `argparse.ArgumentParser`.
+        A `cli.option_parser.OptionParser` (argparse's, with suggestions for misspelt options).
     """
-    parser = argparse.ArgumentParser(
+    parser = OptionParser(
         prog=prog,
         usage=f"{'python ' if prog.endswith('.py') else ''}{prog} --weights W (--image P [P ...] "
               "| --dataset D | --export FORMAT | --video V | --webcam [I] | --serve) [options]",

@@ -12,6 +12,7 @@
 its options are read).
 """
 
+import difflib
 import importlib
 import sys
 
@@ -59,8 +60,10 @@ def _main(argv):
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
         print(f"{usage()}\nadcorre: error: unknown command {name!r}; expected one of "
-              f"{', '.join(COMMANDS)}", file=sys.stderr)
+              f"{', '.join(COMMANDS)}{f'; did you mean {close[0]}?' if close else ''}",
+              file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     return module.main(rest, prog=f"adcorre {name}")

@@ -8,17 +8,17 @@ Example:
 Names, seeds and folders are checked before TensorFlow loads; `--list` loads none of it.
 """
 
-import argparse
 import os
 import sys
 
 from adcorre.cli.common import check_data_dir, positive_int, run_task
+from adcorre.cli.option_parser import OptionParser
 from adcorre.errors import SettingError
 from adcorre.reproduce.experiments import EXPERIMENTS, GROUPS, resolve
 
 
 def build_parser(prog="adcorre reproduce"):
-    parser = argparse.ArgumentParser(
+    parser = OptionParser(
         prog=prog, description="Reproduce the papers' tables: run named experiments (each a "
         "record: data, recipe, test protocol, selection, the paper's figure and its source) over "
         "seeds and write DIR/results.csv and DIR/results.md beside the papers' figures.")

@@ -5,16 +5,16 @@ Example:
     adcorre synth --preview docs/synthfer_preview.png
 """
 
-import argparse
 import os
 import sys
 
 from adcorre.cli.common import number, positive_int, run_task
+from adcorre.cli.option_parser import OptionParser
 from adcorre.data import datasets, synth_faces
 
 
 def build_parser(prog="adcorre synth"):
-    parser = argparse.ArgumentParser(
+    parser = OptionParser(
         prog=prog, description="Write the SynthFER dataset (faces drawn with the 7 expressions) "
                                "in a real dataset's layout, or a preview sheet.")
     parser.add_argument("--layout", default="rafdb", choices=datasets.layouts(),

@@ -6,7 +6,9 @@ value, or each recipe's of `config.RECIPES`, computed from them so it cannot go 
 `parse_args` answers `--help` at once and rejects a bad value (no epochs, a batch of one, a
 folder that cannot be written...) with one usage error and exit status 2, before the seconds
 TensorFlow takes to import. `training_arguments` turns the parsed options into
-`train.TrainModel`'s keyword arguments. This module imports `settings`, `cli.common`, the dataset records (their names) and the table of downloadable files.
+`train.TrainModel`'s keyword arguments. This module imports
+`settings`, `recipes` (the demo's), `cli.common`, `cli.option_parser`, the dataset records (their
+names) and the table of downloadable files.
 
 Example:
 >>> args = parse_args(["--epochs", "2"])
@@ -22,8 +24,10 @@ import os
 import tempfile
 
 from adcorre.cli.common import check_data_dir, number
+from adcorre.cli.option_parser import OptionParser
 from adcorre.data import datasets
 from adcorre.models import weights_table
+from adcorre.recipes import RECIPES
 from adcorre.settings import FROM_RECIPE, GROUPS, SETTINGS, DatasetName
 
 # What a group of `--help` (`settings.GROUPS`) says of its options, where it says anything.
@@ -81,13 +85,15 @@ def _output_folder(text):
 def build_parser(prog="train.py"):
     """The `python train.py` parser: one option per declared setting with a flag, in four groups
     (data, model, recipe, run)."""
-    parser = argparse.ArgumentParser(
+    demo = RECIPES["synth_demo"]
+    parser = OptionParser(
         prog=prog,
         # argparse's own usage lists all 30 options, and repeats them above every error.
         usage="%(prog)s [options]   (--help: each option, its default, in four groups)",
-        description="Train an Ad-Corre model. With no options: the CPU demo, recipe synth_demo "
-                    "(the tiny arch from scratch on SynthFER, 64 px, 8 epochs; a few minutes "
-                    "on 2 cores). Options left out take the recipe's value.",
+        description=f"Train an Ad-Corre model. With no options: the CPU demo, recipe synth_demo "
+                    f"(the {demo['arch']} arch from scratch on SynthFER, {demo['input_size']} px, "
+                    f"{demo['epochs']} epochs; about 2 minutes on 2 quiet cores). Options left "
+                    "out take the recipe's value.",
         epilog="The same run from Python: TrainModel(dataset_name=..., <option>=...).train(), "
                "options in snake case (--lr is lr=); TrainModel(dataset_name='synth').train() "
                "is the demo.")

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 
+from adcorre.cli.option_parser import OptionParser
 from adcorre.models import downloads, named_weights
 
 COLUMNS = ("name", "aliases", "file", "size", "cached", "digest", "reported", "source")
@@ -62,7 +63,7 @@ def verify_cache():
 
 
 def build_parser(prog="adcorre weights"):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = OptionParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="one JSON object per file")
     parser.add_argument("--verify", action="store_true",
                         help="check every file on this machine against its digest (published, "

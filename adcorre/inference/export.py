@@ -6,7 +6,8 @@ out, the decoding, resizing and scaling inside the graph: `serving_signature`), 
 Serving, Vertex AI and KServe host as they are.
 
 `export_model` writes the model to a new path (or over an earlier export of itself) and a
-`<path>.json` holding what a reader needs: labels, input range and size, channels, outputs.
+`<path>.json` holding what a reader needs: labels, input range and size, channels, outputs,
+and the dataset the model was trained on.
 Nothing an export did not write is ever replaced (`check_export_target`).
 
 Example (a model loaded by `weights_io.load_model`):
@@ -28,7 +29,7 @@ import keras
 from adcorre import atomic_files
 from adcorre.config import EXPORT_FORMATS
 from adcorre.errors import MissingDependencyError, OutputExistsError, SettingError
-from adcorre.models.exported import sidecar_path
+from adcorre.models.exported import sidecar_path, trained_on
 
 
 # What `quantize=` takes for a TFLite export.
@@ -98,6 +99,7 @@ def export_model(model, info, path, format="saved_model", overwrite=False, label
         "arch": info.arch,
         "quantize": quantize,
         "source": os.path.abspath(info.path),
+        "trained_on": trained_on(info.metadata),  # the SynthFER note survives the export
     }
     atomic_files.write_json(sidecar_path(path), sidecar)
     return path

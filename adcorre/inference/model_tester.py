@@ -29,7 +29,7 @@ from adcorre.data import dataset_readers, input_pipeline, pictures
 from adcorre.errors import AdCorreError, DatasetFormatError, ModelCapabilityError, SettingError
 from adcorre.inference import embedding_map, export, face_crops, grad_cam, media_analysis
 from adcorre.models import arm, weights_io
-from adcorre.models.exported import ExportedModel
+from adcorre.models.exported import ExportedModel, trained_on
 from adcorre.reports import classification_report, plot_confusion_matrix
 
 # Errors a user can cause with a picture, a file or a setting: the CLI prints their message and
@@ -102,10 +102,10 @@ class TestModels:
         """One line saying the model knows only SynthFER's drawn faces, or None.
 
         A model trained on SynthFER (the demo of `python train.py`; its file's metadata names
-        the dataset) gives labels to real photographs all the same, and they mean little.
+        the dataset, and an export's `<path>.json` carries it on) gives labels to real
+        photographs all the same, and they mean little.
         """
-        extra = self.info.metadata.get("extra") or {}
-        if extra.get("dataset") != config.DatasetName.synth:
+        if trained_on(self.info.metadata) != config.DatasetName.synth:
             return None
         return (f"note: {os.path.basename(self.info.path)} was trained on SynthFER's drawn faces "
                 "and knows only those; for photographs use the official weights "

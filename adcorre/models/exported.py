@@ -1,7 +1,8 @@
 """Running exported models without Keras: `.tflite` on LiteRT, `.onnx` on onnxruntime.
 
 `TestModels.export(path, "tflite")` (and `"onnx"`) writes the model and a `<path>.json` beside it
-(labels, input range and size, channels, outputs). `load_exported(path)` reads both back into an
+(labels, input range and size, channels, outputs, and `trained_on`: the dataset the model was
+trained on, so an export of the SynthFER demo still says it knows only drawn faces). `load_exported(path)` reads both back into an
 `ExportedModel`, which answers `predict_on_batch` as the Keras model does (the probabilities
 first, then the embeddings), so `TestModels` recognises pictures, folders and videos, evaluates
 and serves with it unchanged. `.tflite` files run on LiteRT (`ai-edge-litert`), or on
@@ -128,6 +129,8 @@ _FIELDS = {
     "quantize": (lambda v: v is None or isinstance(v, str), "null, 'float16' or 'int8'"),
     "exported_by": (lambda v: isinstance(v, str), "a string"),
     "source": (lambda v: isinstance(v, str), "the path of the model it came from"),
+    "trained_on": (lambda v: v is None or isinstance(v, str),
+                   "the name of a dataset (or null), as `export` writes it"),
 }
 
 
@@ -135,6 +138,31 @@ def _bad_field(sidecar, field, value, expected):
     shown = json.dumps(value)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     return WeightFileError(f"{sidecar!r}: its field {field!r} is {shown}; expected {expected}.")
+
+
+def trained_on(metadata):
+    """The dataset a model was trained on, as far as its file says, or None.
+
+    A training run's `.h5` names it in its metadata (`extra["dataset"]`), an export's
+    `<path>.json` in `trained_on` (copied from the file it was exported from), a converted file
+    in the metadata of its source (`extra["source_metadata"]`).
+
+    Args:
+        metadata: a `weights_io.ModelInfo`'s `metadata`.
+
+    Returns:
+        A dataset name (`"synth"` for SynthFER), or None.
+
+    Example:
+    >>> trained_on({"extra": {"dataset": "synth", "epoch": 8}}), trained_on({"trained_on": "rafdb"})
+    ('synth', 'rafdb')
+    """
+    metadata = metadata if isinstance(metadata, dict) else {}
+    extra = metadata.get("extra") if isinstance(metadata.get("extra"), dict) else {}
+    found = metadata.get("trained_on") or extra.get("dataset")
+    if found is None and "source_metadata" in extra:
+        return trained_on(extra["source_metadata"])
+    return found
 
 
 # What the tester feeds an export: one batch of pictures as float32, in the input range.

@@ -36,6 +36,10 @@ def test_no_or_an_unknown_subcommand_is_a_usage_error(capsys):
     assert adcorre_main.main(["tarin"]) == 2
     err = capsys.readouterr().err
     assert "unknown command 'tarin'; expected one of train, test, convert, synth, weights" in err
+    assert err.rstrip().endswith("reproduce; did you mean train?")
+    assert adcorre_main.main(["zzz"]) == 2
+    assert capsys.readouterr().err.rstrip().endswith("expected one of train, test, convert, "
+                                                     "synth, weights, reproduce")
 
 
 @pytest.mark.parametrize("subcommand", ["train", "test", "convert", "synth", "weights",
@@ -287,3 +291,14 @@ def test_a_model_read_on_assumed_labels_or_range_says_so_on_the_command_line(fer
     assert convert_cli.main([fer_model, str(tmp_path / "fer.h5"), "--labels", "fer2013"]) == 0
     (note,) = _notes(capsys.readouterr())
     assert "input range is taken as 0,1" in note
+
+
+def test_a_converted_demo_model_keeps_its_note(tmp_path, capsys):
+    from adcorre.cli import convert, test as test_cli
+
+    synth = _synth_model(str(tmp_path), "synth")
+    converted = str(tmp_path / "demo.keras")
+    assert convert.main([synth, converted]) == 0
+    assert test_cli.main(["--weights", converted, "--image", grace_hopper_path()]) == 0
+    (note,) = _notes(capsys.readouterr())
+    assert note.startswith("note: demo.keras was trained on SynthFER's")

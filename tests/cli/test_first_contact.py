@@ -178,8 +178,8 @@ def test_cli_and_api_demo_are_one_recipe(monkeypatch):
     api = TrainModel(dataset_name="synth").config
     assert dataclasses.asdict(cli) == dataclasses.asdict(api)
     assert arch is None  # train(arch=None) takes the recipe's
-    assert (api.recipe, api.arch, api.weights, api.input_size, api.epochs) == (
-        "synth_demo", "tiny", None, 64, 8)
+    assert (api.recipe, api.arch, api.weights, api.input_size, api.epochs, api.batch_size) == (
+        "synth_demo", "tiny", None, 48, 8, 25)
 
 
 # ------------------------------------------------- a tiny real run: what the user reads of it

@@ -37,6 +37,46 @@ def _refused(parse, argv, capsys):
 def test_a_misspelt_option_is_named_not_the_task_it_hides(model, capsys):
     said = _refused(inference_options.parse_args, ["--weights", model, "--imgae", "x.jpg"], capsys)
     assert "unrecognized arguments: --imgae x.jpg" in said and "required" not in said
+    assert said.endswith("unrecognized arguments: --imgae x.jpg; did you mean --image?")
+
+
+# A misspelling per command of `adcorre` (`cli.main.COMMANDS`; serving is `adcorre test --serve`).
+MISSPELT = [
+    (["train", "--epohcs", "3"], "--epohcs 3", "--epochs"),
+    (["train", "--synth-train-szie=2000"], "--synth-train-szie=2000", "--synth-train-size"),
+    (["test", "--weights", "MODEL", "--imgae", "x.jpg"], "--imgae x.jpg", "--image"),
+    (["test", "--weights", "MODEL", "--srve"], "--srve", "--serve"),
+    (["convert", "a.pth", "b.h5", "--lables", "rafdb"], "--lables rafdb", "--labels"),
+    (["synth", "--preveiw", "p.png"], "--preveiw p.png", "--preview"),
+    (["weights", "--verfy"], "--verfy", "--verify"),
+    (["reproduce", "adcorre-rafdb", "--relased"], "--relased", "--released"),
+]
+
+
+def test_the_misspellings_cover_every_command():
+    from adcorre.cli.main import COMMANDS
+
+    assert {argv[0] for argv, _, _ in MISSPELT} == set(COMMANDS)
+
+
+@pytest.mark.parametrize("argv, unknown, suggested", MISSPELT)
+def test_every_command_suggests_the_option_a_misspelt_one_is_close_to(argv, unknown, suggested,
+                                                                      model, capsys):
+    from adcorre.cli import main as adcorre_main
+
+    argv = [model if word == "MODEL" else word for word in argv]
+    said = _refused(adcorre_main.main, argv, capsys)
+    assert said == (f"adcorre {argv[0]}: error: unrecognized arguments: {unknown}; did you mean "
+                    f"{suggested}?")
+
+
+def test_several_misspelt_options_each_get_theirs_and_a_stranger_none(model, capsys):
+    said = _refused(inference_options.parse_args,
+                    ["--weights", model, "--imgae", "x.jpg", "--vidoe", "v.mp4"], capsys)
+    assert said.endswith("unrecognized arguments: --imgae x.jpg --vidoe v.mp4; did you mean "
+                         "--image for --imgae, --video for --vidoe?")
+    said = _refused(inference_options.parse_args, ["--weights", model, "--zzz"], capsys)
+    assert said.endswith("unrecognized arguments: --zzz")
 
 
 @pytest.mark.parametrize("parse", [

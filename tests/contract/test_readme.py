@@ -56,6 +56,30 @@ def test_the_set_up_is_two_commands_and_ci_runs_the_second():
     assert commands[1].endswith("python -m pytest")
 
 
+def test_the_demo_on_the_front_page_is_the_recipe_and_prints_trains_line():
+    """The set-up names the demo's epochs and input size as `recipes.RECIPES` has them, and the
+    `Best model:` line it shows is the line a run prints (`TrainModel.train`), its file the
+    epoch file's name, each with its own figures (the spread between machines is said beside
+    it)."""
+    from adcorre.learning_config import LearningConfig
+    from adcorre.training.callbacks import best_model_note, epoch_model_path
+
+    demo = LearningConfig.from_recipe("synth_demo")
+    set_up = _read("README.md").split("## Set-up", 1)[1].split("\n## ")[0]
+    assert f"{demo.epochs} epochs at {demo.input_size} px" in " ".join(set_up.split())
+    (line,) = [line for block in _blocks(set_up) for line in block.splitlines()
+               if line.startswith("Best model:")]
+    found = re.search(r"_(\d+)_AC_(0\.\d{4})\.h5 ", line)
+    assert found, line
+    epoch, accuracy = int(found.group(1)), float(found.group(2))
+    assert 1 <= epoch <= demo.epochs and accuracy >= 0.85
+    save_dir = f"runs/synth_{demo.arch}_<date>"
+    state = {"best_accuracy": accuracy, "best_epoch": epoch}
+    printed = (f"Best model: {epoch_model_path(save_dir, 'synth', epoch, accuracy)} "
+               f"({best_model_note(state, demo.test_split)}). Logs: {save_dir}")
+    assert line == printed
+
+
 def test_the_photo_on_the_front_page_prints_what_it_shows(tmp_path):
     model = fer_model_path()
     if model is None:

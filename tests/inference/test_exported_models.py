@@ -2,7 +2,8 @@
 interpreter where LiteRT is missing), `.onnx` on onnxruntime, through every path `TestModels`
 has (predict, recognize_fer / recognize_faces, folders, videos, the web app), equal to the Keras
 model they came from within 1e-4; quantised exports load and their cost is bounded; what needs
-the Keras model (Grad-CAM, exporting again) says so."""
+the Keras model (Grad-CAM, exporting again) says so; an export of a SynthFER model keeps its
+"knows only drawn faces" note."""
 
 import json
 import os
@@ -170,6 +171,45 @@ def test_what_needs_the_keras_model_says_so(lite_tester, tmp_path, capsys):
                           "--explain", str(tmp_path / "cam.png")]) == 2
     said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(said) == 1 and "the Keras model file it was exported from" in said[0]
+
+
+@pytest.mark.parametrize("format, name", [("tflite", "demo.tflite"), ("onnx", "demo.onnx"),
+                                          ("saved_model", "demo_saved_model")])
+def test_an_export_of_a_synthfer_model_keeps_its_drawn_faces_note(format, name, tmp_path,
+                                                                  capsys):
+    if format == "onnx":
+        pytest.importorskip("onnxruntime", reason="onnxruntime (optional) is not installed")
+        pytest.importorskip("tf2onnx", reason="tf2onnx (optional) is not installed")
+    # What an epoch file of the demo holds in its metadata (trainer.EpochEnd).
+    demo = save_tiny_model(tmp_path, extra={"epoch": 8, "dataset": "synth",
+                                            "test_accuracy": 0.893, "test_split": "test"})
+    path = TestModels(demo, verbose=False).export(str(tmp_path / name), format)
+    with open(exported.sidecar_path(path), encoding="utf-8") as handle:
+        assert json.load(handle)["trained_on"] == "synth"
+    if format == "saved_model":
+        return  # a SavedModel folder is for serving: --weights does not load it
+    export_tester = TestModels(path)  # verbose: the note on stderr, as for the .h5
+    assert export_tester.info.kind in ("litert", "onnxruntime")
+    note = export_tester.drawn_faces_note()
+    assert note.startswith(f"note: {name} was trained on SynthFER's drawn faces")
+    assert capsys.readouterr().err.splitlines().count(note) == 1
+    assert test_cli.main(["--weights", path, "--image", grace_hopper_path()]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == [note]
+
+
+def test_an_export_of_another_model_has_no_note_and_a_bad_provenance_is_refused(
+        lite_tester, tflite_path, tmp_path):
+    described = json.loads(open(tflite_path + ".json").read())
+    assert described["trained_on"] is None and lite_tester.drawn_faces_note() is None
+    copy = tmp_path / "copy.tflite"
+    copy.write_bytes(open(tflite_path, "rb").read())
+    (tmp_path / "copy.tflite.json").write_text(json.dumps({**described, "trained_on": "rafdb"}))
+    assert TestModels(str(copy), verbose=False).drawn_faces_note() is None
+    (tmp_path / "copy.tflite.json").write_text(json.dumps({**described, "trained_on": ["synth"]}))
+    with pytest.raises(errors.WeightFileError, match="field 'trained_on' is \\[\"synth\"\\]; "
+                                                     "expected the name of a dataset"):
+        TestModels(str(copy), verbose=False)
 
 
 def test_an_export_without_its_description_needs_labels(tflite_path, tmp_path):

@@ -111,9 +111,9 @@ def test_a_stop_between_an_epochs_records_and_its_backup_is_not_recorded_twice(t
 
 
 def test_a_stop_in_the_first_epoch_before_any_backup_starts_over(tmp_path):
-    """Without a mid-epoch backup (200 steps or fewer at the default --backup-every 200, the
-    demo's epochs), a stop after epoch 1's records left a folder no command could resume: "holds
-    a finished run ... but no backup"."""
+    """Without a mid-epoch backup (an epoch of 200 steps or fewer at the default --backup-every
+    200), a stop after epoch 1's records left a folder no command could resume: "holds a
+    finished run ... but no backup"."""
     save_dir = str(tmp_path / "run")
     argv = [*ARGV[:-1], "0"]
     stopped = _train(save_dir, "term-after-state", "1", argv)
