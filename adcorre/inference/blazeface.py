@@ -24,9 +24,10 @@ How a picture is searched (`looks`):
   outside the picture is the mirror image (or no face of the picture) and is dropped.
 - Every look keeps what scores `PROPOSAL_SCORE` (0.1) or more; the looks' detections are merged
   by MediaPipe's weighted non-maximum suppression. A sure one (`SURE_SCORE`, 0.8) is a face; a
-  doubtful one is looked at again (`CONFIRM_LOOKS`), framed so that it fills 40 % of the look
-  (51 px: the model's best scale), first in a quarter-size look that sends most patterns
-  away cheaply, then at 128 px, then at 30 %, and is a face only if every look finds it.
+  doubtful one is looked at again (`CONFIRM_LOOKS`): first in a quarter-size look (64 px,
+  where it fills 60 %) that sends most patterns away cheaply, then framed so that it fills
+  40 % of a 128 px look (51 px: the model's best scale), then 30 %; it is a face only if
+  every look finds it.
   Small faces that the finest level saw at 16 px with a low score are so confirmed at a size
   the model is sure of, without looking at every part of the picture at that size. The
   doubtful faces' looks go through the model together, as one batch.
@@ -85,9 +86,10 @@ PART_SHARE = 0.3
 # whose input is so many pixels, and must score so much in each. Of the 66 doubtful faces of
 # bench/bench_detectors.py's sets none scored under 0.5 at 30 %; 5 of its 6 false alarms did
 # (the astronaut's shoulder patch in bench_video.py's clip: 0.61 at 40 %, nothing at 30 %).
-# The 64 px look first: all 191 faces confirmed in those sets scored 0.2 or more there, 137 of
-# the 271 other proposals less.
-CONFIRM_LOOKS = ((0.4, 64, 0.2), (0.4, INPUT_SIZE, MIN_SCORE), (0.3, INPUT_SIZE, 0.5))
+# A 64 px look where the face fills 60 % comes first: all 185 faces confirmed in those sets
+# scored 0.2 or more there, 98 of the 147 other proposals less (framed at 40 %, 72 of 147
+# scored 0.2 or more).
+CONFIRM_LOOKS = ((0.6, 64, 0.2), (0.4, INPUT_SIZE, MIN_SCORE), (0.3, INPUT_SIZE, 0.5))
 SAME_FACE_IOU = 0.3
 # The largest face the model finds, as a fraction of its look.
 LARGEST_FRACTION = 0.75
@@ -109,9 +111,10 @@ MAX_LEVEL_RATIO = 2.7
 DEFAULT_MIN_FACE = 40
 # A look's input is whole cells of the model's coarsest anchors (16 px) on each side.
 INPUT_STEP = 16
-# Looks of one shape go through the model together, at most this many at once; an interpreter
-# is kept for each of the last `KEPT_INTERPRETERS` input shapes (a video's frames share them).
-MAX_BATCH = 16
+# Looks of one shape go through the model together, at most this many at once (a batch of 9
+# costs what 8 and 1 apart cost less a fifth, measured); an interpreter is kept for each of the
+# last `KEPT_INTERPRETERS` input sizes (a video's frames share them).
+MAX_BATCH = 32
 KEPT_INTERPRETERS = 12
 # Every look sees this fraction of the widest face the coarser level may miss beyond the
 # picture's edges (the whole-picture look: of the picture's shorter side): a face cut in half
@@ -279,14 +282,28 @@ class BlazeFace:
 
     def _runner(self, shape):
         """This thread's interpreter for inputs of `shape` (batch, rows, columns, 3), and the
-        indices of its input and outputs: one per shape, made once (a resized interpreter
-        plans its work again), the `KEPT_INTERPRETERS` last used kept."""
+        indices of its input and outputs: one per input size, resized when the batch changes
+        (as fast as one kept for each batch, measured), the `KEPT_INTERPRETERS` last used
+        kept."""
         kept = getattr(self._local, "runners", None)
         if kept is None:
             kept = self._local.runners = collections.OrderedDict()
-        if shape in kept:
-            kept.move_to_end(shape)
-            return kept[shape]
+        size = shape[1:]
+        if size not in kept:
+            runner = interpreter(self._path, self.workers, self._runtime_name)
+            # Two outputs: 16 regressors per anchor (box, 6 keypoints) and 1 score.
+            outputs = sorted(runner.get_output_details(), key=lambda d: d["shape"][-1])
+            kept[size] = [runner, runner.get_input_details()[0]["index"], outputs[0]["index"],
+                          outputs[1]["index"], (1, INPUT_SIZE, INPUT_SIZE, 3)]
+            while len(kept) > KEPT_INTERPRETERS:
+                kept.popitem(last=False)
+        kept.move_to_end(size)
+        found = kept[size]
+        if found[4] != shape:
+            found[0].resize_tensor_input(found[1], list(shape))
+            found[0].allocate_tensors()
+            found[4] = shape
+        return found[:4]
         runner = interpreter(self._path, self.workers, self._runtime_name)
         input_index = runner.get_input_details()[0]["index"]
         if tuple(runner.get_input_details()[0]["shape"]) != shape:
@@ -397,15 +414,14 @@ class BlazeFace:
     def _see(self, pyramid, some_looks, min_score):
         """The model's answer to each look: `(scores, boxes, points)` of what scores
         `min_score` or more, in picture pixels, or None if nothing. Looks of one input shape
-        go through the model together, in batches of up to `MAX_BATCH` (powers of two, so
-        that few interpreters serve every count)."""
+        go through the model together, in batches of up to `MAX_BATCH`."""
         answers = [None] * len(some_looks)
         by_shape = collections.defaultdict(list)
         for index, look in enumerate(some_looks):
             by_shape[look_shape(look)].append(index)
         for (rows, columns), indices in by_shape.items():
             while indices:
-                batch = min(MAX_BATCH, 1 << (len(indices).bit_length() - 1))
+                batch = min(MAX_BATCH, len(indices))
                 chosen, indices = indices[:batch], indices[batch:]
                 runner, input_index, scores_index, regressors_index = self._runner(
                     (batch, rows, columns, 3))
