@@ -113,9 +113,9 @@ DEFAULT_MIN_FACE = 40
 INPUT_STEP = 16
 # Looks of one shape go through the model together, at most this many at once (a batch of 9
 # costs what 8 and 1 apart cost less a fifth, measured); an interpreter is kept for each of the
-# last `KEPT_INTERPRETERS` input sizes (a video's frames share them).
+# last `KEPT_INTERPRETERS` slots (see `BlazeFace._runner`).
 MAX_BATCH = 32
-KEPT_INTERPRETERS = 12
+KEPT_INTERPRETERS = 8
 # Every look sees this fraction of the widest face the coarser level may miss beyond the
 # picture's edges (the whole-picture look: of the picture's shorter side): a face cut in half
 # by the edge lies whole, completed by its mirror image, in a look.
@@ -252,10 +252,37 @@ class PicturePyramid:
         # (that / factor) - 0.5 in the halved image's pixel-centre coordinates.
         offset_x = (look.x / factor - 0.5) + 0.5 / local
         offset_y = (look.y / factor - 0.5) + 0.5 / local
-        matrix = np.array([[1 / local, 0, offset_x], [0, 1 / local, offset_y]])
-        return cv2.warpAffine(image, matrix, (columns, rows),
+        # The source pixels the warp reads (one more each side for the bilinear taps), mirrored
+        # beyond the picture by copyMakeBorder: warpAffine's own mirroring takes 5x as long
+        # per pixel as its reads inside the picture (a 12 MP photo's finest look: 5 ms, not 1).
+        left, right = _source_span(offset_x, (columns - 1) / local, image.shape[1])
+        top, bottom = _source_span(offset_y, (rows - 1) / local, image.shape[0])
+        height, width = image.shape[:2]
+        source = cv2.copyMakeBorder(
+            image[max(top, 0):min(bottom, height), max(left, 0):min(right, width)],
+            max(0, -top), max(0, bottom - height), max(0, -left), max(0, right - width),
+            cv2.BORDER_REFLECT_101)
+        matrix = np.array([[1 / local, 0, offset_x - left], [0, 1 / local, offset_y - top]])
+        return cv2.warpAffine(source, matrix, (columns, rows),
                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REFLECT_101)
+
+
+def _source_span(start, extent, length):
+    """`(first, end)` of the source pixels a warp reads along one axis, from `start` over
+    `extent` (bilinear: a pixel more each side), widened so that what lies beyond `0` or
+    `length` is the mirror image of what the span holds inside.
+
+    Example:
+    >>> _source_span(-5.5, 20.0, 100), _source_span(90.2, 20.0, 100), _source_span(10.0, 5.0, 100)
+    ((-7, 17), (86, 113), (9, 17))
+    """
+    first, end = math.floor(start) - 1, math.ceil(start + extent) + 2
+    if first < 0:  # mirrored beyond 0: pixels 1 .. -first of the picture
+        end = max(end, min(length, 1 - first))
+    if end > length:  # mirrored beyond the end: pixels length - 1 - (end - length) ..
+        first = min(first, max(0, 2 * length - end - 1))
+    return first, end
 
 
 class BlazeFace:
@@ -280,25 +307,26 @@ class BlazeFace:
         self._anchors = {}
         self._runner((1, INPUT_SIZE, INPUT_SIZE, 3))  # a missing runtime fails here
 
-    def _runner(self, shape):
+    def _runner(self, shape, slot=None):
         """This thread's interpreter for inputs of `shape` (batch, rows, columns, 3), and the
-        indices of its input and outputs: one per input size, resized when the batch changes
-        (as fast as one kept for each batch, measured), the `KEPT_INTERPRETERS` last used
-        kept."""
+        indices of its input and outputs: one per `slot` (default: per input size), resized
+        when the shape changes (as fast as one kept for each shape, measured), the
+        `KEPT_INTERPRETERS` last used kept. The levels of the pyramid each have their slot, so
+        that pictures of many sizes need no more interpreters than one size does."""
         kept = getattr(self._local, "runners", None)
         if kept is None:
             kept = self._local.runners = collections.OrderedDict()
-        size = shape[1:]
-        if size not in kept:
+        slot = shape[1:] if slot is None else slot
+        if slot not in kept:
             runner = interpreter(self._path, self.workers, self._runtime_name)
             # Two outputs: 16 regressors per anchor (box, 6 keypoints) and 1 score.
             outputs = sorted(runner.get_output_details(), key=lambda d: d["shape"][-1])
-            kept[size] = [runner, runner.get_input_details()[0]["index"], outputs[0]["index"],
+            kept[slot] = [runner, runner.get_input_details()[0]["index"], outputs[0]["index"],
                           outputs[1]["index"], (1, INPUT_SIZE, INPUT_SIZE, 3)]
             while len(kept) > KEPT_INTERPRETERS:
                 kept.popitem(last=False)
-        kept.move_to_end(size)
-        found = kept[size]
+        kept.move_to_end(slot)
+        found = kept[slot]
         if found[4] != shape:
             found[0].resize_tensor_input(found[1], list(shape))
             found[0].allocate_tensors()
@@ -336,7 +364,8 @@ class BlazeFace:
         scores, boxes, points = [], [], []
         # What the next finer look answers for it sees at least MAX_LEVEL_RATIO / ... larger.
         finer = [look.largest for look in all_looks[1:]] + [0.0]
-        seen = self._see(pyramid, all_looks, PROPOSAL_SCORE)
+        seen = [self._see(pyramid, [look], PROPOSAL_SCORE, slot=("level", index))[0]
+                for index, look in enumerate(all_looks)]
         for look, found, finer_largest in zip(all_looks, seen, finer):
             if found is None:
                 continue
@@ -411,10 +440,11 @@ class BlazeFace:
             waiting = still  # only faces confirmed so far are looked at again
         return confirmed
 
-    def _see(self, pyramid, some_looks, min_score):
+    def _see(self, pyramid, some_looks, min_score, slot=None):
         """The model's answer to each look: `(scores, boxes, points)` of what scores
         `min_score` or more, in picture pixels, or None if nothing. Looks of one input shape
-        go through the model together, in batches of up to `MAX_BATCH`."""
+        go through the model together, in batches of up to `MAX_BATCH`, on the interpreter of
+        `slot` (see `_runner`)."""
         answers = [None] * len(some_looks)
         by_shape = collections.defaultdict(list)
         for index, look in enumerate(some_looks):
@@ -424,7 +454,7 @@ class BlazeFace:
                 batch = min(MAX_BATCH, len(indices))
                 chosen, indices = indices[:batch], indices[batch:]
                 runner, input_index, scores_index, regressors_index = self._runner(
-                    (batch, rows, columns, 3))
+                    (batch, rows, columns, 3), slot)
                 inputs = np.empty((batch, rows, columns, 3), np.float32)
                 for row, index in enumerate(chosen):
                     np.multiply(pyramid.sample(some_looks[index]), 1 / 127.5, out=inputs[row])
