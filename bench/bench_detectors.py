@@ -227,7 +227,7 @@ def cost(threads, repeats):
     for name, picture in pictures.items():
         faces = detector.detect(picture)
         print(f"| {name} | {medians[name]:.1f} | {medians[name] / model:.2f}x | {len(faces)} | "
-              f"{detector._blazeface.looks_made} |")
+              f"{detector._blazeface.looks_made:.1f} |")
     print(f"| xcp `predict_on_batch`, batch 1, 224 px | {model:.1f} | 1.00x | | |")
     # The mesh, per face: the faces of the crowds and the photos.
     from adcorre.data import sample_faces

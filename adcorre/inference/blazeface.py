@@ -10,23 +10,31 @@ Only the files are used (the package's own Python does not import under NumPy 2)
 
 How a picture is searched (`looks`):
 
-- One look sees the whole picture, widened by half its shorter side on every side; then levels of overlapping square windows, each level up to `MAX_LEVEL_RATIO` times smaller,
-  down to the window in which the smallest face sought (`min_face`, 40 px of the picture
-  reduced to 1280 px) fills `SMALLEST_FRACTION` (12.5 %: 16 px of the model's 128). Windows
-  overlap by the largest face the coarser level may miss, so every face lies whole in one.
+- One look sees the whole picture, widened by half its shorter side on every side, in one
+  128 px square; then levels, each seeing the picture up to `MAX_LEVEL_RATIO` times larger,
+  down to the level where the smallest face sought (`min_face`, 40 px of the picture reduced
+  to 1280 px) fills `SMALLEST_FRACTION` of the model's 128 px (12.5 %: 16 px). The model is
+  convolutional, so each level is ONE look at the whole picture, its input as large as the
+  picture at that scale (a 1 MP photo's finest level: 400 x 512 px): every face lies whole in
+  it and no pixel is seen twice, where overlapping 128 px windows saw most of them twice
+  (measured: the same faces found at under half the model's work; the cost per input pixel
+  of a 512 px input is that of a 128 px one).
 - Beyond the picture's edges a look sees the picture mirrored: a face cut in half by an edge
   becomes a whole, symmetric face there, and the model finds it. A detection whose centre lies
   outside the picture is the mirror image (or no face of the picture) and is dropped.
 - Every look keeps what scores `PROPOSAL_SCORE` (0.1) or more; the looks' detections are merged
   by MediaPipe's weighted non-maximum suppression. A sure one (`SURE_SCORE`, 0.8) is a face; a
-  doubtful one is looked at again, framed so that it fills 40 % of the look (51 px: the model's
-  best scale), then 30 %, and is a face only if both looks find it (0.6, 0.5). Small faces
-  that one window saw at 16 px with a low score are so confirmed at a size the model is sure
-  of, without looking at every part of the picture at that size.
+  doubtful one is looked at again (`CONFIRM_LOOKS`): first in a quarter-size look (64 px,
+  where it fills 60 %) that sends most patterns away cheaply, then framed so that it fills
+  40 % of a 128 px look (51 px: the model's best scale), then 30 %; it is a face only if
+  every look finds it.
+  Small faces that the finest level saw at 16 px with a low score are so confirmed at a size
+  the model is sure of, without looking at every part of the picture at that size. The
+  doubtful faces' looks go through the model together, as one batch.
 
-Windows are sampled from a pyramid of the picture halved by area averaging (cv2.INTER_AREA's
-2 x 2 fast path: 4 ms for 12 MP), each by one bilinear warp that shrinks at most 2x (no
-aliasing worth the name), so a 12 MP photo costs little more than a 1 MP one.
+Looks are sampled from a pyramid of the picture halved by area averaging (cv2.INTER_AREA's
+2 x 2 fast path), each by one bilinear warp that shrinks at most 2x (no aliasing worth the
+name), so a 12 MP photo costs little more than a 1 MP one.
 
 Example (grace_hopper.jpg, a portrait, ships with matplotlib):
 >>> import cv2
@@ -38,7 +46,6 @@ Example (grace_hopper.jpg, a portrait, ships with matplotlib):
 """
 
 import collections
-import concurrent.futures
 import importlib.util
 import math
 import os
@@ -65,45 +72,64 @@ KEYPOINT_NAMES = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_e
 PROPOSAL_SCORE = 0.1
 WIDE_PROPOSAL_SCORE = 0.3
 SMALL_PROPOSAL_PIXELS = 24
+# A face that the next finer level answers for too is seen there 2.5 times larger, so a level
+# keeps it only at `COARSE_PROPOSAL_SCORE` (fewer doubtful proposals: 233 crowd faces of 240
+# found against 231 without, bench/bench_detectors.py's sets).
+COARSE_PROPOSAL_SCORE = 0.3
 MIN_SCORE = 0.6
 SURE_SCORE = 0.8
 NMS_IOU = 0.3
 # A detection this much inside a stronger, larger one is a part of that face (see
 # `drop_face_parts`).
 PART_SHARE = 0.3
-# A doubtful detection is looked at again, framed to fill each of these fractions of a look,
-# and must score so much in each. Of the 66 doubtful faces of bench/bench_detectors.py's sets
-# none scored under 0.5 at 30 %; 5 of its 6 false alarms did (the astronaut's shoulder patch
-# in bench_video.py's clip: 0.61 at 40 %, nothing at 30 %).
-CONFIRM_LOOKS = ((0.4, MIN_SCORE), (0.3, 0.5))
+# A doubtful detection is looked at again, framed to fill each of these fractions of a look
+# whose input is so many pixels, and must score so much in each. Of the 66 doubtful faces of
+# bench/bench_detectors.py's sets none scored under 0.5 at 30 %; 5 of its 6 false alarms did
+# (the astronaut's shoulder patch in bench_video.py's clip: 0.61 at 40 %, nothing at 30 %).
+# A 64 px look where the face fills 60 % comes first: 184 of the 185 faces confirmed in those
+# sets scored 0.4 or more there, 119 of the 147 other proposals less (framed at 40 %, 12 faces
+# scored under 0.4). At 0.45 the bench finds the same faces, and the patch on the astronaut's
+# shoulder (0.63 at 40 %, 0.58 at 30 %: a face to the 128 px looks) scores 0.42.
+CONFIRM_LOOKS = ((0.6, 64, 0.45), (0.4, INPUT_SIZE, MIN_SCORE), (0.3, INPUT_SIZE, 0.5))
 SAME_FACE_IOU = 0.3
 # The largest face the model finds, as a fraction of its look.
 LARGEST_FRACTION = 0.75
-# A window answers for faces up to this many times the smallest its coarser level finds (its
-# overlap holds faces up to 1.1 times that); a wider one there is a false alarm the coarser
-# look did not make (the astronaut's shoulder patch in bench_video.py's clip: 1.6 times).
-LARGEST_FACE_SLACK = 1.3
-# The finest windows: the smallest face sought fills this fraction of them.
+# A level answers for faces up to this many times the smallest its coarser level finds (it
+# reaches beyond the edges for those up to 1.1 times that); a wider one there is a false alarm
+# the coarser look did not make (the astronaut's shoulder patch in bench_video.py's clip was
+# at 1.6 times with 128 px windows; seen whole, a level's faces are boxed a little smaller, and
+# at 1.3 three faces of bench/bench_detectors.py's groups were lost).
+LARGEST_FACE_SLACK = 1.6
+# The finest level: the smallest face sought fills this fraction of the model's 128 px.
 SMALLEST_FRACTION = 0.125
-# The faces a coarser level finds, as fractions of its window: proposals from 12.5 % are
+# The faces a coarser level finds, as fractions of its 128 px: proposals from 12.5 % are
 # looked at again, as the finest level's are (measured on the sample portraits: a face of
 # 12-15 % is found at 0.55, 10 % rarely; 90 % still is).
 FOUND_FRACTION = SMALLEST_FRACTION
-# Each level's windows are at most this much smaller than the level before.
-MAX_LEVEL_RATIO = 2.5
+# Each level sees the picture at most this much larger than the level before (2.7: a 12 MP
+# photo's levels, 7 times apart, are two, not three).
+MAX_LEVEL_RATIO = 2.7
 DEFAULT_MIN_FACE = 40
-# Every look sees this fraction of the widest face it answers for beyond the picture's edges
-# (the whole-picture look: of the picture's shorter side): a face cut in half by the edge lies
-# whole, completed by its mirror image, in a look.
+# A look's input is whole cells of the model's coarsest anchors (16 px) on each side.
+INPUT_STEP = 16
+# Looks of one shape go through the model together, at most this many at once (a batch of 9
+# costs what 8 and 1 apart cost less a fifth, measured); an interpreter is kept for each of the
+# last `KEPT_INTERPRETERS` slots (see `BlazeFace._runner`).
+MAX_BATCH = 32
+KEPT_INTERPRETERS = 8
+# Every look sees this fraction of the widest face the coarser level may miss beyond the
+# picture's edges (the whole-picture look: of the picture's shorter side): a face cut in half
+# by the edge lies whole, completed by its mirror image, in a look.
 EDGE_SHOWING = 0.5
 # A box centred this fraction of its width beyond the edge still counts as a face half showing
 # (a face cut through its middle is seen centred a few pixels either side of the edge).
 CENTRE_SLACK = 0.08
 
-# A square the model looks at: `(x, y)` its top-left corner and `side` in picture pixels (it
-# may reach beyond the picture, which is mirrored there), `largest` the widest face it answers
-# for (wider ones belong to a coarser look, which saw them whole).
-Look = collections.namedtuple("Look", "x y side largest")
+# What the model looks at: the picture (mirrored beyond its edges) from `(x, y)`, `width` x
+# `height` picture pixels, at the scale where `side` picture pixels fill the model's 128 (a 128 px
+# look is a square of `side`); `largest` the widest face it answers for (wider ones belong to a
+# coarser look, which saw them whole).
+Look = collections.namedtuple("Look", "x y side largest width height")
 
 
 def model_path(file_name=MODEL_FILE):
@@ -129,69 +155,80 @@ def interpreter(path, threads, runtime_name=None):
     return tflite_interpreter(path, threads, runtime_name)[0]
 
 
-def anchor_centres():
-    """(896, 2) anchor centres in [0, 1], in the model's output order."""
+def anchor_centres(rows=INPUT_SIZE, columns=INPUT_SIZE):
+    """(n, 2) anchor centres `(x, y)` in the model's input pixels, in its output order, for an
+    input of `rows` x `columns` (whole `INPUT_STEP`s): the model is convolutional, and a larger
+    input has the same cells, more of them.
+
+    Example:
+    >>> anchor_centres().shape, anchor_centres(128, 256).shape, anchor_centres()[:3].tolist()
+    ((896, 2), (1792, 2), [[4.0, 4.0], [4.0, 4.0], [12.0, 4.0]])
+    """
     centres = []
     for stride, per_cell in ANCHOR_LAYOUT:
-        cells = INPUT_SIZE // stride
-        ys, xs = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
-        grid = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], axis=-1).reshape(-1, 1, 2)
+        ys, xs = np.meshgrid(np.arange(rows // stride), np.arange(columns // stride),
+                             indexing="ij")
+        grid = np.stack([(xs + 0.5) * stride, (ys + 0.5) * stride], axis=-1).reshape(-1, 1, 2)
         centres.append(np.repeat(grid, per_cell, axis=1).reshape(-1, 2))
     return np.concatenate(centres).astype(np.float32)
 
 
 def looks(width, height, min_face=DEFAULT_MIN_FACE):
-    """The squares (`Look`s) the model looks at in a picture of `width` x `height`.
+    """The looks (`Look`s) the model takes at a picture of `width` x `height`.
 
-    The first is the whole picture and half its shorter side around it. Each next
-    level's windows are up to `MAX_LEVEL_RATIO` times smaller, the last one just small enough
-    that a `min_face` face fills `SMALLEST_FRACTION` of it. Windows of a level overlap by the
-    largest face the level above may miss and reach `EDGE_SHOWING` of the widest face they
-    answer for beyond the picture's edges.
+    The first is the whole picture and half its shorter side around it, in one 128 px square.
+    Each next level sees the picture up to `MAX_LEVEL_RATIO` times larger, the last one large
+    enough that a `min_face` face fills `SMALLEST_FRACTION` of the model's 128 px; each level
+    is one look at the whole picture, reaching `EDGE_SHOWING` of the widest face it answers
+    for beyond the picture's edges.
 
     Example:
-    >>> len(looks(640, 480)), len(looks(1280, 720)), len(looks(100, 100))
-    (14, 35, 1)
+    >>> [(round(look.side), look_shape(look)) for look in looks(1280, 720)]
+    [(2000, (128, 128)), (800, (160, 256)), (320, (336, 560))]
+    >>> len(looks(100, 100))
+    1
     """
     longer = max(width, height)
     margin = EDGE_SHOWING * min(width, height)
     whole = longer + 2 * margin
-    found = [Look(-margin, -margin, whole, math.inf)]
+    found = [Look(-margin, -margin, whole, math.inf, whole, whole)]
     smallest = min(whole, min_face / SMALLEST_FRACTION)
     # Levels from the whole picture down to `smallest`, evenly spaced in scale.
     levels = max(0, int(math.ceil(math.log(whole / smallest) / math.log(MAX_LEVEL_RATIO) - 0.05)))
     ratio = (whole / smallest) ** (1.0 / levels) if levels else 1.0
     side = whole
-    for level in range(levels):
+    for _ in range(levels):
         previous, side = side, side / ratio
-        # Faces from FOUND_FRACTION of the level above are found there; smaller ones here.
-        overlap = min(side - 1, FOUND_FRACTION * previous * 1.1)
-        largest = LARGEST_FACE_SLACK * FOUND_FRACTION * previous
-        margin = edge_margin(Look(0, 0, side, largest))
-        for y in _starts(height + 2 * margin, side, side - overlap):
-            for x in _starts(width + 2 * margin, side, side - overlap):
-                found.append(Look(x - margin, y - margin, side, largest))
+        # Faces from FOUND_FRACTION of the level above are found there; smaller ones here,
+        # and those up to LARGEST_FACE_SLACK times that too (a second view of them).
+        missed = 1.1 * FOUND_FRACTION * previous
+        found.append(_level_look(width, height, side, missed,
+                                 LARGEST_FACE_SLACK * FOUND_FRACTION * previous))
     return found
 
 
-def edge_margin(look):
-    """How far the windows of `look`'s level reach beyond the picture's edges."""
-    return EDGE_SHOWING * min(look.largest, look.side)
+def _level_look(width, height, side, missed, largest):
+    """One level's look: the picture and `EDGE_SHOWING` of the widest face the coarser level
+    may miss (`missed`) beyond each edge, seen at `INPUT_SIZE / side`, widened (about its
+    centre) to whole `INPUT_STEP`s of the model's input. It answers for faces up to `largest`."""
+    margin = EDGE_SHOWING * min(missed, side)
+    scale = INPUT_SIZE / side
+    columns = INPUT_STEP * math.ceil((width + 2 * margin) * scale / INPUT_STEP - 1e-6)
+    rows = INPUT_STEP * math.ceil((height + 2 * margin) * scale / INPUT_STEP - 1e-6)
+    look_width, look_height = columns / scale, rows / scale
+    return Look((width - look_width) / 2, (height - look_height) / 2, side, largest,
+                look_width, look_height)
 
 
-def _starts(length, side, stride):
-    """Starts of windows of `side` along `length`, at most `stride` apart, the last one ending
-    at the end."""
-    if length <= side:
-        return [0.0]
-    count = int(math.ceil((length - side) / stride - 1e-9)) + 1
-    step = (length - side) / (count - 1)
-    return [i * step for i in range(count)]
+def look_shape(look):
+    """The model's input for `look`: `(rows, columns)` pixels."""
+    scale = INPUT_SIZE / look.side
+    return round(look.height * scale), round(look.width * scale)
 
 
 class PicturePyramid:
-    """A picture and its halvings by area averaging (down to `INPUT_SIZE`); `square(x, y, side,
-    size)` samples any square of the picture (mirrored beyond its edges) at `size` x `size`.
+    """A picture and its halvings by area averaging (down to `INPUT_SIZE`); `sample(look)`
+    samples any look at the picture (mirrored beyond its edges) at the model's input size.
     Read-only once made, so looks on several threads share it."""
 
     def __init__(self, picture):
@@ -202,8 +239,9 @@ class PicturePyramid:
             self.levels.append(cv2.resize(image[:2 * height, :2 * width], (width, height),
                                           interpolation=cv2.INTER_AREA))
 
-    def square(self, x, y, side, size):
-        scale = size / side
+    def sample(self, look):
+        scale = INPUT_SIZE / look.side
+        rows, columns = look_shape(look)
         level = 0
         # The halving that leaves at most a 2x shrink for the bilinear warp.
         while scale * 2 ** (level + 1) <= 1.0 and level + 1 < len(self.levels):
@@ -213,11 +251,39 @@ class PicturePyramid:
         local = scale * factor
         # Output pixel centre (u + 0.5) samples picture point x + (u + 0.5) / scale, which is
         # (that / factor) - 0.5 in the halved image's pixel-centre coordinates.
-        offset_x = (x / factor - 0.5) + 0.5 / local
-        offset_y = (y / factor - 0.5) + 0.5 / local
-        matrix = np.array([[1 / local, 0, offset_x], [0, 1 / local, offset_y]])
-        return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        offset_x = (look.x / factor - 0.5) + 0.5 / local
+        offset_y = (look.y / factor - 0.5) + 0.5 / local
+        # The source pixels the warp reads (one more each side for the bilinear taps), mirrored
+        # beyond the picture by copyMakeBorder: warpAffine's own mirroring takes 5x as long
+        # per pixel as its reads inside the picture (a 12 MP photo's finest look: 5 ms, not 1).
+        left, right = _source_span(offset_x, (columns - 1) / local, image.shape[1])
+        top, bottom = _source_span(offset_y, (rows - 1) / local, image.shape[0])
+        height, width = image.shape[:2]
+        source = cv2.copyMakeBorder(
+            image[max(top, 0):min(bottom, height), max(left, 0):min(right, width)],
+            max(0, -top), max(0, bottom - height), max(0, -left), max(0, right - width),
+            cv2.BORDER_REFLECT_101)
+        matrix = np.array([[1 / local, 0, offset_x - left], [0, 1 / local, offset_y - top]])
+        return cv2.warpAffine(source, matrix, (columns, rows),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REFLECT_101)
+
+
+def _source_span(start, extent, length):
+    """`(first, end)` of the source pixels a warp reads along one axis, from `start` over
+    `extent` (bilinear: a pixel more each side), widened so that what lies beyond `0` or
+    `length` is the mirror image of what the span holds inside.
+
+    Example:
+    >>> _source_span(-5.5, 20.0, 100), _source_span(90.2, 20.0, 100), _source_span(10.0, 5.0, 100)
+    ((-7, 17), (86, 113), (9, 17))
+    """
+    first, end = math.floor(start) - 1, math.ceil(start + extent) + 2
+    if first < 0:  # mirrored beyond 0: pixels 1 .. -first of the picture
+        end = max(end, min(length, 1 - first))
+    if end > length:  # mirrored beyond the end: pixels length - 1 - (end - length) ..
+        first = min(first, max(0, 2 * length - end - 1))
+    return first, end
 
 
 class BlazeFace:
@@ -226,9 +292,7 @@ class BlazeFace:
     Args:
         min_face: the smallest face width (picture pixels) searched for.
         min_score: what a sure face scores at its first look.
-        workers: looks made at once, each on its own interpreter of one thread (one thread is
-            fastest for 128 px inputs; the model call lets go of Python's lock). None: 2, or 1
-            on a machine with one core.
+        workers: CPU threads of each model call. None: 2, or 1 on a machine with one core.
         runtime_name: `"litert"` or `"tensorflow"` (see `interpreter`); None: LiteRT's own
             where `ai-edge-litert` is installed, TensorFlow's otherwise.
     """
@@ -238,33 +302,48 @@ class BlazeFace:
         self.min_face = min_face
         self.min_score = min_score
         self.workers = workers or min(2, os.cpu_count() or 1)
-        self.looks_made = 0  # model calls of the last `detect` (the benches report them)
+        self.looks_made = 0.0  # the model's input of the last `detect`, in 128 px squares
         self._path, self._runtime_name = model_path(), runtime_name
         self._local = threading.local()
-        self._pool = None
-        self._model()  # a missing runtime fails here, not in a worker
-        self._anchors = anchor_centres()
+        self._anchors = {}
+        self._runner((1, INPUT_SIZE, INPUT_SIZE, 3))  # a missing runtime fails here
 
-    def _model(self):
-        """This thread's interpreter and the indices of its input and outputs."""
-        model = getattr(self._local, "model", None)
-        if model is None:
-            runner = interpreter(self._path, 1, self._runtime_name)
+    def _runner(self, shape, slot=None):
+        """This thread's interpreter for inputs of `shape` (batch, rows, columns, 3), and the
+        indices of its input and outputs: one per `slot` (default: per input size), resized
+        when the shape changes (as fast as one kept for each shape, measured), the
+        `KEPT_INTERPRETERS` last used kept. The levels of the pyramid each have their slot, so
+        that pictures of many sizes need no more interpreters than one size does."""
+        kept = getattr(self._local, "runners", None)
+        if kept is None:
+            kept = self._local.runners = collections.OrderedDict()
+        slot = shape[1:] if slot is None else slot
+        if slot not in kept:
+            runner = interpreter(self._path, self.workers, self._runtime_name)
             # Two outputs: 16 regressors per anchor (box, 6 keypoints) and 1 score.
             outputs = sorted(runner.get_output_details(), key=lambda d: d["shape"][-1])
-            model = self._local.model = (runner, runner.get_input_details()[0]["index"],
-                                         outputs[0]["index"], outputs[1]["index"])
-        return model
-
-    def _map(self, function, items):
-        """`[function(item) for item in items]`, on `workers` threads."""
-        items = list(items)
-        if self.workers == 1 or len(items) < 2:
-            return [function(item) for item in items]
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(self.workers,
-                                                               thread_name_prefix="blazeface")
-        return list(self._pool.map(function, items))
+            kept[slot] = [runner, runner.get_input_details()[0]["index"], outputs[0]["index"],
+                          outputs[1]["index"], (1, INPUT_SIZE, INPUT_SIZE, 3)]
+            while len(kept) > KEPT_INTERPRETERS:
+                kept.popitem(last=False)
+        kept.move_to_end(slot)
+        found = kept[slot]
+        if found[4] != shape:
+            found[0].resize_tensor_input(found[1], list(shape))
+            found[0].allocate_tensors()
+            found[4] = shape
+        return found[:4]
+        runner = interpreter(self._path, self.workers, self._runtime_name)
+        input_index = runner.get_input_details()[0]["index"]
+        if tuple(runner.get_input_details()[0]["shape"]) != shape:
+            runner.resize_tensor_input(input_index, list(shape))
+            runner.allocate_tensors()
+        # Two outputs: 16 regressors per anchor (box, 6 keypoints) and 1 score.
+        outputs = sorted(runner.get_output_details(), key=lambda d: d["shape"][-1])
+        kept[shape] = (runner, input_index, outputs[0]["index"], outputs[1]["index"])
+        while len(kept) > KEPT_INTERPRETERS:
+            kept.popitem(last=False)
+        return kept[shape]
 
     def detect(self, picture, min_face=None):
         """Faces in a uint8 RGB picture.
@@ -282,16 +361,20 @@ class BlazeFace:
         height, width = picture.shape[:2]
         pyramid = PicturePyramid(picture)
         all_looks = looks(width, height, min_face or self.min_face)
-        self.looks_made = len(all_looks)
+        self.looks_made = 0.0
         scores, boxes, points = [], [], []
-        seen = self._map(lambda look: self._look(pyramid, look.x, look.y, look.side,
-                                                 PROPOSAL_SCORE), all_looks)
-        for look, found in zip(all_looks, seen):
+        # What the next finer look answers for it sees at least MAX_LEVEL_RATIO / ... larger.
+        finer = [look.largest for look in all_looks[1:]] + [0.0]
+        seen = [self._see(pyramid, [look], PROPOSAL_SCORE, slot=("level", index))[0]
+                for index, look in enumerate(all_looks)]
+        for look, found, finer_largest in zip(all_looks, seen, finer):
             if found is None:
                 continue
             look_scores, look_boxes, look_points = found
-            keep = ~_cut_at_inner_edge(look_boxes, look, width, height)
-            keep &= look_boxes[:, 2] - look_boxes[:, 0] <= look.largest
+            face_widths = look_boxes[:, 2] - look_boxes[:, 0]
+            keep = face_widths <= look.largest
+            if COARSE_PROPOSAL_SCORE:
+                keep &= (face_widths > finer_largest) | (look_scores >= COARSE_PROPOSAL_SCORE)
             keep &= _centre_inside(look_boxes, width, height)
             scores.append(look_scores[keep])
             boxes.append(look_boxes[keep])
@@ -301,8 +384,8 @@ class BlazeFace:
         merged = weighted_nms(np.concatenate(scores), np.concatenate(boxes),
                               np.concatenate(points))
         candidates = drop_face_parts(merged)
-        doubtful = [face for face in candidates if face[0] < SURE_SCORE]
-        confirmed = iter(self._map(lambda face: self._second_look(pyramid, face[1]), doubtful))
+        doubtful = [face[1] for face in candidates if face[0] < SURE_SCORE]
+        confirmed = iter(self._second_looks(pyramid, doubtful))
         faces = []
         for face in candidates:
             if face[0] < SURE_SCORE:
@@ -316,88 +399,131 @@ class BlazeFace:
                             np.array([face[1] for face in faces]),
                             np.array([face[2] for face in faces]))
 
-    def _second_look(self, pyramid, box):
-        """The face at `box` as looks framed on it at the model's best scales see it: `(score,
-        box, points)` of the first (`CONFIRM_LOOKS`), or None where one of them sees no face
+    def _second_looks(self, pyramid, boxes):
+        """The faces at `boxes` as looks framed on them see them (`CONFIRM_LOOKS`): for each,
+        `(score, box, points)` of the first 128 px look, or None where one of them sees no face
         there.
 
-        A pattern that looked like a face to one window at one scale (a name tag, a shoulder
+        A pattern that looked like a face to one look at one scale (a name tag, a shoulder
         patch) rarely does at two more; a small face seen at 16 px is sure of itself at 51, and
-        its box and keypoints from that look are the better ones.
+        its box and keypoints from that look are the better ones. A quarter-size look first
+        sends most patterns away at a quarter of the cost.
         """
         height, width = pyramid.levels[0].shape[:2]
-        face_width = box[2] - box[0]
-        confirmed = None
-        for fraction, min_score in CONFIRM_LOOKS:
-            # A face about as large as the picture is framed by the picture, not its mirror.
-            side = max(1.0, min(face_width / fraction,
-                                max(face_width / LARGEST_FRACTION, width, height)))
-            x0 = (box[0] + box[2]) / 2 - side / 2
-            y0 = (box[1] + box[3]) / 2 - side / 2
-            found = self._look(pyramid, x0, y0, side, min_score)
-            self.looks_made += 1
-            if found is None:
-                return None
-            # The same face: a box overlapping the doubtful one by `SAME_FACE_IOU` or more (a
-            # proposal from a window that saw the face small is a few pixels off).
-            overlaps = _overlaps(found[1], np.asarray(box))
-            best = int(np.argmax(np.where(overlaps >= SAME_FACE_IOU, found[0], -1.0)))
-            if overlaps[best] < SAME_FACE_IOU:
-                return None
-            confirmed = confirmed or (float(found[0][best]), found[1][best], found[2][best])
+        confirmed = [None] * len(boxes)
+        waiting = list(range(len(boxes)))
+        for fraction, size, min_score in CONFIRM_LOOKS:
+            squares = []
+            for index in waiting:
+                box = boxes[index]
+                face_width = box[2] - box[0]
+                # A face about as large as the picture is framed by the picture, not its mirror.
+                side = max(1.0, min(face_width / fraction,
+                                    max(face_width / LARGEST_FRACTION, width, height)))
+                x0 = (box[0] + box[2]) / 2 - side / 2
+                y0 = (box[1] + box[3]) / 2 - side / 2
+                # `side` is what fills the model's 128 px: a look of `size` is that much coarser.
+                squares.append(Look(x0, y0, side * INPUT_SIZE / size, math.inf, side, side))
+            still = []
+            for index, found in zip(waiting, self._see(pyramid, squares, min_score)):
+                # The same face: a box overlapping the doubtful one by `SAME_FACE_IOU` or more
+                # (a proposal from a look that saw the face small is a few pixels off), not
+                # its mirror image beyond the picture's edge.
+                overlaps = (_overlaps(found[1], np.asarray(boxes[index]))
+                            * _centre_inside(found[1], width, height) if found is not None
+                            else np.zeros(1))
+                best = int(np.argmax(np.where(overlaps >= SAME_FACE_IOU, found[0], -1.0)
+                                     if found is not None else overlaps))
+                if overlaps[best] < SAME_FACE_IOU:
+                    confirmed[index] = None
+                    continue
+                if size == INPUT_SIZE and confirmed[index] is None:
+                    confirmed[index] = (float(found[0][best]), found[1][best], found[2][best])
+                still.append(index)
+            waiting = still  # only faces confirmed so far are looked at again
         return confirmed
 
-    def _look(self, pyramid, x, y, side, min_score):
-        """One model call on the square `(x, y, side)` of the picture: `(scores, boxes,
-        points)` of what scores `min_score` or more, in picture pixels; None if nothing."""
-        runner, input_index, scores_index, regressors_index = self._model()
-        square = pyramid.square(x, y, side, INPUT_SIZE)
-        runner.set_tensor(input_index, (square.astype(np.float32) / 127.5 - 1.0)[None])
-        runner.invoke()
-        raw_scores = runner.get_tensor(scores_index)[0, :, 0]
+    def _see(self, pyramid, some_looks, min_score, slot=None):
+        """The model's answer to each look: `(scores, boxes, points)` of what scores
+        `min_score` or more, in picture pixels, or None if nothing. Looks of one input shape
+        go through the model together, in batches of up to `MAX_BATCH`, on the interpreter of
+        `slot` (see `_runner`)."""
+        answers = [None] * len(some_looks)
+        by_shape = collections.defaultdict(list)
+        for index, look in enumerate(some_looks):
+            by_shape[look_shape(look)].append(index)
+        for (rows, columns), indices in by_shape.items():
+            while indices:
+                batch = min(MAX_BATCH, len(indices))
+                chosen, indices = indices[:batch], indices[batch:]
+                runner, input_index, scores_index, regressors_index = self._runner(
+                    (batch, rows, columns, 3), slot)
+                inputs = np.empty((batch, rows, columns, 3), np.float32)
+                for row, index in enumerate(chosen):
+                    np.multiply(pyramid.sample(some_looks[index]), 1 / 127.5, out=inputs[row])
+                inputs -= 1.0
+                runner.set_tensor(input_index, inputs)
+                runner.invoke()
+                raw_scores = _by_look(runner.get_tensor(scores_index), batch, rows, columns)
+                regressors = _by_look(runner.get_tensor(regressors_index), batch, rows, columns)
+                for row, index in enumerate(chosen):
+                    answers[index] = self._decode(raw_scores[row, :, 0], regressors[row],
+                                                  some_looks[index], min_score)
+                self.looks_made += batch * rows * columns / INPUT_SIZE ** 2
+        return answers
+
+    def _decode(self, raw_scores, regressors, look, min_score):
+        """One look's outputs as `(scores, boxes, points)` in picture pixels (see `_see`)."""
         keep = raw_scores >= _logit(min_score)
         if not keep.any():
             return None
-        regressors = runner.get_tensor(regressors_index)[0][keep] / INPUT_SIZE
-        anchors = self._anchors[keep]
+        rows, columns = look_shape(look)
+        if (rows, columns) not in self._anchors:
+            self._anchors[rows, columns] = anchor_centres(rows, columns)
+        regressors = regressors[keep]
+        anchors = self._anchors[rows, columns][keep]
         scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores[keep], -80, 80)))
         if min_score < WIDE_PROPOSAL_SCORE:  # a first look: wide proposals need more
-            wide = regressors[:, 2] * INPUT_SIZE >= SMALL_PROPOSAL_PIXELS
+            wide = regressors[:, 2] >= SMALL_PROPOSAL_PIXELS
             sure_enough = ~wide | (scores >= WIDE_PROPOSAL_SCORE)
             if not sure_enough.any():
                 return None
             regressors, anchors, scores = (regressors[sure_enough], anchors[sure_enough],
                                            scores[sure_enough])
+        # Regressors are in the model's input pixels, about each anchor's centre.
+        to_picture = look.side / INPUT_SIZE
         centre = regressors[:, :2] + anchors
         half = regressors[:, 2:4] / 2
-        boxes = np.concatenate([centre - half, centre + half], axis=1) * side + [x, y, x, y]
-        points = (regressors[:, 4:16].reshape(-1, 6, 2) + anchors[:, None]) * side + [x, y]
-        return scores, boxes, points
+        boxes = np.concatenate([centre - half, centre + half], axis=1) * to_picture
+        boxes += [look.x, look.y, look.x, look.y]
+        points = (regressors[:, 4:16].reshape(-1, 6, 2) + anchors[:, None]) * to_picture
+        return scores, boxes, points + [look.x, look.y]
+
+
+def _by_look(output, batch, rows, columns):
+    """A model output `(1, n, k)` for a batch as `(batch, n / batch, k)`, each look's anchors
+    in `anchor_centres` order: the model reshapes each anchor layer's output with the batch
+    folded into the anchors, then joins the layers, so the batch varies fastest but one.
+
+    Example:
+    >>> layer_8 = np.arange(2 * 512).reshape(2, 512)  # two looks' 512 anchors of stride 8
+    >>> layer_16 = np.arange(2 * 384).reshape(2, 384) + 5000
+    >>> output = np.concatenate([layer_8.ravel(), layer_16.ravel()])[None, :, None]
+    >>> looks = _by_look(output, 2, 128, 128)
+    >>> looks.shape, int(looks[1, 511, 0]), int(looks[1, 512, 0])
+    ((2, 896, 1), 1023, 5384)
+    """
+    flat = output.reshape(-1, output.shape[-1])
+    parts, start = [], 0
+    for stride, per_cell in ANCHOR_LAYOUT:
+        count = batch * (rows // stride) * (columns // stride) * per_cell
+        parts.append(flat[start:start + count].reshape(batch, -1, flat.shape[-1]))
+        start += count
+    return np.concatenate(parts, axis=1)
 
 
 def _logit(probability):
     return math.log(probability / (1.0 - probability))
-
-
-def _cut_at_inner_edge(boxes, look, width, height):
-    """Rows of `boxes` (picture pixels) that cross an edge of `look` lying inside the picture's
-    extended area: the neighbouring window, or a coarser level, sees them whole."""
-    cut = np.zeros(len(boxes), bool)
-    if math.isinf(look.largest):
-        return cut
-    slack = 0.02 * look.side
-    reach = edge_margin(look)
-    left, top = look.x, look.y
-    right, bottom = look.x + look.side, look.y + look.side
-    if left > -reach + 1e-3:
-        cut |= boxes[:, 0] < left + slack
-    if top > -reach + 1e-3:
-        cut |= boxes[:, 1] < top + slack
-    if right < width + reach - 1e-3:
-        cut |= boxes[:, 2] > right - slack
-    if bottom < height + reach - 1e-3:
-        cut |= boxes[:, 3] > bottom - slack
-    return cut
 
 
 def _centre_inside(boxes, width, height):
@@ -413,7 +539,7 @@ def _centre_inside(boxes, width, height):
 def drop_face_parts(detections, share=PART_SHARE):
     """Drops detections that lie `share` or more inside a stronger, larger one.
 
-    A small window sees an eye with its glasses, an ear or a curl beside a face as a face of its
+    A fine level sees an eye with its glasses, an ear or a curl beside a face as a face of its
     own; the whole face, found at a coarser level, is larger and scores higher.
     """
     kept = []

@@ -195,35 +195,109 @@ def test_litert_and_tensorflows_interpreter_find_the_same_faces(portraits):
 
 
 def test_two_workers_make_their_interpreters_at_once_without_hanging():
-    # Each worker makes its interpreter inside the filter of TensorFlow's start-up noise
-    # (which points file descriptor 2 at a pipe); two at once hung for good before the filter
-    # took one thread at a time. The filter is on when the user set no TF_CPP_MIN_LOG_LEVEL.
+    # Each thread that detects makes its interpreters inside the filter of TensorFlow's
+    # start-up noise (which points file descriptor 2 at a pipe); two at once hung for good
+    # before the filter took one thread at a time. The filter is on when the user set no
+    # TF_CPP_MIN_LOG_LEVEL. Two threads share one detector here, as a server's do.
     done = run_python("""
+        import concurrent.futures
         import numpy as np
         from adcorre.data import sample_faces
         from adcorre.inference import blazeface
         picture = sample_faces.group_picture((640, 480), 4, seed=1)[0]
         for _ in range(3):
-            found = blazeface.BlazeFace(workers=2).detect(picture)
-        print(len(found))
+            detector = blazeface.BlazeFace(workers=2)
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                found = list(pool.map(lambda _: detector.detect(picture), range(2)))
+            assert len(found[0]) == len(found[1])
+        print(len(found[0]))
     """, env={"TF_CPP_MIN_LOG_LEVEL": ""}, timeout=240)
     assert done.returncode == 0 and int(done.stdout.split()[-1]) >= 3, done.stderr[-2000:]
+
+
+def test_a_whole_level_in_one_look_and_looks_in_one_batch_see_what_128_px_looks_see(portraits):
+    # The model is convolutional: one look of any shape (a whole level of the pyramid at once)
+    # boxes a face where a 128 px look at the same scale does; looks that go through the model
+    # together come back each with its own answer, as when each goes alone.
+    picture = portraits[0].image
+    detector = blazeface.BlazeFace()
+    pyramid = blazeface.PicturePyramid(picture)
+    box = detector.detect(picture)[0][1]
+    side = (box[2] - box[0]) / 0.4  # the face fills 40 % of the model's 128 px
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    square = blazeface.Look(cx - side / 2, cy - side / 2, side, math.inf, side, side)
+    # Three times as wide and twice as high, the face off its centre: 384 x 256 px.
+    wide = blazeface.Look(cx - side, cy - side * 0.75, side, math.inf, 3 * side, 2 * side)
+    assert blazeface.look_shape(wide) == (256, 384)
+    seen = []
+    for look in (square, wide):
+        (scores, boxes, points), = detector._see(pyramid, [look], 0.6)
+        # The face itself, not its mirror image beyond the picture's edge.
+        on_face = blazeface._overlaps(boxes, box) > 0.5
+        assert on_face.any()
+        best = np.argmax(np.where(on_face, scores, -1))
+        seen.append((scores[best], boxes[best], points[best]))
+    (score_alone, box_alone, points_alone), (score_wide, box_wide, points_wide) = seen
+    assert min(score_alone, score_wide) > 0.75 and abs(score_alone - score_wide) < 0.05
+    assert np.abs(box_alone - box_wide).max() < 0.01 * side  # measured: 0.6 px of 490
+    assert np.abs(points_alone - points_wide).max() < 0.01 * side  # 1.7 px
+    # A batch of three (2 + 1 through the model), the face in two, background in one.
+    shifted = square._replace(x=square.x + side / 8)
+    empty = blazeface.Look(0, 0, 60, math.inf, 60, 60)
+    together = detector._see(pyramid, [square, shifted, empty], 0.3)
+    for look, answer in zip([square, shifted, empty], together):
+        (one,) = detector._see(pyramid, [look], 0.3)
+        assert (one is None) == (answer is None)
+        if one is not None:
+            for a, b in zip(one, answer):
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+    assert together[0] is not None and together[1] is not None
+
+
+def test_a_look_is_sampled_as_opencvs_own_mirroring_warp_samples_it():
+    # Looks mirror the picture beyond its edges by copying the border first (warpAffine's own
+    # mirroring is 5x slower per pixel); the pixels are those of the warp that mirrors itself,
+    # for looks of every size and place, pictures smaller than the look and 1 px wide included.
+    rng = np.random.default_rng(0)
+    for _ in range(80):
+        height, width = (int(n) for n in rng.integers(1, 300, 2))
+        picture = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        pyramid = blazeface.PicturePyramid(picture)
+        side = float(rng.uniform(10, 3 * max(height, width)))
+        size = int(rng.choice([64, 128, 256]))
+        look = blazeface.Look(float(rng.uniform(-side, width)), float(rng.uniform(-side, height)),
+                              side * 128 / size, math.inf, side * rng.uniform(1, 3), side)
+        scale, (rows, columns) = 128 / look.side, blazeface.look_shape(look)
+        level = 0
+        while scale * 2 ** (level + 1) <= 1 and level + 1 < len(pyramid.levels):
+            level += 1
+        local = scale * 2 ** level
+        matrix = np.array([[1 / local, 0, look.x / 2 ** level - 0.5 + 0.5 / local],
+                           [0, 1 / local, look.y / 2 ** level - 0.5 + 0.5 / local]])
+        expected = cv2.warpAffine(pyramid.levels[level], matrix, (columns, rows),
+                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                  borderMode=cv2.BORDER_REFLECT_101)
+        np.testing.assert_array_equal(pyramid.sample(look), expected)
 
 
 def test_every_face_size_lies_whole_in_a_look_that_answers_for_it():
     # Independent of the model: for every face width from 40 px to the whole picture and every
     # position, half out of the picture at any edge included, some look holds the whole face,
-    # sees it at >= 12.5 % of its side and answers for faces that wide.
+    # sees it at >= 12.5 % of the model's 128 px (`side`: the picture pixels that fill them) and
+    # answers for faces that wide; its input is whole cells of the model's anchors.
     for width, height in ((640, 480), (1280, 720), (300, 1280), (100, 90)):
         looks = blazeface.looks(width, height)
         assert looks[0].side == max(width, height) + min(width, height)
+        assert looks[0].width == looks[0].height == looks[0].side
         assert math.isinf(looks[0].largest)
+        assert all(size % blazeface.INPUT_STEP == 0 for look in looks
+                   for size in blazeface.look_shape(look))
         for face in np.geomspace(40, min(width, height), 12):
             for x in np.linspace(-face / 2, width - face / 2, 9):
                 for y in np.linspace(-face / 2, height - face / 2, 9):
                     assert any(
-                        look.x <= x and x + face <= look.x + look.side
-                        and look.y <= y and y + face <= look.y + look.side
+                        look.x <= x and x + face <= look.x + look.width
+                        and look.y <= y and y + face <= look.y + look.height
                         and face >= blazeface.SMALLEST_FRACTION * look.side - 1e-6
                         and face <= look.largest
                         for look in looks), (width, height, face, x, y)
