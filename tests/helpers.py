@@ -75,6 +75,8 @@ from adcorre import atomic_files
 from adcorre.cli.main import main
 
 flush = atomic_files._fsync_tree
+# Obeyed as from a terminal, even where this test run was started under nohup (SIGHUP ignored).
+signal.signal(getattr(signal, os.environ["SIGNAL"]), signal.SIG_DFL)
 
 def stop_here(path):
     with open(os.environ["MARK"], "a") as mark:
