@@ -6,6 +6,7 @@ faces `train`, `test`, `config`...). Child processes: `helpers.run_python`.
 """
 
 import os
+import signal
 import tempfile
 
 import pytest
@@ -18,6 +19,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("ADCORRE_HOME", os.path.join(tempfile.gettempdir(),
                                                    f"adcorre-tests-home-{os.getpid()}"))
 os.environ.setdefault("ADCORRE_WEIGHTS_MIRROR", "http://127.0.0.1:9/")
+# A test run started in the background by a script (`... &`) inherits SIGINT ignored, and so
+# would every child it starts: the tests that stop a child as Ctrl+C does need it obeyed, as
+# from a terminal (a handler, unlike SIG_IGN, is not inherited: a child starts at the default).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
