@@ -25,8 +25,10 @@ class Recorder:
         self.calls = []
         self.release = threading.Event()
         self.release.set()
+        self.entered = threading.Event()  # a call has begun
 
     def __call__(self, items):
+        self.entered.set()
         self.release.wait(30)
         self.calls.append(list(items))
         return [2 * item for item in items]
@@ -59,11 +61,13 @@ def test_a_lone_item_waits_for_those_said_to_be_coming():
 
 def test_items_that_arrive_together_share_a_call_and_get_their_own_results():
     recorder = Recorder()
-    recorder.release.clear()  # the first call waits until all six are submitted
+    recorder.release.clear()  # the first call waits until the other five are submitted
     batcher = Batcher(recorder, max_batch=16, max_wait_ms=2000)
     try:
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
-            futures = [pool.submit(batcher.submit, item) for item in range(6)]
+            futures = [pool.submit(batcher.submit, 0)]
+            assert recorder.entered.wait(30)  # the first item is in its call, alone
+            futures += [pool.submit(batcher.submit, item) for item in range(1, 6)]
             time.sleep(0.5)
             recorder.release.set()
             assert [future.result() for future in futures] == [0, 2, 4, 6, 8, 10]
