@@ -14,12 +14,10 @@ import contextlib
 import csv
 import glob
 import hashlib
-import http.server
 import io
 import json
 import os
 import statistics
-import threading
 
 import numpy as np
 import pytest
@@ -193,37 +191,17 @@ def test_tensorboard_holds_each_runs_hyperparameters_and_final_metrics(reproduce
                for event in root for value in event.summary.value)
 
 
-class _Mirror(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802  (http.server's name)
-        self.server.requests.append(self.path)
-        body = self.server.files.get(self.path.lstrip("/"))
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def mirror(tmp_path, monkeypatch):
     """A loopback server holding an official-format RafDB_8696.h5; the cache in tmp_path."""
     from forge_official import forge_official
+    from weight_server import serving
 
     forged = forge_official(tmp_path / "RafDB_8696.h5", num_embeddings=2, input_size=71, seed=5)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Mirror)
-    server.files = {"RafDB_8696.h5": open(forged["path"], "rb").read()}
-    server.requests = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("ADCORRE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("ADCORRE_WEIGHTS_MIRROR", f"http://127.0.0.1:{server.server_port}/")
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving({"RafDB_8696.h5": open(forged["path"], "rb").read()}) as server:
+        monkeypatch.setenv("ADCORRE_HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("ADCORRE_WEIGHTS_MIRROR", server.url)
+        yield server
 
 
 def test_two_seeds_resume_after_a_stop_rerun_in_no_time_and_score_the_release(
